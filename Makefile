@@ -1,0 +1,31 @@
+# Two set-up commands, each of which installs everything into .venv first:
+#   make demo   - train a small DINOSAUR on synthetic video, print J&F on it and on the DAVIS sample
+#   make test   - lint, type-check and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m dinosavi mode=demo
+
+lint: install
+	$(VENV)/bin/ruff check dinosavi tests benchmarks
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: install
+	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+"""Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; dispatches on ``mode``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dinosavi.config import MODES, register_configs
+from dinosavi.utils import seed_everything
+
+log = logging.getLogger("dinosavi")
+
+register_configs()
+
+
+@hydra.main(config_path="conf", config_name="main", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Run the mode named by ``cfg.mode`` in the run directory Hydra made."""
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    seed_everything(cfg.seed)
+    log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, cfg.preset, cfg.seed, run_dir)
+    if cfg.mode == "train":
+        from dinosavi.modes import run_train
+
+        run_train(cfg, run_dir, overrides)
+    elif cfg.mode == "eval":
+        from dinosavi.modes import run_eval
+
+        run_eval(cfg, run_dir, overrides)
+    elif cfg.mode == "demo":
+        from dinosavi.modes import run_demo
+
+        run_demo(cfg, run_dir, overrides)
+    else:
+        raise ValueError(f"Unknown mode `{cfg.mode}`; expected one of {sorted(MODES)}")
+
+
+def cli() -> None:
+    """``mode=help`` (or no arguments) prints help without making a run directory; else Hydra runs."""
+    args = sys.argv[1:]
+    if not args or "mode=help" in args:
+        from dinosavi.modes import print_help
+
+        print_help([a for a in args if a != "mode=help"])
+        return
+    main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,212 @@
+"""Checkpoints as safetensors: weights, optimizer state and RNG states, with the resolved config inside.
+
+One file holds everything needed to rebuild the model (the config is stored in the safetensors
+metadata as JSON) and to continue training. Files are written to a temporary name and renamed, so a
+crash never leaves a half-written checkpoint under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+__all__ = ["FORMAT", "Checkpoint", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+
+FORMAT = "dinosavi-checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        config: the resolved config of the run, as a plain dict.
+        step: optimisation steps taken.
+        model: the model's state dict.
+        optimizer: the optimizer's state dict, or None for weights-only files.
+        scheduler: the LR scheduler's state dict, or None.
+        rng: RNG states (``torch``, ``numpy``, ``python``; ``cuda`` when saved on a GPU), or None.
+        extra: any other JSON state saved by the trainer (e.g. the data position).
+    """
+
+    config: dict[str, Any]
+    step: int
+    model: dict[str, Tensor]
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def capture_rng() -> dict[str, Any]:
+    """The state of every RNG training draws from."""
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Restore what :func:`capture_rng` captured."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _split_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state -> (tensors keyed ``optimizer.<param>.<name>``, JSON-able remainder)."""
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_id, entries in state_dict["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, param_id, name = key.split(".", 2)
+        state.setdefault(int(param_id), {})[name] = value
+    for param_id, entries in meta["scalars"].items():
+        state.setdefault(int(param_id), {}).update(entries)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_to_file(rng: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": rng["torch"]}
+    for i, s in enumerate(rng.get("cuda", [])):
+        tensors[f"rng.cuda.{i}"] = s
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    meta = {
+        "numpy": [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
+        "python": [rng["python"][0], list(rng["python"][1]), rng["python"][2]],
+    }
+    return tensors, meta
+
+
+def _rng_from_file(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = meta["numpy"]
+    v, internal, gauss = meta["python"]
+    state: dict[str, Any] = {
+        "torch": tensors["rng.torch"],
+        "numpy": (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached),
+        "python": (v, tuple(internal), gauss),
+    }
+    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    if cuda:
+        state["cuda"] = [tensors[k] for k in cuda]
+    return state
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    config: dict[str, Any],
+    step: int,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    rng: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+
+    Args:
+        path: destination ``.safetensors`` file.
+        model: the model whose ``state_dict`` is saved.
+        config: the resolved run config (JSON-serialisable).
+        step: optimisation steps taken.
+        optimizer: saved when given, for resuming.
+        scheduler: LR scheduler saved when given.
+        rng: RNG states from :func:`capture_rng`.
+        extra: other JSON-serialisable trainer state.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config, "extra": extra or {}}
+    if optimizer is not None:
+        opt_tensors, meta["optimizer"] = _split_optimizer(optimizer.state_dict())
+        tensors.update({k: v.contiguous().cpu() for k, v in opt_tensors.items()})
+    if scheduler is not None:
+        meta["scheduler"] = {k: v for k, v in scheduler.state_dict().items() if _is_json(v)}
+    if rng is not None:
+        rng_tensors, meta["rng"] = _rng_to_file(rng)
+        tensors.update(rng_tensors)
+    metadata = {"format": FORMAT, "dinosavi": json.dumps(meta)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a dinosavi checkpoint or is damaged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} is not a readable safetensors checkpoint: {e}") from e
+    if metadata.get("format") != FORMAT or "dinosavi" not in metadata:
+        raise ValueError(f"{path} is not a dinosavi checkpoint (expected metadata format {FORMAT!r})")
+    meta = json.loads(metadata["dinosavi"])
+    groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
+    for key, value in tensors.items():
+        prefix, rest = key.split(".", 1)
+        groups[prefix][rest if prefix == "model" else key] = value
+    return Checkpoint(
+        config=meta["config"],
+        step=int(meta["step"]),
+        model=groups["model"],
+        optimizer=_join_optimizer(groups["optimizer"], meta["optimizer"]) if "optimizer" in meta else None,
+        scheduler=meta.get("scheduler"),
+        rng=_rng_from_file(groups["rng"], meta["rng"]) if "rng" in meta else None,
+        extra=meta.get("extra", {}),
+    )
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

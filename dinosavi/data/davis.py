@@ -1,0 +1,318 @@
+"""DAVIS-layout reader: JPEG frames, palette-PNG annotations and split files.
+
+Layout::
+
+    root/JPEGImages/<quality>/<seq>/00000.jpg ...
+    root/Annotations/<quality>/<seq>/00000.png ...   palette PNGs: 0 background, 1..K objects, 255 void
+    root/ImageSets/<year>/<split>.txt                one sequence name per line
+
+The image readers here (:func:`read_rgb`, :func:`read_frames`) are shared by the clip datasets in
+:mod:`dinosavi.data.videos`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence as SequenceABC
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = [
+    "DavisDataset",
+    "Sequence",
+    "davis_palette",
+    "read_frames",
+    "read_palette_png",
+    "read_rgb",
+    "write_palette_png",
+]
+
+AnnotationMode = Literal["all", "first", "none"]
+_DECODE_THREADS = min(8, os.cpu_count() or 1)
+
+
+@dataclass
+class Sequence:
+    """One DAVIS sequence in memory.
+
+    Attributes:
+        name: Sequence name, e.g. ``"blackswan"``.
+        frames: (T, 3, H, W) uint8 RGB.
+        labels: (T, H, W) int64 object ids (0 background, 255 void) for ``annotations="all"``;
+            (1, H, W) holding only frame 0 for ``annotations="first"``; ``None`` for ``"none"``.
+        palette: (256, 3) uint8, the palette of the first annotation (the DAVIS colour map when
+            there is no annotation or its palette is short).
+        frame_names: File stems of the T frames, e.g. ``"00000"``.
+    """
+
+    name: str
+    frames: Tensor
+    labels: Tensor | None
+    palette: np.ndarray
+    frame_names: list[str]
+
+
+@cache
+def _davis_palette() -> np.ndarray:
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for index in range(256):
+        c, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= ((c >> 0) & 1) << shift
+            g |= ((c >> 1) & 1) << shift
+            b |= ((c >> 2) & 1) << shift
+            c >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def davis_palette() -> np.ndarray:
+    """The standard PASCAL VOC / DAVIS colour map.
+
+    Returns:
+        (256, 3) uint8; id 0 is black, id 1 is (128, 0, 0), id 2 is (0, 128, 0).
+    """
+    return _davis_palette().copy()
+
+
+def _full_palette(flat: list[int] | None) -> np.ndarray:
+    """Pad a PIL palette (flat RGB list, maybe short) to (256, 3) with the DAVIS colour map."""
+    palette = davis_palette()
+    if flat:
+        colours = np.asarray(flat[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
+        palette[: len(colours)] = colours
+    return palette
+
+
+def _open_image(path: Path) -> Image.Image:
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"Cannot read image {path}: corrupt or not an image ({error})") from error
+    return image
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode one image file as RGB.
+
+    Args:
+        path: JPEG/PNG file.
+
+    Returns:
+        (H, W, 3) uint8.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is corrupt or not an image.
+    """
+    image = _open_image(Path(path))
+    return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
+
+
+def read_frames(paths: SequenceABC[str | Path], num_threads: int = _DECODE_THREADS) -> Tensor:
+    """Decode same-sized frames in a thread pool (PIL releases the GIL while decoding).
+
+    Args:
+        paths: T image files.
+        num_threads: Decoder threads; 1 decodes in the calling thread.
+
+    Returns:
+        (T, 3, H, W) uint8 RGB.
+
+    Raises:
+        ValueError: No paths, a corrupt image, or frames of different sizes (names the file).
+    """
+    if len(paths) == 0:
+        raise ValueError("read_frames got no image paths; expected at least one frame")
+    if num_threads > 1 and len(paths) > 1:
+        with ThreadPoolExecutor(min(num_threads, len(paths))) as pool:
+            arrays = list(pool.map(read_rgb, paths))
+    else:
+        arrays = [read_rgb(p) for p in paths]
+    expected = arrays[0].shape
+    for path, array in zip(paths, arrays):
+        if array.shape != expected:
+            raise ValueError(
+                f"Frame {path} has size {array.shape[1]}x{array.shape[0]} (WxH); expected "
+                f"{expected[1]}x{expected[0]} like {paths[0]}"
+            )
+    stacked = torch.from_numpy(np.stack(arrays))  # (T, H, W, 3)
+    return stacked.permute(0, 3, 1, 2).contiguous()
+
+
+def read_palette_png(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a palette (mode "P") PNG whose pixel values are object ids.
+
+    Args:
+        path: The PNG file.
+
+    Returns:
+        labels (H, W) uint8 and palette (256, 3) uint8 (padded with the DAVIS colour map).
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: The file is corrupt or not a palette PNG.
+    """
+    path = Path(path)
+    image = _open_image(path)
+    if image.mode != "P":
+        raise ValueError(
+            f"Annotation {path} has PIL mode {image.mode!r}; expected a palette (mode P) PNG "
+            "whose values are object ids"
+        )
+    return np.asarray(image, dtype=np.uint8), _full_palette(image.getpalette())
+
+
+def write_palette_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write object ids as a palette PNG, atomically (temp file in the same folder, then rename).
+
+    Args:
+        path: Destination PNG; its folder must exist.
+        labels: (H, W) integer object ids in [0, 255].
+        palette: (256, 3) uint8 colours; the DAVIS colour map when None.
+
+    Raises:
+        ValueError: Labels are not 2-D or hold values outside [0, 255]; the palette is not (N<=256, 3).
+    """
+    path = Path(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"write_palette_png({path}): expected (H, W) labels, got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(
+            f"write_palette_png({path}): labels must lie in [0, 255], got [{labels.min()}, {labels.max()}]"
+        )
+    colours = davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
+    if colours.ndim != 2 or colours.shape[1] != 3 or colours.shape[0] > 256:
+        raise ValueError(f"write_palette_png({path}): expected a (256, 3) palette, got {colours.shape}")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(colours.reshape(-1).tolist())
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class DavisDataset:
+    """Whole DAVIS sequences, indexable like a torch ``Dataset``.
+
+    Args:
+        root: Folder holding ``JPEGImages``, ``Annotations`` and ``ImageSets``.
+        split: Split file name under ``ImageSets/<year>`` without ``.txt``, e.g. ``"val"``.
+        year: ``"2016"`` or ``"2017"`` (any folder name under ``ImageSets``).
+        quality: Resolution folder, e.g. ``"480p"``.
+        annotations: ``"all"`` reads a mask for every frame (each must exist), ``"first"`` only the
+            first frame's (``labels`` is then (1, H, W)), ``"none"`` reads no masks.
+
+    Raises:
+        FileNotFoundError: The split file is missing.
+        ValueError: Unknown ``annotations`` mode or an empty split file.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "val",
+        year: str = "2017",
+        quality: str = "480p",
+        annotations: AnnotationMode = "all",
+    ) -> None:
+        if annotations not in ("all", "first", "none"):
+            raise ValueError(f"annotations must be 'all', 'first' or 'none', got {annotations!r}")
+        self.root = Path(root)
+        self.split, self.year, self.quality, self.annotations = split, year, quality, annotations
+        split_file = self.root / "ImageSets" / year / f"{split}.txt"
+        if not split_file.is_file():
+            raise FileNotFoundError(
+                f"Split file not found: {split_file}; expected one sequence name per line "
+                f"under {self.root / 'ImageSets' / year}"
+            )
+        self.sequence_names: list[str] = [
+            line.strip() for line in split_file.read_text().splitlines() if line.strip()
+        ]
+        if not self.sequence_names:
+            raise ValueError(f"Split file {split_file} lists no sequences")
+
+    def __len__(self) -> int:
+        return len(self.sequence_names)
+
+    def __getitem__(self, index: int) -> Sequence:
+        return self.load(self.sequence_names[index])
+
+    def _sequence_dir(self, kind: str, name: str) -> Path:
+        folder = self.root / kind / self.quality / name
+        if not folder.is_dir():
+            raise FileNotFoundError(f"Sequence folder not found: {folder} (sequence {name!r})")
+        return folder
+
+    def frame_paths(self, name: str) -> list[Path]:
+        """Sorted JPEG frames of sequence ``name``.
+
+        Raises:
+            FileNotFoundError: The sequence folder is missing or holds no ``.jpg`` files.
+        """
+        folder = self._sequence_dir("JPEGImages", name)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+        if not paths:
+            raise FileNotFoundError(f"No .jpg frames in {folder}")
+        return paths
+
+    def annotation_paths(self, name: str) -> list[Path]:
+        """Sorted annotation PNGs of sequence ``name`` (may be fewer than the frames).
+
+        Raises:
+            FileNotFoundError: The annotation folder is missing or holds no ``.png`` files.
+        """
+        folder = self._sequence_dir("Annotations", name)
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
+        if not paths:
+            raise FileNotFoundError(f"No .png annotations in {folder}")
+        return paths
+
+    def load(self, name: str) -> Sequence:
+        """Read frames (and masks, per ``annotations``) of sequence ``name``.
+
+        Raises:
+            FileNotFoundError: A sequence folder, or a frame's annotation with ``"all"``, is missing.
+            ValueError: A corrupt image, a non-palette annotation, or frames whose size differs
+                from the annotations'.
+        """
+        frame_files = self.frame_paths(name)
+        frame_names = [p.stem for p in frame_files]
+        frames = read_frames(frame_files)  # (T, 3, H, W)
+        if self.annotations == "none":
+            return Sequence(name, frames, None, davis_palette(), frame_names)
+
+        folder = self._sequence_dir("Annotations", name)
+        wanted = frame_names if self.annotations == "all" else frame_names[:1]
+        label_files = [folder / f"{stem}.png" for stem in wanted]
+        for stem, path in zip(wanted, label_files):
+            if not path.is_file():
+                raise FileNotFoundError(f"Annotation missing for frame {stem!r} of {name!r}: expected {path}")
+        with ThreadPoolExecutor(min(_DECODE_THREADS, len(label_files))) as pool:
+            read = list(pool.map(read_palette_png, label_files))
+        height, width = frames.shape[-2:]
+        for path, (labels, _) in zip(label_files, read):
+            if labels.shape != (height, width):
+                raise ValueError(
+                    f"Annotation {path} is {labels.shape[1]}x{labels.shape[0]} (WxH) but the frames "
+                    f"of {name!r} are {width}x{height}; expected equal sizes"
+                )
+        stacked = torch.from_numpy(np.stack([labels for labels, _ in read])).long()  # (T, H, W)
+        return Sequence(name, frames, stacked, read[0][1], frame_names)

@@ -1,0 +1,317 @@
+"""Clip datasets for training: fixed-length clips from DAVIS-layout folders or video files.
+
+Clip positions are a pure function of ``(seed, epoch, video)``: call ``set_epoch`` before each
+epoch (in the main process, before the DataLoader workers start, i.e. without
+``persistent_workers``) to get new clips; the same ``(seed, epoch)`` gives the same clips.
+Videos shorter than one clip are skipped with a logged warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+from dinosavi.data.davis import DavisDataset, read_frames
+
+__all__ = ["VIDEO_EXTENSIONS", "ClipIndex", "DavisClips", "VideoClips", "clip_starts", "decode_video", "find_videos"]
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi")
+_EPS = 1e-6
+
+
+def clip_starts(
+    num_frames: int, frames_per_clip: int, stride: int, clips_per_video: int, rng: np.random.Generator
+) -> list[int]:
+    """Random clip start frames, spread over the video.
+
+    The valid starts are split into ``clips_per_video`` equal bins and one start is drawn in each,
+    so clips cover the video; with more clips than valid starts, starts repeat.
+
+    Args:
+        num_frames: Frames in the video.
+        frames_per_clip: Frames in one clip.
+        stride: Step between a clip's frames; a clip spans ``(frames_per_clip - 1) * stride + 1``.
+        clips_per_video: Starts to return.
+        rng: Source of randomness.
+
+    Returns:
+        ``clips_per_video`` sorted starts, or ``[]`` when the video is shorter than one clip.
+    """
+    if frames_per_clip < 1 or stride < 1 or clips_per_video < 1:
+        raise ValueError(
+            f"clip_starts: expected frames_per_clip, stride, clips_per_video >= 1, "
+            f"got {frames_per_clip}, {stride}, {clips_per_video}"
+        )
+    valid = num_frames - (frames_per_clip - 1) * stride
+    if valid < 1:
+        return []
+    edges = np.linspace(0, valid, clips_per_video + 1)
+    draws = edges[:-1] + rng.random(clips_per_video) * (edges[1:] - edges[:-1])
+    return sorted(min(int(d), valid - 1) for d in draws)
+
+
+def _iter_frames(path: Path, frame_rate: float | None) -> Iterator[np.ndarray]:
+    """Yield (H, W, 3) uint8 RGB frames, resampled to ``frame_rate`` by presentation time."""
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError) as error:
+        raise ValueError(f"Cannot open video {path}: {error}") from error
+    with container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream; expected a video file")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate or 25)
+        first: float | None = None
+        target = 0
+        try:
+            for index, frame in enumerate(container.decode(stream)):
+                seconds = frame.time if frame.time is not None else index / rate
+                first = seconds if first is None else first
+                image = frame.to_ndarray(format="rgb24")
+                if frame_rate is None:
+                    yield image
+                    continue
+                while target / frame_rate <= seconds - first + _EPS:  # first frame at or after k / rate
+                    yield image
+                    target += 1
+        except av.error.FFmpegError as error:
+            raise ValueError(f"Cannot decode video {path}: {error}") from error
+
+
+def _check_rate(frame_rate: float | None) -> None:
+    if frame_rate is not None and not frame_rate > 0:
+        raise ValueError(f"frame_rate must be positive or None, got {frame_rate}")
+
+
+def decode_video(path: str | Path, frame_rate: float | None = None) -> Tensor:
+    """Decode a whole video with PyAV.
+
+    Args:
+        path: Video file.
+        frame_rate: Resample to this many frames per second: for each time ``k / frame_rate`` the
+            first decoded frame at or after it (frames repeat when upsampling). All frames if None.
+
+    Returns:
+        (T, 3, H, W) uint8 RGB.
+
+    Raises:
+        ValueError: The file cannot be opened or decoded, or holds no frames.
+    """
+    _check_rate(frame_rate)
+    frames = list(_iter_frames(Path(path), frame_rate))
+    if not frames:
+        raise ValueError(f"Video {path} has no decodable frames")
+    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+def _probe_length(path: Path, frame_rate: float | None) -> int:
+    """Frames ``decode_video(path, frame_rate)`` is expected to return, from container metadata."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            return 0
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 0)
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = stream.frames / rate if stream.frames and rate else 0.0
+        if frame_rate is None:
+            return int(stream.frames) if stream.frames else round(duration * rate)
+        last = duration - (1 / rate if rate else 0)  # time of the last frame
+        return math.floor(last * frame_rate + _EPS) + 1 if last >= 0 else 0
+
+
+def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """(T, 3, H, W) uint8 -> (T, 3, *size) uint8, bilinear with antialiasing."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+class ClipIndex(Dataset):
+    """Shared clip bookkeeping: ``len = videos * clips_per_video``, starts per (seed, epoch, video)."""
+
+    def __init__(
+        self, lengths: list[int], frames_per_clip: int, stride: int, clips_per_video: int, seed: int
+    ) -> None:
+        self.lengths, self.frames_per_clip, self.stride = lengths, frames_per_clip, stride
+        self.clips_per_video, self.seed, self.epoch = clips_per_video, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the clips of ``epoch`` (deterministic given the seed)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths) * self.clips_per_video
+
+    def video_frames(self, video: int) -> Tensor:
+        """Every frame of video ``video`` (after resampling): ``(T, 3, H, W)`` uint8 at the clip size."""
+        raise NotImplementedError
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        """(video index, start frame) of clip ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        video, clip = divmod(index, self.clips_per_video)
+        rng = np.random.default_rng([self.seed, self.epoch, video])
+        starts = clip_starts(
+            self.lengths[video], self.frames_per_clip, self.stride, self.clips_per_video, rng
+        )
+        return video, starts[clip]
+
+
+def _keep_long_enough(
+    root: Path, names: list[str], lengths: list[int], span: int
+) -> tuple[list[str], list[int]]:
+    kept = [(n, k) for n, k in zip(names, lengths) if k >= span]
+    for name, length in zip(names, lengths):
+        if length < span:
+            log.warning("Skipping %s: %d frames, shorter than one clip (%d frames)", name, length, span)
+    if not kept:
+        raise ValueError(f"No video in {root} is long enough for a clip of {span} frames")
+    return [n for n, _ in kept], [k for _, k in kept]
+
+
+class DavisClips(ClipIndex):
+    """Clips from a DAVIS-layout folder (real DAVIS or :mod:`dinosavi.data.synthetic`).
+
+    Args:
+        root: Folder with ``JPEGImages`` and ``ImageSets``.
+        split: Split file name, e.g. ``"train"``.
+        frames_per_clip: T, frames per clip.
+        stride: Step between the frames of a clip (start, start + stride, ...).
+        clips_per_video: Clips drawn per sequence per epoch.
+        size: (H, W) output size.
+        seed: Seed of the clip positions.
+        year: Folder under ``ImageSets``.
+        quality: Folder under ``JPEGImages``.
+
+    Raises:
+        FileNotFoundError: Missing split file or sequence folder.
+        ValueError: No sequence is long enough for one clip.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str,
+        frames_per_clip: int,
+        stride: int = 1,
+        clips_per_video: int = 1,
+        size: tuple[int, int] = (224, 224),
+        seed: int = 0,
+        year: str = "2017",
+        quality: str = "480p",
+    ) -> None:
+        davis = DavisDataset(root, split=split, year=year, quality=quality, annotations="none")
+        paths = {name: davis.frame_paths(name) for name in davis.sequence_names}
+        span = (frames_per_clip - 1) * stride + 1
+        names, lengths = _keep_long_enough(davis.root, list(paths), [len(p) for p in paths.values()], span)
+        super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed)
+        self.root, self.size, self.sequence_names = davis.root, size, names
+        self._paths = [paths[name] for name in names]
+
+    def video_frames(self, video: int) -> Tensor:
+        """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
+        return _resize(read_frames(self._paths[video]), self.size)
+
+    def __getitem__(self, index: int) -> Tensor:
+        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
+        video, start = self._locate(index)
+        stop = start + (self.frames_per_clip - 1) * self.stride + 1
+        return _resize(read_frames(self._paths[video][start : stop : self.stride]), self.size)
+
+
+def find_videos(root: Path) -> list[Path]:
+    """Video files under ``root`` (recursive, extensions case-insensitive), sorted."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"Video folder not found: {root}")
+    videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    if not videos:
+        raise FileNotFoundError(
+            f"No video files in {root} (searched recursively for {', '.join(VIDEO_EXTENSIONS)})"
+        )
+    return videos
+
+
+class VideoClips(ClipIndex):
+    """Clips from a folder of video files, e.g. Kinetics-400 with one sub-folder per class.
+
+    Lengths come from container metadata, probed once at construction; a clip is decoded
+    sequentially up to its last frame. If the metadata over-estimates a video's length, the clip is
+    taken from the video's end (and padded by repeating the last frame if still too short).
+
+    Args:
+        root: Folder searched recursively for ``VIDEO_EXTENSIONS`` (case-insensitive).
+        frames_per_clip: T, consecutive frames (after resampling) per clip.
+        frame_rate: Resample videos to this many frames per second; native rate if None.
+        clips_per_video: Clips drawn per video per epoch.
+        size: (H, W) output size.
+        seed: Seed of the clip positions.
+        num_threads: Threads probing the videos' metadata.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing or holds no video file.
+        ValueError: No video is long enough for one clip; ``frame_rate`` is not positive.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        frames_per_clip: int,
+        frame_rate: float | None = None,
+        clips_per_video: int = 1,
+        size: tuple[int, int] = (224, 224),
+        seed: int = 0,
+        num_threads: int = 4,
+    ) -> None:
+        _check_rate(frame_rate)
+        self.root, self.frame_rate, self.size = Path(root), frame_rate, size
+        videos = find_videos(self.root)
+        with ThreadPoolExecutor(max(1, num_threads)) as pool:
+            lengths = list(pool.map(self._safe_probe, videos))
+        names, kept = _keep_long_enough(self.root, [str(v) for v in videos], lengths, frames_per_clip)
+        super().__init__(kept, frames_per_clip, 1, clips_per_video, seed)
+        self.videos = [Path(n) for n in names]
+
+    def _safe_probe(self, path: Path) -> int:
+        try:
+            return _probe_length(path, self.frame_rate)
+        except (av.error.FFmpegError, OSError) as error:
+            log.warning("Skipping unreadable video %s: %s", path, error)
+            return 0
+
+    def video_frames(self, video: int) -> Tensor:
+        """Every frame of video ``video`` at ``frame_rate``: ``(T, 3, H, W)`` uint8 at ``size``."""
+        return _resize(decode_video(self.videos[video], self.frame_rate), self.size)
+
+    def __getitem__(self, index: int) -> Tensor:
+        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
+        video, start = self._locate(index)
+        stop = start + self.frames_per_clip
+        window: deque[np.ndarray] = deque(maxlen=self.frames_per_clip)  # the last T frames decoded
+        for count, frame in enumerate(_iter_frames(self.videos[video], self.frame_rate), start=1):
+            window.append(frame)
+            if count == stop:
+                break
+        if not window:
+            raise ValueError(f"Video {self.videos[video]} has no decodable frames")
+        clip = list(window) + [window[-1]] * (self.frames_per_clip - len(window))
+        tensor = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2).contiguous()
+        return _resize(tensor, self.size)

@@ -1,0 +1,1 @@
+"""Evaluation: slot inference on video (lock-on), and the DAVIS evaluation runner."""

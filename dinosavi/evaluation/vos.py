@@ -1,0 +1,158 @@
+"""Semi-supervised video object segmentation with slots: first-frame lock-on, slots carried through time.
+
+At the first frame each object of the given mask gets ``slots_per_class`` slots that may only attend
+to its patches, and ``num_bg_slots`` slots take the background. Later frames start from the previous
+frame's slots with no mask. A class's score is the max over its slots' masks; scores are upsampled to
+the frame size before the argmax.
+
+Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, W`` pixels,
+``h, w`` feature grid, ``N = h*w``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.models.dinosaur import Dinosaur
+
+__all__ = ["LockOnResult", "lock_on_mask", "patch_labels", "segment_sequence"]
+
+VOID = 255
+
+
+@dataclass
+class LockOnResult:
+    """Segmentation of one sequence.
+
+    Attributes:
+        labels: ``(T, H, W)`` int64 predicted object ids (frame 0 is the given mask).
+        masks: ``(T, S, h, w)`` per-slot masks (decoder alpha or slot attention).
+        slot_classes: ``(S,)`` the object id each slot stands for (0 background).
+    """
+
+    labels: Tensor
+    masks: Tensor
+    slot_classes: Tensor
+
+
+def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Tensor:
+    """Object id of each patch: the majority id by area, void counted as background.
+
+    Every object present in ``labels`` keeps at least the patch it covers most, so small objects
+    still get slots.
+
+    Args:
+        labels: ``(H, W)`` int64 ids (255 void).
+        grid: ``(h, w)``.
+        num_objects: ``K``.
+
+    Returns:
+        ``(h, w)`` int64 ids in ``0..K``.
+    """
+    ids = torch.where(labels == VOID, torch.zeros_like(labels), labels)
+    onehot = F.one_hot(ids.clamp(max=num_objects), num_objects + 1).permute(2, 0, 1).float()  # (K+1, H, W)
+    frac = F.adaptive_avg_pool2d(onehot[None], grid)[0]  # (K+1, h, w): exact area fractions
+    out = frac.argmax(0)
+    for k in range(1, num_objects + 1):
+        if onehot[k].any() and not (out == k).any():
+            out.view(-1)[frac[k].flatten().argmax()] = k
+    return out
+
+
+def lock_on_mask(patches: Tensor, num_objects: int, num_bg_slots: int, slots_per_class: int) -> tuple[Tensor, Tensor]:
+    """The first-frame attention mask and the class of every slot.
+
+    Args:
+        patches: ``(h, w)`` patch ids from :func:`patch_labels`.
+        num_objects: ``K``.
+        num_bg_slots: background slots (first in the slot order).
+        slots_per_class: slots per object.
+
+    Returns:
+        mask ``(S, N)`` bool (True: the slot may attend to the patch) and slot classes ``(S,)`` int64,
+        with ``S = num_bg_slots + K * slots_per_class``.
+    """
+    classes = torch.cat([
+        torch.zeros(num_bg_slots, dtype=torch.long),
+        torch.arange(1, num_objects + 1).repeat_interleave(slots_per_class),
+    ]).to(patches.device)
+    mask = classes[:, None] == patches.flatten()[None, :]
+    return mask, classes
+
+
+@torch.no_grad()
+def segment_sequence(
+    model: Dinosaur,
+    encoder: FrozenEncoder,
+    frames: Tensor,
+    first_labels: Tensor,
+    *,
+    short_side: int,
+    num_bg_slots: int,
+    slots_per_class: int = 1,
+    output: str = "alpha",
+    num_iters: int | None = None,
+    ini_iters: int | None = None,
+    generator: torch.Generator | None = None,
+    encode_batch_size: int = 16,
+) -> LockOnResult:
+    """Segment a video from its first-frame mask.
+
+    Args:
+        model: the trained slot model (in eval mode).
+        encoder: its frozen encoder.
+        frames: ``(T, 3, H, W)`` uint8.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void).
+        short_side: frames are resized to this short side (long side to a multiple of the stride).
+        num_bg_slots: background slots.
+        slots_per_class: slots per object.
+        output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
+        num_iters: iterations for frames after the first; the model's when None.
+        ini_iters: iterations at the first frame; ``num_iters`` when None.
+        generator: source of the initial slots.
+        encode_batch_size: frames per encoder pass.
+    """
+    if output not in ("alpha", "slot"):
+        raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
+    device = next(model.parameters()).device
+    T, _, H, W = frames.shape
+    rule = ResizeRule(short_side=short_side, multiple_of=encoder.patch_size)
+    first_labels = first_labels.to(device)
+    valid = first_labels[first_labels != VOID]
+    num_objects = int(valid.max()) if valid.numel() else 0
+
+    slots = None
+    masks, labels = [], []
+    classes = torch.empty(0, dtype=torch.long)
+    for start in range(0, T, encode_batch_size):
+        features = encoder.encode(frames[start : start + encode_batch_size], rule).features.to(device)
+        h, w = features.shape[-2:]
+        for f in features:
+            if slots is None:
+                mask, classes = lock_on_mask(
+                    patch_labels(first_labels, (h, w), num_objects), num_objects, num_bg_slots, slots_per_class
+                )
+                init = model.init_slots(1, len(classes), generator)
+                slots, attention = model.bind(f[None], init, ini_iters or num_iters, mask[None])
+            else:
+                slots, attention = model.bind(f[None], slots, num_iters)
+            m = model.decoder(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+            masks.append(m.cpu())
+            labels.append(_classify(m, classes, num_objects, (H, W)).cpu())
+    pred = torch.stack(labels)
+    pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
+    return LockOnResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
+
+
+def _classify(masks: Tensor, classes: Tensor, num_objects: int, size: tuple[int, int]) -> Tensor:
+    """Per-pixel class: max over each class's slots, upsampled to ``size``, argmax. ``(S, h, w)`` -> ``(H, W)``."""
+    scores = masks.new_full((num_objects + 1, *masks.shape[-2:]), -1.0)
+    index = classes.to(masks.device)[:, None, None].expand_as(masks)
+    scores = scores.scatter_reduce_(0, index, masks, "amax", include_self=True)
+    up = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
+    return up.argmax(0)

@@ -1,0 +1,1 @@
+"""Frozen-encoder features computed once: in memory for small sets (and the on-disk store)."""

@@ -1,0 +1,56 @@
+"""Training clips of features computed once and held in memory (``features.in_memory=true``).
+
+A frozen encoder gives the same features for a frame every time it is drawn, so small datasets
+(the synthetic set, DAVIS) are encoded once and clips are sliced from the stored features, which
+takes training off the encoder's critical path. Features are kept as fp16.
+
+Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from rich.progress import Progress
+from torch import Tensor
+
+from dinosavi.data.videos import ClipIndex
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+
+__all__ = ["FeatureClips"]
+
+log = logging.getLogger(__name__)
+
+
+class FeatureClips(ClipIndex):
+    """The clips of ``source``, read from features encoded once.
+
+    Args:
+        source: a clip dataset (``DavisClips``/``VideoClips``); its clip positions are reused.
+        encoder: the frozen encoder.
+        rule: the resize rule frames are encoded at.
+        batch_size: frames per encoder pass.
+    """
+
+    def __init__(self, source: ClipIndex, encoder: FrozenEncoder, rule: ResizeRule, batch_size: int) -> None:
+        self.frames: list[Tensor] = []
+        self.features: list[Tensor] = []
+        t0, count = time.perf_counter(), 0
+        with Progress(transient=True) as progress:
+            task = progress.add_task("encoding clips once", total=len(source.lengths))
+            for video in range(len(source.lengths)):
+                frames = source.video_frames(video)
+                self.frames.append(frames)
+                self.features.append(encoder.encode(frames, rule, batch_size).features.half().cpu())
+                count += len(frames)
+                progress.advance(task)
+        log.info("encoded %d frames once in %.1f s", count, time.perf_counter() - t0)
+        super().__init__([len(f) for f in self.frames], source.frames_per_clip, source.stride,
+                         source.clips_per_video, source.seed)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        """Clip ``index``: ``frames`` ``(T, 3, H, W)`` uint8 and ``features`` ``(T, D, h, w)`` float32."""
+        video, start = self._locate(index)
+        picks = slice(start, start + (self.frames_per_clip - 1) * self.stride + 1, self.stride)
+        return {"frames": self.frames[video][picks], "features": self.features[video][picks].float()}

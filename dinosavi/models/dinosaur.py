@@ -1,0 +1,143 @@
+"""DINOSAUR (Seitzer et al., 2023): slots bound to frozen features per frame, decoded back to them.
+
+Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid, ``N = h*w``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from dinosavi.losses import feature_reconstruction_loss
+from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.slot_attention import SlotAttention, SlotInit
+
+__all__ = ["ClipLoss", "Dinosaur", "FrameOutput", "dinosaur_clip_loss"]
+
+
+@dataclass
+class FrameOutput:
+    """One frame through the model.
+
+    Attributes:
+        slots: ``(B, S, slot_dim)`` slots after binding.
+        attention: ``(B, S, h, w)`` slot-attention weights of the last iteration (softmax over slots).
+        alpha: ``(B, S, h, w)`` decoder alpha masks (softmax over slots).
+        reconstruction: ``(B, D, h, w)`` decoded features.
+    """
+
+    slots: Tensor
+    attention: Tensor
+    alpha: Tensor
+    reconstruction: Tensor
+
+
+class Dinosaur(nn.Module):
+    """Per-frame slot model: feature MLP, slot attention, alpha decoder.
+
+    Args:
+        feature_dim: channels ``D`` of the frozen features.
+        slot_dim: size of a slot.
+        hidden_dim: hidden size of the feature MLP and of the slot MLP.
+        num_slots: default slot count, an int or ``[bg, fg]`` with slot groups.
+        num_iters: default slot-attention iterations.
+        decoder: decodes slots to ``feature_dim`` channels.
+        num_groups: slot groups of the initialisation (0: one shared Gaussian).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        slot_dim: int,
+        hidden_dim: int,
+        num_slots: int | Sequence[int],
+        num_iters: int,
+        decoder: AlphaDecoder,
+        num_groups: int = 0,
+    ) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.num_slots = num_slots if isinstance(num_slots, int) else tuple(num_slots)
+        self.num_iters = num_iters
+        self.input_mlp = nn.Sequential(
+            nn.LayerNorm(feature_dim),
+            nn.Linear(feature_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, slot_dim),
+        )
+        self.slot_init = SlotInit(slot_dim, num_groups)
+        self.slot_attention = SlotAttention(slot_dim, slot_dim, hidden_dim)
+        self.decoder = decoder
+
+    def init_slots(
+        self, batch_size: int, num_slots: int | Sequence[int] | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Sample ``(B, S, slot_dim)`` initial slots (``num_slots`` defaults to the model's)."""
+        return self.slot_init(batch_size, self.num_slots if num_slots is None else num_slots, generator)
+
+    def bind(
+        self, features: Tensor, slots: Tensor, num_iters: int | None = None, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Bind slots to one frame's features.
+
+        Args:
+            features: ``(B, D, h, w)``.
+            slots: ``(B, S, slot_dim)`` initial or carried-in slots.
+            num_iters: iterations; the model's default when None.
+            mask: ``(B, S, N)`` boolean attention mask.
+
+        Returns:
+            slots ``(B, S, slot_dim)`` and attention ``(B, S, h, w)``.
+        """
+        h = features.shape[-2]
+        inputs = self.input_mlp(rearrange(features, "b d h w -> b (h w) d"))
+        out = self.slot_attention(inputs, slots, num_iters or self.num_iters, mask)
+        return out.slots, rearrange(out.attention, "b s (h w) -> b s h w", h=h)
+
+    def forward(
+        self,
+        features: Tensor,
+        slots: Tensor | None = None,
+        num_iters: int | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> FrameOutput:
+        """Bind and decode one frame; ``slots`` are sampled when None. Arguments as in :meth:`bind`."""
+        if slots is None:
+            slots = self.init_slots(features.shape[0], generator=generator)
+        slots, attention = self.bind(features, slots, num_iters, mask)
+        decoded = self.decoder(slots, (features.shape[-2], features.shape[-1]))
+        return FrameOutput(slots, attention, decoded.alpha, decoded.reconstruction)
+
+
+@dataclass
+class ClipLoss:
+    """Training objective on a batch of clips.
+
+    Attributes:
+        loss: scalar to minimise.
+        logs: named scalars for TensorBoard (e.g. ``loss/t+0``).
+        alpha: ``(B, T, S, h, w)`` decoder masks, for visualisation.
+    """
+
+    loss: Tensor
+    logs: dict[str, Tensor]
+    alpha: Tensor
+
+
+def dinosaur_clip_loss(model: Dinosaur, features: Tensor) -> ClipLoss:
+    """DINOSAUR on clips: every frame on its own, slots freshly sampled.
+
+    Args:
+        model: the per-frame model.
+        features: ``(B, T, D, h, w)`` frozen features.
+    """
+    B = features.shape[0]
+    frames = rearrange(features, "b t d h w -> (b t) d h w")
+    out = model(frames)
+    loss = feature_reconstruction_loss(out.reconstruction, frames)
+    return ClipLoss(loss, {"loss/t+0": loss.detach()}, rearrange(out.alpha, "(b t) s h w -> b t s h w", b=B))

@@ -1,0 +1,64 @@
+"""2-D positional encodings for spatial-broadcast decoders, usable at any grid size.
+
+``linear``: the two normalised coordinates in [-1, 1]. ``sine``: sinusoids of the coordinates
+(Vaswani et al., 2017) defined on the base grid ``size`` and evaluated continuously, so any ``(h, w)``
+is an exact interpolation. ``learnt``: a parameter of ``size`` resized bilinearly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PE_TYPES", "PositionalEncoding"]
+
+PE_TYPES = ("linear", "sine", "learnt")
+
+
+def _grid(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Pixel-centre coordinates in [-1, 1]: ``(h, w)`` each."""
+    ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 - 1
+    xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w * 2 - 1
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return y, x
+
+
+class PositionalEncoding(nn.Module):
+    """A ``(C, h, w)`` positional encoding for any grid size.
+
+    Args:
+        pe_type: ``linear``, ``sine`` or ``learnt``.
+        dim: channels for ``sine`` (a multiple of 4) and ``learnt``; ``linear`` always has 2.
+        size: base grid ``(h, w)`` of ``sine`` frequencies and of the ``learnt`` parameter.
+    """
+
+    def __init__(self, pe_type: str = "linear", dim: int = 4, size: tuple[int, int] = (28, 28)) -> None:
+        super().__init__()
+        if pe_type not in PE_TYPES:
+            raise ValueError(f"Unknown positional encoding `{pe_type}`; expected one of {PE_TYPES}")
+        if pe_type == "sine" and dim % 4:
+            raise ValueError(f"sine positional encoding needs dim divisible by 4, got {dim}")
+        self.pe_type = pe_type
+        self.size = (int(size[0]), int(size[1]))
+        self.dim = 2 if pe_type == "linear" else dim
+        if pe_type == "learnt":
+            self.weight = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, dim, *self.size), std=0.02))
+
+    def forward(self, h: int, w: int, device: torch.device | None = None) -> Tensor:
+        """The encoding at grid ``(h, w)``: ``(C, h, w)``, on ``device`` (the parameter's for learnt)."""
+        if self.pe_type == "learnt":
+            if (h, w) == self.size:
+                return self.weight[0]
+            return F.interpolate(self.weight, size=(h, w), mode="bilinear", align_corners=False)[0]
+        y, x = _grid(h, w, device or torch.device("cpu"))
+        if self.pe_type == "linear":
+            return torch.stack([y, x])
+        # Frequencies scaled to the base grid: one period spans the base grid at the lowest frequency.
+        n = self.dim // 4
+        freqs = torch.exp(torch.arange(n, device=device, dtype=torch.float32) * (-math.log(10000.0) / max(n, 1)))
+        ay = (y + 1) / 2 * self.size[0] * freqs.view(-1, 1, 1)
+        ax = (x + 1) / 2 * self.size[1] * freqs.view(-1, 1, 1)
+        return torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()])

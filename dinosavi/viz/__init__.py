@@ -1,0 +1,1 @@
+"""Visualisation: overlays of segmentations on frames and mask grids for TensorBoard."""

@@ -1,0 +1,147 @@
+"""Clip sampling: DAVIS-layout clips, video decoding with PyAV, frame-rate resampling and errors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from dinosavi.data.davis import read_frames
+from dinosavi.data.synthetic import SyntheticSpec, generate_synthetic
+from dinosavi.data.videos import DavisClips, VideoClips, _probe_length, clip_starts, decode_video
+
+CODECS = {".mp4": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
+
+
+def write_video(path: Path, num_frames: int = 50, fps: int = 25) -> None:
+    """A 64x48 video whose frame i shows a white 8x8 square at x = i (so order is recoverable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(CODECS[path.suffix.lower()], rate=fps)
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(num_frames):
+            image = np.zeros((48, 64, 3), np.uint8)
+            image[20:28, i : i + 8] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def square_positions(frames: torch.Tensor) -> np.ndarray:
+    """(T, 3, H, W) uint8 -> (T,) left edge of the white square, i.e. the source frame index."""
+    bright = frames.float().mean(dim=1) > 128  # (T, H, W)
+    columns = bright.any(dim=1).float()  # (T, W)
+    return (columns * torch.arange(frames.shape[-1])).sum(-1).numpy() / columns.sum(-1).numpy() - 3.5
+
+
+@pytest.fixture(scope="module")
+def video_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "class_a" / "one.mp4")
+    write_video(root / "class_b" / "two.WEBM")
+    write_video(root / "class_b" / "deeper" / "three.avi")
+    write_video(root / "class_c" / "short.mp4", num_frames=5)
+    (root / "class_c" / "notes.txt").write_text("not a video")
+    return root
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = SyntheticSpec(num_videos=3, num_frames=12, height=64, width=96, val_videos=1, seed=1)
+    return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", spec)
+
+
+def test_clip_starts() -> None:
+    rng = np.random.default_rng(0)
+    assert clip_starts(5, 4, 2, 3, rng) == []
+    starts = clip_starts(103, 4, 1, 4, rng)  # 100 valid starts, one per quarter
+    assert [s // 25 for s in starts] == [0, 1, 2, 3]
+    assert clip_starts(10, 10, 1, 3, rng) == [0, 0, 0]
+    with pytest.raises(ValueError, match="stride"):
+        clip_starts(10, 2, 0, 1, rng)
+
+
+@pytest.mark.parametrize("name", ["class_a/one.mp4", "class_b/two.WEBM", "class_b/deeper/three.avi"])
+def test_decode_video_order_and_resampling(video_root: Path, name: str) -> None:
+    path = video_root / name
+    frames = decode_video(path)
+    assert frames.shape == (50, 3, 48, 64) and frames.dtype == torch.uint8
+    np.testing.assert_allclose(square_positions(frames), np.arange(50), atol=1.0)
+    slow = decode_video(path, frame_rate=5)
+    assert slow.shape[0] == 10
+    np.testing.assert_allclose(square_positions(slow), np.arange(0, 50, 5), atol=1.0)
+    fast = decode_video(path, frame_rate=50)  # upsampling repeats frames
+    np.testing.assert_allclose(square_positions(fast), np.arange(fast.shape[0]) // 2, atol=1.0)
+    for rate in (None, 5.0, 12.5, 50.0):
+        assert _probe_length(path, rate) == decode_video(path, rate).shape[0]
+
+
+def test_video_clips(video_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        clips = VideoClips(video_root, frames_per_clip=4, frame_rate=5, clips_per_video=2, size=(48, 64))
+    assert "short.mp4" in caplog.text
+    assert sorted(p.name for p in clips.videos) == ["one.mp4", "three.avi", "two.WEBM"]
+    assert len(clips) == 6
+    clip = clips[1]
+    assert clip.shape == (4, 3, 48, 64) and clip.dtype == torch.uint8
+    steps = np.diff(square_positions(clip))
+    np.testing.assert_allclose(steps, 5, atol=1.0)
+    resized = VideoClips(video_root, frames_per_clip=3, size=(24, 32))
+    assert resized[0].shape == (3, 3, 24, 32)
+
+
+def test_video_clips_epochs_are_deterministic(video_root: Path) -> None:
+    clips = VideoClips(video_root, frames_per_clip=2, clips_per_video=3, size=(48, 64), seed=5)
+    first = [clips._locate(i) for i in range(len(clips))]
+    clips.set_epoch(1)
+    second = [clips._locate(i) for i in range(len(clips))]
+    assert first != second
+    same = VideoClips(video_root, frames_per_clip=2, clips_per_video=3, size=(48, 64), seed=5)
+    same.set_epoch(1)
+    assert [same._locate(i) for i in range(len(same))] == second
+    assert torch.equal(clips[4], same[4])
+
+
+def test_video_clips_errors(tmp_path: Path, video_root: Path) -> None:
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"empty.*\.mp4, \.webm, \.avi"):
+        VideoClips(tmp_path / "empty", frames_per_clip=2)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        VideoClips(tmp_path / "missing", frames_per_clip=2)
+    with pytest.raises(ValueError, match=f"{video_root}.*long enough"):
+        VideoClips(video_root, frames_per_clip=60)
+    with pytest.raises(ValueError, match="frame_rate"):
+        VideoClips(video_root, frames_per_clip=2, frame_rate=0)
+
+
+def test_davis_clips_stride_and_determinism(synth_root: Path) -> None:
+    clips = DavisClips(synth_root, "train", frames_per_clip=3, stride=4, clips_per_video=2, size=(64, 96))
+    assert len(clips) == 4 and clips.sequence_names == ["synth-0000", "synth-0001"]
+    frames = read_frames(sorted((synth_root / "JPEGImages" / "480p" / "synth-0001").glob("*.jpg")))
+    for index in (2, 3):
+        video, start = clips._locate(index)
+        assert video == 1 and 0 <= start <= 12 - 9
+        assert torch.equal(clips[index], frames[start : start + 9 : 4])
+    starts = [clips._locate(i)[1] for i in range(4)]
+    assert starts == [DavisClips(synth_root, "train", 3, 4, 2, (64, 96))._locate(i)[1] for i in range(4)]
+    epochs = set()
+    for epoch in range(6):
+        clips.set_epoch(epoch)
+        epochs.add(tuple(clips._locate(i)[1] for i in range(4)))
+    assert len(epochs) > 1
+
+
+def test_davis_clips_resize_and_errors(synth_root: Path) -> None:
+    clip = DavisClips(synth_root, "val", frames_per_clip=2, size=(32, 40))[0]
+    assert clip.shape == (2, 3, 32, 40) and clip.dtype == torch.uint8
+    with pytest.raises(ValueError, match=f"{synth_root}.*long enough"):
+        DavisClips(synth_root, "val", frames_per_clip=7, stride=2)
+
+
+def test_davis_clips_real_sample(davis_root: Path) -> None:
+    clips = DavisClips(davis_root, "val", frames_per_clip=2, stride=3)
+    assert len(clips) == 4 and clips[0].shape == (2, 3, 224, 224)

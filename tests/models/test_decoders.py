@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.pos_embed import PositionalEncoding
+
+
+@pytest.mark.parametrize("pe_type", ["linear", "sine", "learnt"])
+@pytest.mark.parametrize("kernel_size", [1, 3])
+@pytest.mark.parametrize("size", [(7, 7), (5, 9)])
+def test_alpha_decoder_shapes(pe_type, kernel_size, size):
+    dec = AlphaDecoder(16, 24, 3, kernel_size, 32, PositionalEncoding(pe_type, 8, (7, 7)))
+    out = dec(torch.randn(2, 4, 16), size)
+    assert out.reconstruction.shape == (2, 24, *size)
+    assert out.alpha.shape == (2, 4, *size)
+    torch.testing.assert_close(out.alpha.sum(1), torch.ones(2, *size))
+
+
+def test_pointwise_path_equals_convolutions():
+    dec = AlphaDecoder(16, 24, 3, 1, 32, PositionalEncoding("sine", 8, (7, 7)))
+    slots = torch.randn(2, 4, 16)
+    fast = dec(slots, (6, 7))
+    dec.pointwise_fast_path = False  # same weights, generic broadcast + convolution path
+    slow = dec(slots, (6, 7))
+    torch.testing.assert_close(fast.reconstruction, slow.reconstruction, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pe_type", ["linear", "sine", "learnt"])
+def test_positional_encoding_any_size(pe_type):
+    pe = PositionalEncoding(pe_type, 8, (8, 8))
+    assert pe(8, 8).shape == (pe.dim, 8, 8)
+    assert pe(5, 13).shape == (pe.dim, 5, 13)
+    # base size and twice the base size agree at the shared positions up to interpolation
+    a, b = pe(8, 8), pe(16, 16)
+    torch.testing.assert_close(a, torch.nn.functional.avg_pool2d(b[None], 2)[0], atol=0.05, rtol=0.0)
+
+
+def test_positional_encoding_errors():
+    with pytest.raises(ValueError, match="Unknown positional encoding `spiral`"):
+        PositionalEncoding("spiral")
+    with pytest.raises(ValueError, match="divisible by 4"):
+        PositionalEncoding("sine", 6)
