@@ -8,9 +8,12 @@ from __future__ import annotations
 import logging
 
 import torch
+from omegaconf import DictConfig
 
 from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
-from dinosavi.encoders.base import FrozenEncoder
+from dinosavi.data.videos import ClipIndex
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.features.memory import FeatureClips
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
@@ -20,6 +23,7 @@ __all__ = [
     "build_clip_dataset",
     "build_encoder",
     "build_model",
+    "build_train_dataset",
     "ensure_dataset",
     "resolve_device",
     "resolve_split",
@@ -80,9 +84,18 @@ def ensure_dataset(cfg: DataConfig) -> None:
         ensure_synthetic(cfg.root, spec)
 
 
-def build_clip_dataset(
-    cfg: DataConfig, split: str, size: tuple[int, int], seed: int
-) -> torch.utils.data.Dataset:
+def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule) -> ClipIndex:
+    """What training iterates over: raw clips ``(T, 3, H, W)`` uint8 (encoded online by the trainer), or
+    dicts of ``frames`` and precomputed ``features`` when ``features.in_memory`` is set.
+    """
+    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
+    clips = build_clip_dataset(cfg.data, split, size, cfg.seed)
+    if cfg.features.in_memory:
+        return FeatureClips(clips, encoder, rule, cfg.encoder.batch_size)
+    return clips
+
+
+def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed: int) -> ClipIndex:
     """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips."""
     ensure_dataset(cfg)
     if cfg.name == "videos":

@@ -18,11 +18,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from dinosavi.build import build_clip_dataset, build_encoder, build_model, resolve_device, resolve_split
+from dinosavi.build import build_encoder, build_model, build_train_dataset, resolve_device, resolve_split
 from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from dinosavi.data.sampler import EpochSampler
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.memory import FeatureClips
 from dinosavi.models.dinosaur import dinosaur_clip_loss
 from dinosavi.viz.overlay import mask_grid
 
@@ -46,13 +45,11 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     encoder = build_encoder(cfg.encoder).to(device)
     model = build_model(cfg.model, encoder.feature_dim).to(device)
     rule = ResizeRule(size=size)
-    dataset = build_clip_dataset(cfg.data, split, size, cfg.seed)
-    if cfg.features.in_memory:
-        dataset = FeatureClips(dataset, encoder, rule, cfg.encoder.batch_size)  # type: ignore[arg-type]
-    steps_per_epoch = len(dataset) // cfg.data.batch_size  # type: ignore[arg-type]
+    dataset = build_train_dataset(cfg, split, encoder, rule)
+    steps_per_epoch = len(dataset) // cfg.data.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
-            f"data.batch_size={cfg.data.batch_size} is larger than the {len(dataset)} clips of "  # type: ignore[arg-type]
+            f"data.batch_size={cfg.data.batch_size} is larger than the {len(dataset)} clips of "
             f"{cfg.data.root} ({split}); lower data.batch_size or raise data.clips_per_video"
         )
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -61,7 +58,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     )
     log.info(
         "device=%s encoder=%s (D=%d, stride %d) input=%s split=%s clips=%d steps/epoch=%d params=%d",
-        device, cfg.encoder.name, encoder.feature_dim, encoder.patch_size, size, split, len(dataset),  # type: ignore[arg-type]
+        device, cfg.encoder.name, encoder.feature_dim, encoder.patch_size, size, split, len(dataset),
         steps_per_epoch, sum(p.numel() for p in model.parameters()),
     )
 
@@ -89,8 +86,8 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         with Progress(*columns, transient=False) as progress:
             task = progress.add_task("train", total=cfg.train.max_steps, completed=step, loss=float("nan"))
             while step < cfg.train.max_steps:
-                dataset.set_epoch(epoch)  # type: ignore[attr-defined]
-                sampler = EpochSampler(len(dataset), cfg.seed, epoch, batch_in_epoch * cfg.data.batch_size)  # type: ignore[arg-type]
+                dataset.set_epoch(epoch)
+                sampler = EpochSampler(len(dataset), cfg.seed, epoch, batch_in_epoch * cfg.data.batch_size)
                 loader = DataLoader(
                     dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,16 +18,18 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 from rich.progress import Progress
+from torch import Tensor
 
 from dinosavi.build import build_encoder, build_model, ensure_dataset, resolve_device, resolve_split
 from dinosavi.checkpoint import Checkpoint
 from dinosavi.data.davis import DavisDataset, Sequence, write_palette_png
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.metrics.results import ScoreTable, format_table
 from dinosavi.viz.overlay import overlay
 
-__all__ = ["evaluate_checkpoint", "write_sequence"]
+__all__ = ["evaluate_checkpoint", "frame_features", "write_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,12 @@ def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: n
     tmp.replace(path)
 
 
+def frame_features(encoder: FrozenEncoder, frames: Tensor, rule: ResizeRule, batch_size: int) -> Iterator[Tensor]:
+    """Per-frame features ``(D, h, w)`` of ``frames: (T, 3, H, W)`` uint8, encoded ``batch_size`` at a time."""
+    for chunk in frames.split(batch_size):
+        yield from encoder.encode(chunk, rule, batch_size).features
+
+
 def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     """Semi-supervised evaluation of a checkpoint on a DAVIS-layout split.
 
@@ -87,6 +96,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     log.info("evaluating %s (step %d) on %s/%s: %d sequences", cfg.preset, ckpt.step, cfg.data.root, split,
              len(dataset))
 
+    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
     table = ScoreTable()
     pending: list[Future[None]] = []
     frames_done, t0 = 0, time.perf_counter()
@@ -97,11 +107,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
             assert seq.labels is not None
             generator = torch.Generator().manual_seed(cfg.seed)
             result = segment_sequence(
-                model, encoder, seq.frames, seq.labels[0],
-                short_side=cfg.eval.short_side, num_bg_slots=cfg.eval.num_bg_slots,
-                slots_per_class=cfg.eval.slots_per_class, output=cfg.eval.output,
-                num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters, generator=generator,
-                encode_batch_size=cfg.encoder.batch_size,
+                model, frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size), seq.labels[0],
+                num_bg_slots=cfg.eval.num_bg_slots, slots_per_class=cfg.eval.slots_per_class,
+                output=cfg.eval.output, num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters,
+                generator=generator,
             )
             labels = result.labels.numpy().astype(np.uint8)
             pending += write_sequence(out_dir, seq, labels, cfg.eval.overlays, pool)

@@ -11,13 +11,13 @@ Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.models.dinosaur import Dinosaur
 
 __all__ = ["LockOnResult", "lock_on_mask", "patch_labels", "segment_sequence"]
@@ -88,40 +88,34 @@ def lock_on_mask(patches: Tensor, num_objects: int, num_bg_slots: int, slots_per
 @torch.no_grad()
 def segment_sequence(
     model: Dinosaur,
-    encoder: FrozenEncoder,
-    frames: Tensor,
+    features: Iterable[Tensor],
     first_labels: Tensor,
     *,
-    short_side: int,
     num_bg_slots: int,
     slots_per_class: int = 1,
     output: str = "alpha",
     num_iters: int | None = None,
     ini_iters: int | None = None,
     generator: torch.Generator | None = None,
-    encode_batch_size: int = 16,
 ) -> LockOnResult:
     """Segment a video from its first-frame mask.
 
     Args:
         model: the trained slot model (in eval mode).
-        encoder: its frozen encoder.
-        frames: ``(T, 3, H, W)`` uint8.
-        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void).
-        short_side: frames are resized to this short side (long side to a multiple of the stride).
+        features: per-frame features ``(D, h, w)`` in order — a ``(T, D, h, w)`` tensor, or a generator
+            that encodes frames chunk by chunk so long videos never hold all features at once.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); predictions get this size.
         num_bg_slots: background slots.
         slots_per_class: slots per object.
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations for frames after the first; the model's when None.
         ini_iters: iterations at the first frame; ``num_iters`` when None.
         generator: source of the initial slots.
-        encode_batch_size: frames per encoder pass.
     """
     if output not in ("alpha", "slot"):
         raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
     device = next(model.parameters()).device
-    T, _, H, W = frames.shape
-    rule = ResizeRule(short_side=short_side, multiple_of=encoder.patch_size)
+    size = (first_labels.shape[-2], first_labels.shape[-1])
     first_labels = first_labels.to(device)
     valid = first_labels[first_labels != VOID]
     num_objects = int(valid.max()) if valid.numel() else 0
@@ -129,21 +123,20 @@ def segment_sequence(
     slots = None
     masks, labels = [], []
     classes = torch.empty(0, dtype=torch.long)
-    for start in range(0, T, encode_batch_size):
-        features = encoder.encode(frames[start : start + encode_batch_size], rule).features.to(device)
-        h, w = features.shape[-2:]
-        for f in features:
-            if slots is None:
-                mask, classes = lock_on_mask(
-                    patch_labels(first_labels, (h, w), num_objects), num_objects, num_bg_slots, slots_per_class
-                )
-                init = model.init_slots(1, len(classes), generator)
-                slots, attention = model.bind(f[None], init, ini_iters or num_iters, mask[None])
-            else:
-                slots, attention = model.bind(f[None], slots, num_iters)
-            m = model.decoder(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
-            masks.append(m.cpu())
-            labels.append(_classify(m, classes, num_objects, (H, W)).cpu())
+    for f in features:
+        f = f.to(device)
+        h, w = f.shape[-2:]
+        if slots is None:
+            mask, classes = lock_on_mask(
+                patch_labels(first_labels, (h, w), num_objects), num_objects, num_bg_slots, slots_per_class
+            )
+            init = model.init_slots(1, len(classes), generator)
+            slots, attention = model.bind(f[None], init, ini_iters or num_iters, mask[None])
+        else:
+            slots, attention = model.bind(f[None], slots, num_iters)
+        m = model.decoder(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+        masks.append(m.cpu())
+        labels.append(_classify(m, classes, num_objects, size).cpu())
     pred = torch.stack(labels)
     pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
     return LockOnResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
