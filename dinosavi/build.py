@@ -14,9 +14,10 @@ from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.memory import FeatureClips
-from dinosavi.models.decoders import AlphaDecoder
-from dinosavi.models.dinosaur import Dinosaur
+from dinosavi.models.decoders import DECODERS, AlphaDecoder, MLPDecoder, SlotDecoder, TransformerDecoder
 from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.predictor import PREDICTORS, SaviPredictor, TimeDecoder
+from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
     "DATASETS",
@@ -56,17 +57,36 @@ def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
     """The frozen encoder named by ``encoder.name``."""
     from dinosavi.encoders.registry import build_encoder as _build
 
-    return _build(cfg.name, weights=cfg.weights, stride=cfg.stride).freeze()
+    return _build(cfg.name, weights=cfg.weights, stride=cfg.stride, precision=cfg.precision).freeze()
 
 
-def build_model(cfg: ModelConfig, feature_dim: int) -> Dinosaur:
-    """The slot model for features of ``feature_dim`` channels."""
+def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
+    """The slot model for features of ``feature_dim`` channels (DINOSAUR when ``predictor=none``)."""
+    if cfg.decoder not in DECODERS:
+        raise ValueError(f"Unknown model.decoder `{cfg.decoder}`; expected one of {DECODERS}")
+    if cfg.predictor not in PREDICTORS:
+        raise ValueError(f"Unknown model.predictor `{cfg.predictor}`; expected one of {PREDICTORS}")
     num_slots = cfg.num_slots if isinstance(cfg.num_slots, int) else tuple(int(n) for n in cfg.num_slots)
-    pos_embed = PositionalEncoding(cfg.pe_type, cfg.pe_dim, (cfg.pe_size[0], cfg.pe_size[1]))
-    decoder = AlphaDecoder(
-        cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_kernel_size, cfg.decoder_hidden_dim, pos_embed
+    pe_size = (int(cfg.pe_size[0]), int(cfg.pe_size[1]))
+    decoder: SlotDecoder
+    if cfg.decoder == "alpha":
+        pos_embed = PositionalEncoding(cfg.pe_type, cfg.pe_dim, pe_size)
+        decoder = AlphaDecoder(
+            cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_kernel_size, cfg.decoder_hidden_dim, pos_embed
+        )
+    elif cfg.decoder == "mlp":
+        decoder = MLPDecoder(cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, pe_size)
+    else:
+        decoder = TransformerDecoder(
+            cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, cfg.num_heads, pe_size
+        )
+    predictor = SaviPredictor(cfg.slot_dim, cfg.num_heads) if cfg.predictor == "savi" else None
+    time_decoders = [TimeDecoder(cfg.time_decoder, cfg.slot_dim, cfg.num_heads) for _ in cfg.time_steps]
+    return SlotModel(
+        feature_dim, cfg.slot_dim, cfg.hidden_dim, num_slots, cfg.num_iters, decoder,
+        ini_iters=cfg.ini_iters, predictor=predictor, time_steps=[int(k) for k in cfg.time_steps],
+        time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None,
     )
-    return Dinosaur(feature_dim, cfg.slot_dim, cfg.hidden_dim, num_slots, cfg.num_iters, decoder)
 
 
 def ensure_dataset(cfg: DataConfig) -> None:
@@ -86,10 +106,22 @@ def ensure_dataset(cfg: DataConfig) -> None:
 
 def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule) -> ClipIndex:
     """What training iterates over: raw clips ``(T, 3, H, W)`` uint8 (encoded online by the trainer), or
-    dicts of ``frames`` and precomputed ``features`` when ``features.in_memory`` is set.
+    dicts of ``frames`` and precomputed ``features`` when ``features.store`` (read from the on-disk
+    store, missing frames encoded and written first) or ``features.in_memory`` is set.
     """
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     clips = build_clip_dataset(cfg.data, split, size, cfg.seed)
+    if cfg.features.store:
+        from dinosavi.data.videos import DavisClips, VideoClips
+        from dinosavi.features.cache import StoreClips
+        from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+
+        if cfg.features.in_memory:
+            log.info("features.store is set: training reads the store, features.in_memory is not used")
+        assert isinstance(clips, DavisClips | VideoClips)
+        store = FeatureStore(cfg.features.store, cfg.features.dtype)
+        space = FeatureSpace(store, encoder, Resolution(rule, presize=True), cfg.encoder.batch_size)
+        return StoreClips(clips, space, split, cfg.data.year, cfg.data.quality)
     if cfg.features.in_memory:
         return FeatureClips(clips, encoder, rule, cfg.encoder.batch_size)
     return clips

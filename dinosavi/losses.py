@@ -1,14 +1,17 @@
 """Training objectives, as pure functions.
 
-Shapes: ``B`` batch, ``D`` feature channels, ``h, w`` feature grid.
+Shapes: ``B`` batch, ``T`` frames, ``P`` time steps, ``D`` feature channels, ``h, w`` feature grid.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["feature_reconstruction_loss", "normalize_target"]
+__all__ = ["feature_reconstruction_loss", "normalize_target", "temporal_reconstruction_loss"]
 
 
 def normalize_target(features: Tensor) -> Tensor:
@@ -27,3 +30,25 @@ def feature_reconstruction_loss(prediction: Tensor, features: Tensor) -> Tensor:
         Scalar mean squared error.
     """
     return F.mse_loss(prediction, normalize_target(features.to(prediction.dtype)))
+
+
+def temporal_reconstruction_loss(
+    prediction: Tensor, features: Tensor, time_steps: Sequence[int]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Mean over time steps of the MSE between predicted and layer-normalised future features.
+
+    Args:
+        prediction: ``(P, B, T', D, h, w)``; ``prediction[p, :, t]`` predicts frame ``t + time_steps[p]``.
+        features: ``(B, T, D, h, w)`` frozen features, ``T >= T' + max(time_steps)``.
+        time_steps: the ``P`` frame offsets.
+
+    Returns:
+        The scalar loss (fp32) and the detached per-step losses named ``loss/t+k``.
+    """
+    bound = prediction.shape[2]
+    target = F.layer_norm(features.float().movedim(2, -1), features.shape[2:3]).movedim(-1, 2)
+    losses = torch.stack([
+        F.mse_loss(prediction[p].float(), target[:, k : k + bound]) for p, k in enumerate(time_steps)
+    ])
+    logs = {f"loss/t+{k}": loss.detach() for k, loss in zip(time_steps, losses)}
+    return losses.mean(), logs

@@ -2,19 +2,30 @@
 
 The frozen encoder runs on the training device in the main process, batched; data-loader workers
 only decode and resize frames.
+
+Launched with ``torchrun --nproc_per_node=N -m dinosavi mode=train ...`` the loop runs data-parallel
+(DistributedDataParallel; NCCL on CUDA, gloo on CPU). ``data.batch_size`` is the *global* batch: each
+process takes ``data.batch_size / N`` clips of every global batch, and random slot initialisations are
+drawn for the global batch, so N processes follow the loss curve of one process up to float rounding.
+Only rank 0 writes TensorBoard logs and checkpoints.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 
@@ -22,10 +33,12 @@ from dinosavi.build import build_encoder, build_model, build_train_dataset, reso
 from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from dinosavi.data.sampler import EpochSampler
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.models.dinosaur import dinosaur_clip_loss
+from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.viz.overlay import mask_grid
 
-__all__ = ["train"]
+__all__ = ["PRECISIONS", "train"]
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +48,46 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
 
     Args:
         cfg: the resolved config (schema :class:`dinosavi.config.Config`).
-        run_dir: where TensorBoard logs and ``checkpoints/`` go.
+        run_dir: where TensorBoard logs and ``checkpoints/`` go (rank 0 only).
     """
+    ddp = _Distributed.from_env()
+    try:
+        return _train(cfg, run_dir, ddp)
+    finally:
+        if ddp.world_size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     device = resolve_device(cfg.device)
+    if ddp.world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+        torch.cuda.set_device(device)
+    ddp.init(device)
+    autocast, scaler = _precision(cfg.train.precision, device)
     split = resolve_split(cfg.data, "train")
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     config_dict: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 
     encoder = build_encoder(cfg.encoder).to(device)
+    if cfg.model.bgfg and encoder.num_heads is None:
+        raise ValueError(
+            f"preset `{cfg.preset}` uses background/foreground slot groups (model.bgfg=true), which need the "
+            f"encoder's CLS attention; encoder `{cfg.encoder.name}` has none: use a ViT encoder "
+            f"(e.g. encoder=dino_vits8) or set model.bgfg=false"
+        )
     model = build_model(cfg.model, encoder.feature_dim).to(device)
+    objective: nn.Module = _Objective(model)
+    if ddp.world_size > 1:
+        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     rule = ResizeRule(size=size)
     dataset = build_train_dataset(cfg, split, encoder, rule)
-    steps_per_epoch = len(dataset) // cfg.data.batch_size
+    global_batch = cfg.data.batch_size
+    if global_batch % ddp.world_size:
+        raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the "
+                         f"{ddp.world_size} processes")
+    batch_size = global_batch // ddp.world_size
+    steps_per_epoch = len(dataset) // global_batch
     if steps_per_epoch == 0:
         raise ValueError(
             f"data.batch_size={cfg.data.batch_size} is larger than the {len(dataset)} clips of "
@@ -56,25 +97,31 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.train.lr, total_steps=cfg.train.max_steps, pct_start=cfg.train.pct_start
     )
+    max_norm = float("inf") if cfg.train.grad_clip is None else cfg.train.grad_clip
     log.info(
-        "device=%s encoder=%s (D=%d, stride %d) input=%s split=%s clips=%d steps/epoch=%d params=%d",
+        "device=%s encoder=%s (D=%d, stride %d) input=%s split=%s clips=%d steps/epoch=%d params=%d "
+        "precision=%s processes=%d batch=%d per process",
         device, cfg.encoder.name, encoder.feature_dim, encoder.patch_size, size, split, len(dataset),
-        steps_per_epoch, sum(p.numel() for p in model.parameters()),
+        steps_per_epoch, sum(p.numel() for p in model.parameters()), cfg.train.precision, ddp.world_size,
+        batch_size,
     )
 
     step, epoch, batch_in_epoch = 0, 0, 0
     if cfg.resume:
-        step, epoch, batch_in_epoch = _resume(Path(cfg.resume), model, optimizer, scheduler, cfg.train.max_steps)
+        step, epoch, batch_in_epoch = _resume(
+            Path(cfg.resume), model, optimizer, scheduler, scaler, cfg.train.max_steps
+        )
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step)
+    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step) if ddp.rank == 0 else None
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.safetensors"
 
     def save(name: str) -> Path:
-        extra = {"epoch": epoch, "batch_in_epoch": batch_in_epoch}
-        path = save_checkpoint(
-            ckpt_dir / f"{name}.safetensors", model, config_dict, step, optimizer, scheduler, capture_rng(), extra
-        )
+        path = ckpt_dir / f"{name}.safetensors"
+        if ddp.rank != 0:
+            return path
+        extra = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "grad_scaler": scaler.state_dict()}
+        save_checkpoint(path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
         save_checkpoint(last_path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
         log.info("saved %s", path)
         return path
@@ -83,42 +130,48 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, transient=False) as progress:
+        with Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
             task = progress.add_task("train", total=cfg.train.max_steps, completed=step, loss=float("nan"))
             while step < cfg.train.max_steps:
                 dataset.set_epoch(epoch)
-                sampler = EpochSampler(len(dataset), cfg.seed, epoch, batch_in_epoch * cfg.data.batch_size)
+                sampler = EpochSampler(
+                    len(dataset), cfg.seed, epoch, batch_in_epoch * global_batch,
+                    rank=ddp.rank, world_size=ddp.world_size, batch_size=batch_size,
+                )
                 loader = DataLoader(
-                    dataset, batch_size=cfg.data.batch_size, sampler=sampler, drop_last=True,
+                    dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                     generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
                 )
                 for batch in loader:
                     t0 = time.perf_counter()
-                    clips, features = _features(batch, encoder, rule, cfg.encoder.batch_size, device)
-                    B = clips.shape[0]
-                    out = dinosaur_clip_loss(model, features)
-                    if not torch.isfinite(out.loss):
+                    clips, features, cls_attention = _features(batch, encoder, rule, cfg.encoder.batch_size, device)
+                    with autocast:
+                        out: ClipLoss = objective(features, cls_attention, (ddp.rank, ddp.world_size))
+                    logs = ddp.mean({"loss/total": out.loss.detach(), **out.logs})
+                    if not torch.isfinite(logs["loss/total"]):
                         raise FloatingPointError(
-                            f"loss became {out.loss.item()} at step {step + 1}; the last good checkpoint is "
-                            f"{last_path if last_path.exists() else 'none (no checkpoint saved yet)'}"
+                            f"loss became {logs['loss/total'].item()} at step {step + 1}; the last good "
+                            f"checkpoint is {last_path if last_path.exists() else 'none (no checkpoint saved yet)'}"
                         )
                     optimizer.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                    optimizer.step()
+                    scaler.scale(out.loss).backward()
+                    scaler.unscale_(optimizer)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+                    scaler.step(optimizer)
+                    scaler.update()
                     scheduler.step()
                     step += 1
                     batch_in_epoch += 1
-                    progress.update(task, completed=step, loss=out.loss.item())
-                    if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
-                        for name, value in out.logs.items():
+                    progress.update(task, completed=step, loss=logs["loss/total"].item())
+                    logging_step = step % cfg.train.log_every == 0 or step == cfg.train.max_steps
+                    if writer is not None and logging_step:
+                        for name, value in logs.items():
                             writer.add_scalar(name, value.item(), step)
-                        writer.add_scalar("loss/total", out.loss.item(), step)
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                         writer.add_scalar("train/grad_norm", grad_norm.item(), step)
-                        writer.add_scalar("train/clips_per_s", B / (time.perf_counter() - t0), step)
-                        writer.add_image("masks", mask_grid(clips[0, 0], out.alpha[0, 0].detach()), step)
+                        writer.add_scalar("train/clips_per_s", global_batch / (time.perf_counter() - t0), step)
+                        writer.add_image("masks", mask_grid(clips[0, 0], out.alpha[0, 0].detach().float()), step)
                     if step % cfg.train.save_every == 0 and step < cfg.train.max_steps:
                         save(f"step-{step:07d}")
                     if step >= cfg.train.max_steps:
@@ -128,32 +181,93 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     except KeyboardInterrupt:
         log.warning("interrupted at step %d; saving", step)
         save(f"step-{step:07d}")
-        writer.close()
+        if writer is not None:
+            writer.close()
         raise
     final = save(f"step-{step:07d}")
-    writer.close()
+    if writer is not None:
+        writer.close()
     return final
+
+
+class _Objective(nn.Module):
+    """The model's clip loss as a module ``forward``, so DistributedDataParallel can wrap it."""
+
+    def __init__(self, model: SlotModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: Tensor, cls_attention: Tensor | None, shard: tuple[int, int]) -> ClipLoss:
+        return self.model.clip_loss(features, cls_attention, shard)
+
+
+@dataclass
+class _Distributed:
+    """This process's place in a ``torchrun`` launch (``world_size`` 1 without one)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> _Distributed:
+        """Read ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` set by torchrun."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
+
+    def init(self, device: torch.device) -> None:
+        """Join the process group (NCCL on CUDA, gloo on CPU) when launched with several processes."""
+        if self.world_size > 1 and not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            log.info("process %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
+
+    def mean(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Scalars averaged over the processes (one all-reduce), detached, as float32."""
+        stacked = torch.stack([v.detach().float() for v in values.values()])
+        if self.world_size > 1:
+            dist.all_reduce(stacked)
+            stacked /= self.world_size
+        return dict(zip(values, stacked))
+
+
+def _precision(name: str, device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], Any]:
+    """Autocast context and gradient scaler for ``train.precision`` (``fp32``, ``bf16``, ``fp16``)."""
+    if name not in PRECISIONS:
+        raise ValueError(f"Unknown train.precision `{name}`; expected one of {sorted(PRECISIONS)}")
+    if name == "fp16" and device.type != "cuda":
+        raise ValueError("train.precision=fp16 needs CUDA (gradient scaling); use bf16 or fp32 on CPU")
+    autocast: contextlib.AbstractContextManager[Any] = (
+        torch.autocast(device.type, dtype=PRECISIONS[name]) if name != "fp32" else contextlib.nullcontext()
+    )
+    return autocast, torch.amp.GradScaler(device.type, enabled=name == "fp16")
 
 
 def _features(
     batch: Tensor | dict[str, Tensor], encoder: FrozenEncoder, rule: ResizeRule, batch_size: int, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Frames ``(B, T, 3, H, W)`` uint8 and features ``(B, T, D, h, w)`` on ``device`` for one batch.
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Frames ``(B, T, 3, H, W)`` uint8, features ``(B, T, D, h, w)`` and CLS attention
+    ``(B, T, heads, h, w)`` (None when the encoder has none) on ``device`` for one batch.
 
     A batch is either raw clips (encoded here, on the training device) or a dict of precomputed
-    ``frames`` and ``features``.
+    ``frames``, ``features`` and optionally ``cls_attention``.
     """
     if isinstance(batch, dict):
-        return batch["frames"], batch["features"].to(device, non_blocking=True)
+        cls_attention = batch.get("cls_attention")
+        return (batch["frames"], batch["features"].to(device, non_blocking=True),
+                None if cls_attention is None else cls_attention.to(device, non_blocking=True))
     B, T = batch.shape[:2]
     encoded = encoder.encode(batch.flatten(0, 1), rule, batch_size=batch_size)
-    return batch, encoded.features.clone().unflatten(0, (B, T))  # clone: usable by autograd
+    attention = encoded.cls_attention
+    return (batch, encoded.features.clone().unflatten(0, (B, T)),  # clone: usable by autograd
+            None if attention is None else attention.clone().unflatten(0, (B, T)))
 
 
 def _resume(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, max_steps: int
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, max_steps: int
 ) -> tuple[int, int, int]:
-    """Load weights, optimizer, scheduler and RNG states; returns ``(step, epoch, batch_in_epoch)``."""
+    """Load weights, optimizer, scheduler, gradient-scaler and RNG states; returns ``(step, epoch, batch_in_epoch)``."""
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt.model, strict=True)
     if ckpt.optimizer is None:
@@ -167,6 +281,8 @@ def _resume(
         log.warning("train.max_steps differs from the checkpoint's schedule; the OneCycle schedule restarts at step %d",
                     ckpt.step)
         scheduler.last_epoch = ckpt.step
+    if ckpt.extra.get("grad_scaler"):
+        scaler.load_state_dict(ckpt.extra["grad_scaler"])
     if ckpt.rng is not None:
         restore_rng(ckpt.rng)
     log.info("resumed from %s at step %d", path, ckpt.step)

@@ -1,5 +1,10 @@
-"""Training: one step of every preset, TensorBoard and checkpoints, exact resume."""
+"""Training: one step of every preset, TensorBoard and checkpoints, exact resume, DDP, failures."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -28,7 +33,9 @@ def _train(root: Path, run_dir: Path, *extra: str) -> Path:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_one_training_step_per_preset(preset, tiny_synthetic, tmp_path):
-    path = _train(tiny_synthetic, tmp_path, f"hparam={preset}", "train.max_steps=1", "features.in_memory=false")
+    # the tiny videos have 6 frames; 3 frames per clip keep every preset's time steps
+    path = _train(tiny_synthetic, tmp_path, f"hparam={preset}", "train.max_steps=1", "features.in_memory=false",
+                  "data.frames_per_clip=3")
     ckpt = load_checkpoint(path)
     assert ckpt.step == 1
     assert ckpt.config["preset"] == preset
@@ -79,3 +86,155 @@ def test_resume_keeps_the_checkpoint_recipe(tiny_synthetic, tmp_path):
     cfg = OmegaConf.load(tmp_path / "b" / "config.yaml")
     assert cfg.preset == "demo" and cfg.train.max_steps == 2
     assert load_checkpoint(resumed).step == 2
+
+
+def _tb_scalars(run_dir: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+HEADLINE = "slot-s256d-line-t01-tline-ini5"
+SMALL = ["model.slot_dim=32", "model.hidden_dim=64", "model.decoder_hidden_dim=64", "data.frames_per_clip=3"]
+
+
+def _cli_overrides(root: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [
+        "mode=train", "encoder=vit_tiny_random", "data=synthetic", f"data.root={root}",
+        "data.synthetic.num_videos=4", "data.synthetic.num_frames=6", "data.synthetic.height=64",
+        "data.synthetic.width=80", "data.synthetic.val_videos=1", "data.clips_per_video=2",
+        "train.input_size=[64,64]", "train.log_every=1", f"hydra.run.dir={run_dir}", *extra,
+    ]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **extra}
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_follow_one_process(tiny_synthetic, tmp_path):
+    common = [f"hparam={HEADLINE}", *SMALL, "train.max_steps=3", "data.batch_size=2", "train.lr=1e-3"]
+    _train(tiny_synthetic, tmp_path / "one", *common)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           "-m", "dinosavi", *_cli_overrides(tiny_synthetic, tmp_path / "two", *common)]
+    proc = subprocess.run(cmd, env=_env(OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _tb_scalars(tmp_path / "one", "loss/total"), _tb_scalars(tmp_path / "two", "loss/total")
+    assert len(one) == len(two) == 3
+    torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-5, atol=1e-6)
+    for key in ("loss/t+0", "loss/t+1"):
+        torch.testing.assert_close(torch.tensor(_tb_scalars(tmp_path / "two", key)),
+                                   torch.tensor(_tb_scalars(tmp_path / "one", key)), rtol=1e-5, atol=1e-6)
+    a = load_checkpoint(tmp_path / "one" / "checkpoints" / "last.safetensors")
+    b = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.safetensors")
+    for key, value in a.model.items():
+        torch.testing.assert_close(b.model[key], value, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_bit_exact(tiny_synthetic, tmp_path):
+    common = [f"hparam={HEADLINE}", *SMALL, "train.max_steps=12", "data.batch_size=2", "train.save_every=2"]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dinosavi", *_cli_overrides(tiny_synthetic, run, *common)],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    last = run / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
+    killed_at = load_checkpoint(last).step
+    assert 2 <= killed_at < 12
+    resumed = load_checkpoint(_train(tiny_synthetic, tmp_path / "resumed", f"resume={last}"))
+    full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", *common))
+    assert resumed.step == full.step == 12
+    for key, value in full.model.items():
+        assert torch.equal(resumed.model[key], value), key
+    for key, value in full.optimizer["state"].items():  # type: ignore[index]
+        assert torch.equal(resumed.optimizer["state"][key]["exp_avg"], value["exp_avg"])  # type: ignore[index]
+
+
+def _fail_at(monkeypatch, call: int, make) -> None:
+    """Make the ``call``-th clip loss of a run go wrong with ``make(out)``."""
+    from dinosavi.models.slot_model import SlotModel
+
+    original = SlotModel.clip_loss
+    count = {"n": 0}
+
+    def patched(self, *args, **kwargs):
+        count["n"] += 1
+        out = original(self, *args, **kwargs)
+        return make(out) if count["n"] == call else out
+
+    monkeypatch.setattr(SlotModel, "clip_loss", patched)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_synthetic, tmp_path, monkeypatch):
+    def nan(out):
+        out.loss = out.loss * float("nan")
+        return out
+
+    _fail_at(monkeypatch, 3, nan)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 3.*last\.safetensors"):
+        _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=5", "train.save_every=2")
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.safetensors")
+    assert last.step == 2
+    assert all(torch.isfinite(v).all() for v in last.model.values())
+
+
+def test_ctrl_c_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
+    def interrupt(out):
+        raise KeyboardInterrupt
+
+    _fail_at(monkeypatch, 3, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=5", "train.save_every=10")
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").step == 2
+    assert (tmp_path / "checkpoints" / "step-0000002.safetensors").is_file()
+
+
+def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
+    path = _train(tiny_synthetic, tmp_path, f"hparam={HEADLINE}", *SMALL, "train.max_steps=2",
+                  "train.precision=bf16")
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(path).model.values())
+    assert set(_tb_scalars(tmp_path, "loss/t+1")) and len(_tb_scalars(tmp_path, "loss/t+0")) == 2
+
+
+def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
+    with pytest.raises(ValueError, match=r"preset `slot-s256d-bgfg`.*efficientnet_lite0"):
+        _train(tiny_synthetic, tmp_path, "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0",
+               "train.max_steps=1", "data.frames_per_clip=3")
+
+
+def test_in_memory_features_keep_cls_attention(tiny_synthetic):
+    from dinosavi.data.videos import DavisClips
+    from dinosavi.encoders.base import ResizeRule
+    from dinosavi.encoders.registry import build_encoder
+    from dinosavi.features.memory import FeatureClips
+
+    encoder = build_encoder("vit_tiny_random").freeze()
+    rule = ResizeRule(size=(64, 64))
+    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=1, clips_per_video=1, size=(64, 64))
+    item = FeatureClips(clips, encoder, rule, batch_size=4)[0]
+    online = encoder.encode(item["frames"], rule).cls_attention
+    assert online is not None
+    torch.testing.assert_close(item["cls_attention"], online, atol=2e-3, rtol=1e-3)
+
+
+def test_sampler_shards_make_the_global_batches():
+    from dinosavi.data.sampler import EpochSampler
+
+    one = list(EpochSampler(11, seed=3, epoch=1))
+    shards = [list(EpochSampler(11, seed=3, epoch=1, rank=r, world_size=2, batch_size=2)) for r in (0, 1)]
+    assert [len(s) for s in shards] == [4, 4]  # only whole global batches of 4
+    glued = [i for b in range(2) for r in (0, 1) for i in shards[r][2 * b : 2 * b + 2]]
+    assert glued == one[:8]
+    resumed = list(EpochSampler(11, seed=3, epoch=1, start=4, rank=1, world_size=2, batch_size=2))
+    assert resumed == shards[1][2:]
+    with pytest.raises(ValueError, match="whole number of global batches"):
+        EpochSampler(11, seed=3, start=3, rank=0, world_size=2, batch_size=2)

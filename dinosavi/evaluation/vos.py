@@ -133,8 +133,8 @@ def segment_sequence(
             init = model.init_slots(1, len(classes), generator)
             slots, attention = model.bind(f[None], init, ini_iters or num_iters, mask[None])
         else:
-            slots, attention = model.bind(f[None], slots, num_iters)
-        m = model.decoder(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+            slots, attention = model.bind(f[None], model.propagate(slots), num_iters)
+        m = model.decode(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
         masks.append(m.cpu())
         labels.append(_classify(m, classes, num_objects, size).cpu())
     pred = torch.stack(labels)

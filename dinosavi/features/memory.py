@@ -2,9 +2,10 @@
 
 A frozen encoder gives the same features for a frame every time it is drawn, so small datasets
 (the synthetic set, DAVIS) are encoded once and clips are sliced from the stored features, which
-takes training off the encoder's critical path. Features are kept as fp16.
+takes training off the encoder's critical path. Features, and the CLS attention of encoders that
+have one, are kept as fp16.
 
-Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+Shapes: ``T`` frames, ``D`` channels, ``heads`` CLS attention heads, ``h, w`` feature grid, ``H, W`` pixels.
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ class FeatureClips(ClipIndex):
     def __init__(self, source: ClipIndex, encoder: FrozenEncoder, rule: ResizeRule, batch_size: int) -> None:
         self.frames: list[Tensor] = []
         self.features: list[Tensor] = []
+        self.cls_attention: list[Tensor] = []
         t0, count = time.perf_counter(), 0
         with Progress(transient=True) as progress:
             task = progress.add_task("encoding clips once", total=len(source.lengths))
             for video in range(len(source.lengths)):
                 frames = source.video_frames(video)
                 self.frames.append(frames)
-                self.features.append(encoder.encode(frames, rule, batch_size).features.half().cpu())
+                encoded = encoder.encode(frames, rule, batch_size)
+                self.features.append(encoded.features.half().cpu())
+                if encoded.cls_attention is not None:
+                    self.cls_attention.append(encoded.cls_attention.half().cpu())
                 count += len(frames)
                 progress.advance(task)
         log.info("encoded %d frames once in %.1f s", count, time.perf_counter() - t0)
@@ -50,7 +55,12 @@ class FeatureClips(ClipIndex):
                          source.clips_per_video, source.seed)
 
     def __getitem__(self, index: int) -> dict[str, Tensor]:
-        """Clip ``index``: ``frames`` ``(T, 3, H, W)`` uint8 and ``features`` ``(T, D, h, w)`` float32."""
+        """Clip ``index``: ``frames`` ``(T, 3, H, W)`` uint8, ``features`` ``(T, D, h, w)`` float32 and, when
+        the encoder has it, ``cls_attention`` ``(T, heads, h, w)`` float32.
+        """
         video, start = self._locate(index)
         picks = slice(start, start + (self.frames_per_clip - 1) * self.stride + 1, self.stride)
-        return {"frames": self.frames[video][picks], "features": self.features[video][picks].float()}
+        item = {"frames": self.frames[video][picks], "features": self.features[video][picks].float()}
+        if self.cls_attention:
+            item["cls_attention"] = self.cls_attention[video][picks].float()
+        return item

@@ -1,4 +1,9 @@
-"""Slot decoders: each slot is decoded to a feature map plus an alpha logit, blended by a softmax over slots.
+"""Slot decoders: slots ``(B, S, slot_dim)`` -> features ``(B, D, h, w)`` and per-slot alpha masks.
+
+``alpha``: spatial broadcast + convolutions, alpha-blended (Locatello et al., 2020). ``mlp``: DINOSAUR's
+MLP decoder, a shared per-slot MLP over tokens with a learned positional embedding added, alpha-blended.
+``transformer``: learned per-patch queries cross-attend to the slots (DINOSAUR's decoder without the
+autoregressive part); its alpha masks are the cross-attention weights, softmax over slots.
 
 Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid, ``N = h*w``.
 """
@@ -15,7 +20,9 @@ from torch import Tensor, nn
 
 from dinosavi.models.pos_embed import PositionalEncoding
 
-__all__ = ["AlphaDecoder", "DecoderOutput"]
+__all__ = ["DECODERS", "AlphaDecoder", "DecoderOutput", "MLPDecoder", "SlotDecoder", "TransformerDecoder"]
+
+DECODERS = ("alpha", "mlp", "transformer")
 
 
 @dataclass
@@ -31,7 +38,14 @@ class DecoderOutput:
     alpha: Tensor
 
 
-class AlphaDecoder(nn.Module):
+class SlotDecoder(nn.Module):
+    """Interface of the decoders: ``forward(slots: (B, S, slot_dim), size: (h, w)) -> DecoderOutput``."""
+
+    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
+        raise NotImplementedError
+
+
+class AlphaDecoder(SlotDecoder):
     """Spatial-broadcast decoder (Watters et al., 2019) with alpha blending (Locatello et al., 2020).
 
     Every slot is broadcast to the grid, concatenated with the positional encoding and passed through
@@ -88,12 +102,7 @@ class AlphaDecoder(nn.Module):
                 if i < len(self.convs) - 1:
                     x = F.relu(x)
             x = rearrange(x, "(b s) c h w -> b s (h w) c", b=B)
-        alpha = x[..., -1].softmax(dim=1)  # (B, S, N)
-        features = torch.einsum("bsn,bsnd->bnd", alpha, x[..., :-1])
-        return DecoderOutput(
-            reconstruction=rearrange(features, "b (h w) d -> b d h w", h=h),
-            alpha=rearrange(alpha, "b s (h w) -> b s h w", h=h),
-        )
+        return _alpha_blend(x, size)
 
     def _decode_pointwise(self, slots: Tensor, pe: Tensor) -> Tensor:
         """1x1 decoder as matrix products: ``(B, S, slot_dim)`` -> ``(B, S, N, D+1)``."""
@@ -105,3 +114,104 @@ class AlphaDecoder(nn.Module):
         for conv in self.convs[1:]:
             x = F.linear(F.relu(x), conv.weight.flatten(1), conv.bias)
         return x
+
+
+def _alpha_blend(x: Tensor, size: tuple[int, int]) -> DecoderOutput:
+    """Blend per-slot outputs ``(B, S, N, D+1)`` (last channel: alpha logit) with a softmax over slots."""
+    alpha = x[..., -1].softmax(dim=1)  # (B, S, N)
+    features = torch.einsum("bsn,bsnd->bnd", alpha, x[..., :-1])
+    return DecoderOutput(
+        reconstruction=rearrange(features, "b (h w) d -> b d h w", h=size[0]),
+        alpha=rearrange(alpha, "b s (h w) -> b s h w", h=size[0]),
+    )
+
+
+class MLPDecoder(SlotDecoder):
+    """DINOSAUR's MLP decoder: every slot plus a learned positional embedding, through a shared MLP.
+
+    Each token of each slot is ``MLP(slot + pe[n])`` with ``depth`` linear layers (ReLU between) giving
+    ``D`` features and one alpha logit; slots are blended by a softmax over slots. The first layer is
+    split into a per-slot and a per-position term, so the ``(B, S, N, slot_dim)`` broadcast is never built.
+
+    Args:
+        slot_dim: size of a slot.
+        out_dim: feature channels ``D``.
+        depth: linear layers, ``>= 1``.
+        hidden_dim: width of the hidden layers.
+        pe_size: base grid of the learned embedding, resized bilinearly to other grids.
+    """
+
+    def __init__(self, slot_dim: int, out_dim: int, depth: int, hidden_dim: int, pe_size: tuple[int, int]) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"decoder depth must be >= 1, got {depth}")
+        self.pos_embed = PositionalEncoding("learnt", slot_dim, pe_size)
+        dims = [slot_dim] + [hidden_dim] * (depth - 1) + [out_dim + 1]
+        self.layers: list[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(i, o) for i, o in itertools.pairwise(dims)
+        )
+
+    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``."""
+        pe = rearrange(self.pos_embed(*size).to(slots.dtype), "c h w -> (h w) c")  # (N, slot_dim)
+        first = self.layers[0]
+        x = first(slots)[:, :, None, :] + F.linear(pe, first.weight)  # (B, S, N, C)
+        for layer in self.layers[1:]:
+            x = layer(F.relu(x))
+        return _alpha_blend(x, size)
+
+
+class TransformerDecoder(SlotDecoder):
+    """Learned per-patch queries cross-attending to the slots (DINOSAUR's decoder, not autoregressive).
+
+    ``depth`` pre-norm blocks of cross-attention (queries: patches, keys/values: slots) and an MLP,
+    with residuals, then a linear map to ``D``. The patches do not attend to each other, so the cost
+    is linear in ``N``. The alpha masks are the last block's attention weights averaged over heads
+    (softmax over slots, as for the other decoders); the reconstruction is the transformer output.
+
+    Args:
+        slot_dim: size of a slot (the model width).
+        out_dim: feature channels ``D``.
+        depth: blocks, ``>= 1``.
+        hidden_dim: MLP width.
+        num_heads: attention heads (divides ``slot_dim``).
+        pe_size: base grid of the learned queries, resized bilinearly to other grids.
+    """
+
+    def __init__(
+        self, slot_dim: int, out_dim: int, depth: int, hidden_dim: int, num_heads: int, pe_size: tuple[int, int]
+    ) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"decoder depth must be >= 1, got {depth}")
+        if slot_dim % num_heads:
+            raise ValueError(f"transformer decoder heads ({num_heads}) must divide slot_dim ({slot_dim})")
+        self.queries = PositionalEncoding("learnt", slot_dim, pe_size)
+        self.norm_slots = nn.LayerNorm(slot_dim)
+        self.norm_q: list[nn.LayerNorm] = nn.ModuleList(  # type: ignore[assignment]
+            nn.LayerNorm(slot_dim) for _ in range(depth)
+        )
+        self.attn: list[nn.MultiheadAttention] = nn.ModuleList(  # type: ignore[assignment]
+            nn.MultiheadAttention(slot_dim, num_heads, batch_first=True) for _ in range(depth)
+        )
+        self.mlp: list[nn.Sequential] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, hidden_dim), nn.ReLU(),
+                          nn.Linear(hidden_dim, slot_dim))
+            for _ in range(depth)
+        )
+        self.out = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, out_dim))
+
+    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``."""
+        B = slots.shape[0]
+        q = rearrange(self.queries(*size).to(slots.dtype), "c h w -> (h w) c").expand(B, -1, -1)  # (B, N, C)
+        kv = self.norm_slots(slots)
+        weights = q.new_empty(0)
+        for norm, attn, mlp in zip(self.norm_q, self.attn, self.mlp):
+            update, weights = attn(norm(q), kv, kv, need_weights=True, average_attn_weights=True)  # (B, N, S)
+            q = q + update
+            q = q + mlp(q)
+        return DecoderOutput(
+            reconstruction=rearrange(self.out(q), "b (h w) d -> b d h w", h=size[0]),
+            alpha=rearrange(weights, "b (h w) s -> b s h w", h=size[0]),
+        )

@@ -1,5 +1,8 @@
 """DINOSAUR (Seitzer et al., 2023): slots bound to frozen features per frame, decoded back to them.
 
+:class:`Dinosaur` is the per-frame (image) model; :class:`dinosavi.models.slot_model.SlotModel` is the
+loop over time around it, and trains both DINOSAUR (predictor ``none``) and DINOSAVi.
+
 Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid, ``N = h*w``.
 """
 
@@ -12,11 +15,10 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from dinosavi.losses import feature_reconstruction_loss
-from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.slot_attention import SlotAttention, SlotInit
 
-__all__ = ["ClipLoss", "Dinosaur", "FrameOutput", "dinosaur_clip_loss"]
+__all__ = ["Dinosaur", "FrameOutput"]
 
 
 @dataclass
@@ -37,7 +39,7 @@ class FrameOutput:
 
 
 class Dinosaur(nn.Module):
-    """Per-frame slot model: feature MLP, slot attention, alpha decoder.
+    """Per-frame slot model: feature MLP, slot attention, slot decoder.
 
     Args:
         feature_dim: channels ``D`` of the frozen features.
@@ -56,7 +58,7 @@ class Dinosaur(nn.Module):
         hidden_dim: int,
         num_slots: int | Sequence[int],
         num_iters: int,
-        decoder: AlphaDecoder,
+        decoder: SlotDecoder,
         num_groups: int = 0,
     ) -> None:
         super().__init__()
@@ -98,6 +100,14 @@ class Dinosaur(nn.Module):
         out = self.slot_attention(inputs, slots, num_iters or self.num_iters, mask)
         return out.slots, rearrange(out.attention, "b s (h w) -> b s h w", h=h)
 
+    def propagate(self, slots: Tensor) -> Tensor:
+        """Slots ``(B, S, slot_dim)`` of frame ``t`` -> initial slots of frame ``t+1``: unchanged per frame."""
+        return slots
+
+    def decode(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` to the current frame on a grid of ``size = (h, w)``."""
+        return self.decoder(slots, size)
+
     def forward(
         self,
         features: Tensor,
@@ -110,34 +120,5 @@ class Dinosaur(nn.Module):
         if slots is None:
             slots = self.init_slots(features.shape[0], generator=generator)
         slots, attention = self.bind(features, slots, num_iters, mask)
-        decoded = self.decoder(slots, (features.shape[-2], features.shape[-1]))
+        decoded = self.decode(slots, (features.shape[-2], features.shape[-1]))
         return FrameOutput(slots, attention, decoded.alpha, decoded.reconstruction)
-
-
-@dataclass
-class ClipLoss:
-    """Training objective on a batch of clips.
-
-    Attributes:
-        loss: scalar to minimise.
-        logs: named scalars for TensorBoard (e.g. ``loss/t+0``).
-        alpha: ``(B, T, S, h, w)`` decoder masks, for visualisation.
-    """
-
-    loss: Tensor
-    logs: dict[str, Tensor]
-    alpha: Tensor
-
-
-def dinosaur_clip_loss(model: Dinosaur, features: Tensor) -> ClipLoss:
-    """DINOSAUR on clips: every frame on its own, slots freshly sampled.
-
-    Args:
-        model: the per-frame model.
-        features: ``(B, T, D, h, w)`` frozen features.
-    """
-    B = features.shape[0]
-    frames = rearrange(features, "b t d h w -> (b t) d h w")
-    out = model(frames)
-    loss = feature_reconstruction_loss(out.reconstruction, frames)
-    return ClipLoss(loss, {"loss/t+0": loss.detach()}, rearrange(out.alpha, "(b t) s h w -> b t s h w", b=B))

@@ -41,3 +41,28 @@ def test_positional_encoding_errors():
         PositionalEncoding("spiral")
     with pytest.raises(ValueError, match="divisible by 4"):
         PositionalEncoding("sine", 6)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (5, 9)])
+def test_mlp_and_transformer_decoder_shapes(size):
+    from dinosavi.models.decoders import MLPDecoder, TransformerDecoder
+
+    for dec in (MLPDecoder(16, 24, 3, 32, (7, 7)), TransformerDecoder(16, 24, 2, 32, 4, (7, 7))):
+        out = dec(torch.randn(2, 4, 16), size)
+        assert out.reconstruction.shape == (2, 24, *size)
+        assert out.alpha.shape == (2, 4, *size)
+        torch.testing.assert_close(out.alpha.sum(1), torch.ones(2, *size))
+
+
+def test_mlp_decoder_equals_broadcast_mlp():
+    from dinosavi.models.decoders import MLPDecoder
+
+    dec = MLPDecoder(16, 24, 3, 32, (6, 7))
+    slots = torch.randn(2, 4, 16)
+    x = slots[:, :, None, :] + dec.pos_embed(6, 7).flatten(1).T  # (B, S, N, C): the broadcast, built
+    for i, layer in enumerate(dec.layers):
+        x = layer(torch.relu(x) if i else x)
+    alpha = x[..., -1].softmax(1)
+    expected = torch.einsum("bsn,bsnd->bdn", alpha, x[..., :-1]).unflatten(-1, (6, 7))
+    out = dec(slots, (6, 7))
+    torch.testing.assert_close(out.reconstruction, expected, atol=1e-5, rtol=1e-5)

@@ -2,8 +2,9 @@ import torch
 
 from dinosavi.losses import feature_reconstruction_loss, normalize_target
 from dinosavi.models.decoders import AlphaDecoder
-from dinosavi.models.dinosaur import Dinosaur, dinosaur_clip_loss
+from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.slot_model import SlotModel
 
 
 def _model(D=24, slots=5):
@@ -28,7 +29,7 @@ def test_same_generator_same_masks():
 
 def test_clip_loss_decreases_with_training():
     torch.manual_seed(0)
-    model = _model()
+    model = SlotModel(24, 16, 32, 5, 2, AlphaDecoder(16, 24, 2, 1, 32, PositionalEncoding("linear")))
     # three "objects": constant feature vectors on fixed regions
     regions = torch.zeros(6, 7, dtype=torch.long)
     regions[:3, :4], regions[3:, 4:] = 1, 2
@@ -36,7 +37,7 @@ def test_clip_loss_decreases_with_training():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
     for _ in range(60):
-        out = dinosaur_clip_loss(model, feats)
+        out = model.clip_loss(feats)
         first = first if first is not None else out.loss.item()
         opt.zero_grad()
         out.loss.backward()

@@ -1,0 +1,206 @@
+"""Training throughput on cached features: ours vs. the original DINOSAVi path, in the same run.
+
+Ours: clip features held in memory as fp16 (``features.in_memory``), every slot x time step decoded in
+one batched call (the 1x1 decoder as matrix products). Baseline, as the original code did it: each
+clip's features read from a ``diskcache`` store of ``lzma``-compressed ``torch.save(t.half())`` bytes,
+and every slot of every time step decoded separately through the broadcast + convolution path.
+Both train the same model (the headline preset) with Adam. Also times evaluation per frame
+(``segment_sequence``) on random features.
+
+    python benchmarks/bench_train.py --device cpu --steps 3 [--batch-size 16 --frames 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import lzma
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import diskcache
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from dinosavi.build import build_model
+from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.losses import temporal_reconstruction_loss
+from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.slot_model import SlotModel
+
+PRESET = "slot-s256d-line-t01-tline-ini5"
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakMemory:
+    """Peak RSS above the starting RSS (sampled every 2 ms), or peak CUDA memory allocated."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+            return self
+        self.start = _rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss() - self.start)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated() - self.start
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def baseline_clip_loss(model: SlotModel, features: torch.Tensor) -> torch.Tensor:
+    """The original's loss path: per-frame binding, then each slot of each time step decoded on its own."""
+    B, T, _, h, w = features.shape
+    bound = T - max(model.time_steps)
+    slots = model.init_slots(B)
+    per_frame = []
+    for t in range(bound):
+        if t > 0:
+            slots = model.propagate(slots)
+        inputs = model.input_mlp(rearrange(features[:, t], "b d h w -> b (h w) d"))
+        slots = model.slot_attention(inputs, slots, model.ini_iters if t == 0 else model.num_iters).slots
+        per_frame.append(slots)
+    frames = rearrange(torch.stack(per_frame, 1), "b t s c -> (b t) s c")
+    decoder = model.decoder
+    assert isinstance(decoder, AlphaDecoder)
+    pe = decoder.pos_embed(h, w, features.device)
+    preds = []
+    for time_decoder in model.time_decoders:
+        future = time_decoder(frames)
+        outs = []
+        for s in range(future.shape[1]):  # one slot at a time: broadcast, concatenate PE, convolve
+            x = torch.cat([future[:, s, :, None, None].expand(-1, -1, h, w), pe.expand(len(future), -1, -1, -1)], 1)
+            for i, conv in enumerate(decoder.convs):
+                x = conv(x)
+                if i < len(decoder.convs) - 1:
+                    x = F.relu(x)
+            outs.append(x)
+        x = torch.stack(outs, 1)  # (BT, S, D+1, h, w)
+        alpha = x[:, :, -1:].softmax(1)
+        preds.append((x[:, :, :-1] * alpha).sum(1))
+    prediction = rearrange(torch.stack(preds), "p (b t) d h w -> p b t d h w", b=B)
+    return temporal_reconstruction_loss(prediction, features, model.time_steps)[0]
+
+
+def time_training(
+    model: SlotModel, read: Callable[[list[int]], torch.Tensor], loss_fn: Callable[..., torch.Tensor],
+    batches: list[list[int]], warmup: int, device: torch.device,
+) -> tuple[float, int]:
+    """Steps/s over ``batches[warmup:]`` and the peak memory of one step."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step(ids: list[int]) -> None:
+        loss = loss_fn(model, read(ids).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for ids in batches[:warmup]:
+        step(ids)
+    with PeakMemory(device) as mem:
+        step(batches[warmup])
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for ids in batches[warmup:]:
+        step(ids)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (len(batches) - warmup) / (time.perf_counter() - t0), mem.peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--clips", type=int, default=8, help="distinct cached clips")
+    parser.add_argument("--grid", type=int, nargs=2, default=[28, 28])
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--eval-frames", type=int, default=4)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    from hydra import compose, initialize_config_dir
+
+    from dinosavi.config import register_configs
+
+    register_configs()
+    conf = Path(__file__).resolve().parents[1] / "dinosavi" / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("main", overrides=[f"hparam={PRESET}", "mode=train"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, args.dim).to(device)
+    h, w = args.grid
+    clips = [torch.randn(args.frames, args.dim, h, w) for _ in range(args.clips)]
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, args.clips, (args.batch_size,), generator=g).tolist()
+               for _ in range(args.warmup + args.steps)]
+
+    memory = torch.stack(clips).half()  # ours: in-memory fp16
+
+    def read_memory(ids: list[int]) -> torch.Tensor:
+        return memory[ids].float()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = diskcache.Cache(tmp)
+        for i, clip in enumerate(clips):
+            buf = io.BytesIO()
+            torch.save(clip.half(), buf)
+            cache[i] = lzma.compress(buf.getvalue())
+
+        def read_cache(ids: list[int]) -> torch.Tensor:
+            return torch.stack([torch.load(io.BytesIO(lzma.decompress(cache[i])), weights_only=True).float()
+                                for i in ids])
+
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        ours, ours_mem = time_training(model, read_memory, lambda m, f: m.clip_loss(f).loss, batches,
+                                       args.warmup, device)
+        model.load_state_dict(state)
+        base, base_mem = time_training(model, read_cache, baseline_clip_loss, batches, args.warmup, device)
+        cache.close()
+
+    print(f"training, preset {PRESET}: batch {args.batch_size} x {args.frames} frames, {h}x{w}x{args.dim} features, "
+          f"{args.device}, {args.steps} timed steps after {args.warmup} warm-up")
+    print(f"  ours     {ours:8.3f} steps/s  peak memory/step {ours_mem / 2**20:8.1f} MiB")
+    print(f"  baseline {base:8.3f} steps/s  peak memory/step {base_mem / 2**20:8.1f} MiB")
+    print(f"  ratio    {ours / base:8.2f}x")
+
+    model.eval()
+    feats = torch.randn(args.eval_frames, args.dim, 28, 50)
+    labels = torch.zeros(224, 400, dtype=torch.long)
+    labels[40:120, 60:200], labels[100:200, 250:380] = 1, 2
+    segment_sequence(model, feats[:1], labels, num_bg_slots=5)  # warm-up
+    t0 = time.perf_counter()
+    segment_sequence(model, feats, labels, num_bg_slots=5, generator=torch.Generator(device).manual_seed(0))
+    fps = args.eval_frames / (time.perf_counter() - t0)
+    print(f"evaluation per frame (28x50 tokens, {args.eval_frames} frames): {fps:.2f} frames/s, "
+          f"{1000 / fps:.1f} ms/frame")
+
+
+if __name__ == "__main__":
+    main()

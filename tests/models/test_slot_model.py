@@ -1,0 +1,181 @@
+import pytest
+import torch
+
+from dinosavi.build import build_model
+from dinosavi.config import ModelConfig
+from dinosavi.losses import feature_reconstruction_loss
+from dinosavi.models.background import background_mask, bgfg_slot_masks
+from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.dinosaur import Dinosaur
+from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.predictor import SaviPredictor, TimeDecoder
+from dinosavi.models.slot_model import SlotModel
+
+D = 24
+
+
+def _cfg(**kw):
+    base = dict(slot_dim=16, hidden_dim=32, decoder_depth=2, decoder_hidden_dim=32, num_slots=4, num_iters=2,
+                pe_size=[6, 7])
+    return ModelConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("predictor", ["savi", "none"])
+@pytest.mark.parametrize("time_decoder", ["linear", "attn", "identity"])
+@pytest.mark.parametrize("decoder", ["alpha", "mlp", "transformer"])
+def test_clip_loss_shapes(predictor, time_decoder, decoder):
+    model = build_model(_cfg(predictor=predictor, time_steps=[0, 1], time_decoder=time_decoder, decoder=decoder), D)
+    out = model.clip_loss(torch.randn(2, 4, D, 6, 7))
+    assert out.alpha.shape == (2, 3, 4, 6, 7)
+    assert set(out.logs) == {"loss/t+0", "loss/t+1"}
+    torch.testing.assert_close(out.loss, torch.stack(list(out.logs.values())).mean())
+    out.loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+
+
+@pytest.mark.parametrize("kind", ["linear", "attn", "identity"])
+def test_time_decoder_and_predictor_shapes(kind):
+    slots = torch.randn(3, 5, 16)
+    assert TimeDecoder(kind, 16)(slots).shape == (3, 5, 16)
+    assert SaviPredictor(16)(slots).shape == (3, 5, 16)
+    with pytest.raises(ValueError, match="Unknown time decoder `conv`"):
+        TimeDecoder("conv", 16)
+
+
+def test_predictor_none_is_per_frame_dinosaur():
+    model = build_model(_cfg(predictor="none", num_iters=3), D)
+    frame = Dinosaur(D, 16, 32, 4, 3, model.decoder)
+    frame.load_state_dict(model.state_dict())  # same keys: old DINOSAUR checkpoints load
+    feats = torch.randn(2, 3, D, 6, 7)
+    torch.manual_seed(1)
+    clip = model.clip_loss(feats)
+    torch.manual_seed(1)
+    per_frame = frame(feats.flatten(0, 1))
+    torch.testing.assert_close(clip.alpha, per_frame.alpha.unflatten(0, (2, 3)))
+    torch.testing.assert_close(clip.loss, feature_reconstruction_loss(per_frame.reconstruction, feats.flatten(0, 1)))
+
+
+def test_time_step_targets():
+    """The t+1 prediction of frame t is scored against frame t+1's features."""
+    model = build_model(_cfg(predictor="savi", time_steps=[0, 1], time_decoder="linear"), D)
+    feats = torch.randn(1, 3, D, 6, 7)
+    captured = {}
+    decode = model.decoder.forward
+
+    def spy(slots, size):
+        out = decode(slots, size)
+        captured["pred"] = out.reconstruction
+        return out
+
+    model.decoder.forward = spy  # type: ignore[method-assign]
+    out = model.clip_loss(feats)
+    pred = captured["pred"].unflatten(0, (2, 1, 2))  # (P, B, T', D, h, w)
+    target = torch.nn.functional.layer_norm(feats.movedim(2, -1), (D,)).movedim(-1, 2)
+    expected = torch.nn.functional.mse_loss(pred[1], target[:, 1:3])
+    torch.testing.assert_close(out.logs["loss/t+1"], expected)
+    assert not torch.allclose(out.logs["loss/t+1"], torch.nn.functional.mse_loss(pred[1], target[:, 0:2]))
+
+
+def test_savi_carries_slots_and_ini_iters():
+    model = build_model(_cfg(predictor="savi", ini_iters=5, num_iters=1), D)
+    assert model.ini_iters == 5 and model.num_iters == 1
+    calls = []
+    forward = model.slot_attention.forward
+    model.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
+    model.clip_loss(torch.randn(2, 4, D, 6, 7))
+    assert calls == [5, 1, 1, 1]
+    slots = torch.randn(2, 4, 16)
+    assert not torch.equal(model.propagate(slots), slots)
+    assert torch.equal(build_model(_cfg(), D).propagate(slots), slots)
+
+
+def test_clip_too_short_names_frames_per_clip():
+    model = build_model(_cfg(time_steps=[0, 2]), D)
+    with pytest.raises(ValueError, match="frames_per_clip must be at least 3"):
+        model.clip_loss(torch.randn(1, 2, D, 6, 7))
+
+
+def test_sharded_batch_matches_global_batch():
+    model = build_model(_cfg(predictor="savi", time_steps=[0, 1], time_decoder="linear"), D)
+    feats = torch.randn(4, 3, D, 6, 7)
+    torch.manual_seed(3)
+    full = model.clip_loss(feats)
+    halves = []
+    for rank in (0, 1):
+        torch.manual_seed(3)
+        halves.append(model.clip_loss(feats[2 * rank : 2 * rank + 2], shard=(rank, 2)))
+    torch.testing.assert_close(torch.cat([h.alpha for h in halves]), full.alpha)
+    torch.testing.assert_close((halves[0].loss + halves[1].loss) / 2, full.loss)
+
+
+def test_background_mask_hand_made():
+    # 2 heads on a 2x3 grid. Head 0 is focused (one hot patch), head 1 diffuse.
+    attn = torch.zeros(1, 2, 2, 3)
+    attn[0, 0, 0, 0] = 0.9
+    attn[0, 0].view(-1)[1:] = 0.02
+    attn[0, 1] = torch.tensor([[0.2, 0.2, 0.2], [0.2, 0.1, 0.1]])
+    # mean over heads and patches = 2/12 = 0.1667: head 0 counts 1 patch, head 1 counts 4
+    # weights log(5/1) = 1.609 and log(5/4) = 0.223
+    w0, w1 = torch.log(torch.tensor(5.0)), torch.log(torch.tensor(5 / 4))
+    fused = (attn[0, 0] * w0 + attn[0, 1] * w1) / 2
+    expected = fused < fused.mean()
+    got = background_mask(attn)
+    assert got.shape == (1, 2, 3) and got.dtype == torch.bool
+    assert torch.equal(got[0], expected)
+    assert not got[0, 0, 0] and got[0, 1, 2]  # the focused patch is foreground, a cold one background
+
+
+def test_bgfg_slot_masks_strategies():
+    background = torch.zeros(1, 3, 2, 2, dtype=torch.bool)
+    background[..., 0, :] = True  # top row background
+    always = bgfg_slot_masks(background, 2, 3, "always")
+    assert always.shape == (1, 3, 5, 4)
+    assert torch.equal(always[0, :, :2], background.flatten(-2)[0, :, None].expand(3, 2, 4))
+    assert torch.equal(always[0, :, 2:], ~background.flatten(-2)[0, :, None].expand(3, 3, 4))
+    initial = bgfg_slot_masks(background, 2, 3, "initial")
+    assert torch.equal(initial[:, 0], always[:, 0]) and initial[:, 1:].all()
+    with pytest.raises(ValueError, match="Unknown bgfg strategy `sometimes`"):
+        bgfg_slot_masks(background, 2, 3, "sometimes")
+
+
+@pytest.mark.parametrize("strategy", ["initial", "always"])
+def test_bgfg_model_restricts_slot_attention(strategy):
+    model = build_model(_cfg(num_slots=[2, 3], bgfg=True, bgfg_strategy=strategy, predictor="savi"), D)
+    attn = torch.rand(2, 3, 4, 6, 7)
+    seen = []
+    forward = model.slot_attention.forward
+
+    def spy(x, s, n, m=None):
+        out = forward(x, s, n, m)
+        seen.append((m, out.attention))
+        return out
+
+    model.slot_attention.forward = spy  # type: ignore[method-assign]
+    model.clip_loss(torch.randn(2, 3, D, 6, 7), attn)
+    background = background_mask(attn[:, 0]).flatten(1)
+    mask0, attention0 = seen[0]
+    assert torch.equal(mask0[:, 0], background) and torch.equal(mask0[:, 2], ~background)
+    assert (attention0[:, :2][~background[:, None].expand(-1, 2, -1)] == 0).all()
+    later = seen[1][0]
+    assert later.all() if strategy == "initial" else not later.all()
+    with pytest.raises(ValueError, match="CLS attention"):
+        model.clip_loss(torch.randn(2, 3, D, 6, 7))
+
+
+def test_config_errors_name_the_value():
+    with pytest.raises(ValueError, match=r"Unknown model\.decoder `conv`"):
+        build_model(_cfg(decoder="conv"), D)
+    with pytest.raises(ValueError, match=r"Unknown model\.predictor `lstm`"):
+        build_model(_cfg(predictor="lstm"), D)
+    with pytest.raises(ValueError, match=r"needs bgfg"):
+        build_model(_cfg(num_slots=[2, 3]), D)
+
+
+def test_eval_decode_uses_present_time_decoder():
+    model = build_model(_cfg(time_steps=[0, 1], time_decoder="linear"), D)
+    slots = torch.randn(1, 4, 16)
+    direct = model.decoder(model.time_decoders[0](slots), (6, 7)).alpha
+    torch.testing.assert_close(model.decode(slots, (6, 7)).alpha, direct)
+    assert isinstance(model, SlotModel) and isinstance(model.decoder, AlphaDecoder)
+    assert isinstance(model.decoder.pos_embed, PositionalEncoding)
