@@ -1,0 +1,250 @@
+"""Filling the feature store (``mode=cache``) and reading training clips from it.
+
+``mode=cache`` encodes every frame of a dataset once per resolution (``features.resolutions``:
+``train`` = ``train.input_size``, ``eval`` = ``eval.short_side`` with the long side a multiple of the
+stride) and writes them to ``features.store``. A thread decodes (and verifies) the next groups while
+the encoder runs; a rerun finds every entry, checks its checksum and encodes nothing.
+
+Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import Tensor
+
+from dinosavi.data.davis import DavisDataset, read_frames
+from dinosavi.data.videos import ClipIndex, DavisClips, VideoClips, decode_video, find_videos
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.features.store import (
+    FeatureSpace,
+    FeatureStore,
+    Resolution,
+    file_digest,
+    video_frame_digest,
+)
+
+__all__ = ["RESOLUTIONS", "CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups",
+           "resolutions", "run_cache", "video_groups"]
+
+log = logging.getLogger(__name__)
+
+RESOLUTIONS = ("train", "eval")
+
+
+@dataclass
+class SourceGroup:
+    """One sequence (its JPEG frames) or one video file (decoded at ``frame_rate``): a shard of the store."""
+
+    name: str
+    paths: list[Path]
+    video: bool = False
+    frame_rate: float | None = None
+
+    def decode(self) -> Tensor:
+        """All frames, ``(T, 3, H, W)`` uint8 at the source's size."""
+        return decode_video(self.paths[0], self.frame_rate) if self.video else read_frames(self.paths)
+
+    def digests(self, store: FeatureStore, length: int | None = None) -> list[str] | None:
+        """Source digest of each frame; None for a video whose frame count is not yet known."""
+        if not self.video:
+            return [file_digest(p) for p in self.paths]
+        source = f"{file_digest(self.paths[0])}@{self.frame_rate}"
+        if length is not None:
+            store.set_length(source, length)
+        length = store.length(source)
+        if length is None:
+            return None
+        return [video_frame_digest(source, self.frame_rate, i) for i in range(length)]
+
+
+def davis_groups(root: str | Path, splits: Sequence[str] | None, year: str = "2017",
+                 quality: str = "480p") -> list[SourceGroup]:
+    """The sequences of ``splits`` (every split file under ``ImageSets/<year>`` when None), each once."""
+    if splits is None:
+        folder = Path(root) / "ImageSets" / year
+        splits = sorted(p.stem for p in folder.glob("*.txt"))
+        if not splits:
+            raise FileNotFoundError(f"No split files (*.txt) in {folder}")
+    groups: dict[str, SourceGroup] = {}
+    for split in splits:
+        davis = DavisDataset(root, split, year=year, quality=quality, annotations="none")
+        for name in davis.sequence_names:
+            groups.setdefault(name, SourceGroup(name, davis.frame_paths(name)))
+    return list(groups.values())
+
+
+def video_groups(root: str | Path, frame_rate: float | None) -> list[SourceGroup]:
+    """Every video file under ``root``, decoded at ``frame_rate``."""
+    root = Path(root)
+    return [SourceGroup(str(p.relative_to(root)), [p], video=True, frame_rate=frame_rate) for p in find_videos(root)]
+
+
+def resolutions(names: Sequence[str], input_size: tuple[int, int], short_side: int,
+                patch_size: int) -> dict[str, Resolution]:
+    """``train``: frames resized to ``input_size`` as training clips are; ``eval``: the evaluation rule."""
+    unknown = [n for n in names if n not in RESOLUTIONS]
+    if unknown or not names:
+        raise ValueError(f"Unknown features.resolutions {list(names)}; expected a non-empty subset of {RESOLUTIONS}")
+    table = {
+        "train": Resolution(ResizeRule(size=input_size), presize=True),
+        "eval": Resolution(ResizeRule(short_side=short_side, multiple_of=patch_size)),
+    }
+    return {n: table[n] for n in names}
+
+
+@dataclass
+class CacheStats:
+    """What a cache pass did: frames seen, frames encoded (per resolution), and each group's digests."""
+
+    frames: int = 0
+    encoded: int = 0
+    seconds: float = 0.0
+    digests: list[list[str]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    group: SourceGroup
+    digests: list[str]
+    missing: list[FeatureSpace]
+    frames: Tensor | None
+
+
+def _prepare(group: SourceGroup, store: FeatureStore, spaces: Sequence[FeatureSpace]) -> _Prepared:
+    """Hash the sources, verify the stored entries, decode the frames when some space lacks them."""
+    digests = group.digests(store)
+    frames = None
+    if digests is None:  # a video seen for the first time: its length comes from decoding it
+        frames = group.decode()
+        digests = group.digests(store, length=len(frames))
+        assert digests is not None
+    missing = [s for s in spaces if s.read(digests) is None]
+    if missing and frames is None:
+        frames = group.decode()
+        if len(frames) != len(digests):
+            raise ValueError(f"{group.name}: decoded {len(frames)} frames, the store recorded {len(digests)}")
+    return _Prepared(group, digests, missing, frames)
+
+
+def _prefetch(groups: Sequence[SourceGroup], store: FeatureStore, spaces: Sequence[FeatureSpace],
+              depth: int = 2) -> Iterator[_Prepared]:
+    """:func:`_prepare` each group on a background thread, ``depth`` groups ahead, in order."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queue: list[Future[_Prepared]] = []
+        try:
+            for group in groups:
+                queue.append(pool.submit(_prepare, group, store, spaces))
+                if len(queue) > depth:
+                    yield queue.pop(0).result()
+            while queue:
+                yield queue.pop(0).result()
+        finally:
+            for future in queue:
+                future.cancel()
+
+
+def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: Sequence[SourceGroup],
+                   show_progress: bool = True) -> CacheStats:
+    """Make sure every frame of ``groups`` is stored in every space; encode only what is missing or corrupt.
+
+    The manifest is flushed on the way out, also when interrupted, so a rerun continues after the last
+    finished shard.
+    """
+    stats, t0 = CacheStats(), time.perf_counter()
+    total = None if any(g.video for g in groups) else sum(len(g.paths) for g in groups)
+    columns = (TextColumn("[bold]cache"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
+               TextColumn("{task.fields[fps]:.1f} frames/s, encoded {task.fields[encoded]}"), TimeElapsedColumn())
+    try:
+        with Progress(*columns, disable=not show_progress) as progress:
+            task = progress.add_task("cache", total=total, fps=0.0, encoded=0)
+            for prepared in _prefetch(groups, store, spaces):
+                for space in prepared.missing:
+                    assert prepared.frames is not None
+                    space.write(prepared.group.name, prepared.digests, space.encode(prepared.frames))
+                    stats.encoded += len(prepared.digests)
+                stats.frames += len(prepared.digests)
+                stats.digests.append(prepared.digests)
+                progress.update(task, completed=stats.frames, encoded=stats.encoded,
+                                fps=stats.frames / (time.perf_counter() - t0))
+    finally:
+        store.flush()
+    stats.seconds = time.perf_counter() - t0
+    return stats
+
+
+class StoreClips(ClipIndex):
+    """The clips of ``source``, read from the feature store (missing frames are encoded and stored first).
+
+    Items are dicts: ``frames`` ``(T, 3, H', W')`` uint8 thumbnails (for TensorBoard images),
+    ``features`` ``(T, D, h, w)`` float32 and, when the encoder has it, ``cls_attention``
+    ``(T, heads, h, w)``. Clip positions are those of ``source``.
+
+    Args:
+        source: ``DavisClips`` or ``VideoClips``.
+        space: the store space of the training resolution (``Resolution(size, presize=True)``).
+        split, year, quality: the DAVIS split ``source`` reads (None: look its sequences up in every split).
+    """
+
+    def __init__(self, source: DavisClips | VideoClips, space: FeatureSpace, split: str | None = None,
+                 year: str = "2017", quality: str = "480p") -> None:
+        if isinstance(source, DavisClips):
+            by_name = {g.name: g for g in davis_groups(source.root, None if split is None else [split], year, quality)}
+            self.groups = [by_name[n] for n in source.sequence_names]
+        else:
+            self.groups = [SourceGroup(str(v), [v], video=True, frame_rate=source.frame_rate) for v in source.videos]
+        self.source, self.space = source, space
+        stats = cache_features(space.store, [space], self.groups, show_progress=False)
+        log.info("feature store %s: %d training frames, %d encoded now, in %.1f s", space.store.root,
+                 stats.frames, stats.encoded, stats.seconds)
+        self.digests = stats.digests
+        super().__init__([len(d) for d in self.digests], source.frames_per_clip, source.stride,
+                         source.clips_per_video, source.seed)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        video, start = self._locate(index)
+        picks = self.digests[video][start:start + (self.frames_per_clip - 1) * self.stride + 1:self.stride]
+        stored = self.space.read(picks)
+        if stored is None:  # corrupted since it was verified (logged): encode online, do not write from here
+            rows = [self.digests[video].index(d) for d in picks]
+            stored = self.space.encode(self.groups[video].decode()[rows])
+        assert stored.frames is not None, "a presized space stores thumbnails"
+        item = {"frames": stored.frames, "features": stored.features}
+        if stored.cls_attention is not None:
+            item["cls_attention"] = stored.cls_attention
+        return item
+
+
+def run_cache(cfg: DictConfig, run_dir: Path, encoder: FrozenEncoder) -> CacheStats:
+    """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``."""
+    if not cfg.features.store:
+        raise ValueError("mode=cache needs features.store=<folder>")
+    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
+    wanted = resolutions(list(cfg.features.resolutions), size, cfg.eval.short_side, encoder.patch_size)
+    if cfg.data.name == "videos":
+        if wanted.pop("eval", None) is not None:
+            log.info("data=videos: the eval resolution applies to DAVIS-layout data only; caching train")
+        if not wanted:
+            raise ValueError("data=videos caches the train resolution only; set features.resolutions=[train]")
+        groups = video_groups(cfg.data.root, cfg.data.frame_rate)
+    else:
+        splits = None if cfg.data.split is None else [cfg.data.split]
+        groups = davis_groups(cfg.data.root, splits, cfg.data.year, cfg.data.quality)
+    with FeatureStore(cfg.features.store, cfg.features.dtype, flush_every=5.0) as store:
+        spaces = [FeatureSpace(store, encoder, r, cfg.encoder.batch_size) for r in wanted.values()]
+        log.info("caching %d groups of %s at %s into %s (%s)", len(groups), cfg.data.root, list(wanted), store.root,
+                 cfg.features.dtype)
+        stats = cache_features(store, spaces, groups)
+    log.info("cached %d frames x %d resolutions in %.1f s (%.1f frames/s); encoded %d, %d entries in the store",
+             stats.frames, len(spaces), stats.seconds, stats.frames / max(stats.seconds, 1e-9), stats.encoded,
+             len(store))
+    return stats
+

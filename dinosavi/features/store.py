@@ -1,0 +1,430 @@
+"""A content-addressed, verified on-disk store of frozen-encoder features.
+
+An entry is one frame encoded by one encoder at one resolution. Its key is a sha256 over
+
+- the encoder: class, architecture (its module ``repr``), feature dim, stride, heads, precision, and a
+  sha256 of its weights (``state_dict`` tensors' bytes in key order);
+- the preprocessing that travels with the weights (mean, std, interpolation);
+- the resolution: the :class:`~dinosavi.encoders.base.ResizeRule` and whether frames are first resized
+  as uint8 (as training clips are);
+- the source: a sha256 of the frame's file bytes (a DAVIS JPEG), or of the video file's bytes plus the
+  frame rate and the frame index, never decoded pixels, never an mtime.
+
+Layout::
+
+    <store>/manifest.json                     key -> shard, row and CRC32 of each tensor row
+    <store>/shards/<space>/<group>.<id>.safetensors
+
+One shard holds a group of frames (a sequence or a video) of one *space* (encoder + resolution):
+``features`` ``(T, D, h, w)`` and, when the encoder has it, ``cls_attention`` ``(T, heads, h, w)`` in
+fp16 (fp32 by option), plus uint8 ``frames`` thumbnails ``(T, 3, H', W')`` for the training resolution.
+Reading a clip is one file open and one read per tensor for consecutive frames. Shards and the
+manifest are written to a temporary name and renamed, so nothing half-written is ever read; a row whose
+CRC32 disagrees with the manifest (a flipped byte, a truncated file) is logged with its path, forgotten,
+and recomputed by the caller. One process writes a store at a time.
+
+Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_save
+from torch import Tensor
+from torchvision.transforms.v2 import functional as TF
+
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+
+__all__ = [
+    "DTYPES",
+    "THUMBNAIL_SIDE",
+    "FeatureSpace",
+    "FeatureStore",
+    "Resolution",
+    "StoredFrames",
+    "encoder_fingerprint",
+    "file_digest",
+    "presize",
+    "video_frame_digest",
+    "weights_digest",
+]
+
+log = logging.getLogger(__name__)
+
+STORE_VERSION = 1
+DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "fp32": torch.float32}
+THUMBNAIL_SIDE = 64  # long side of the stored frame thumbnails (TensorBoard images only)
+_NUMPY = {"F16": np.float16, "F32": np.float32, "U8": np.uint8}
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How frames reach the encoder.
+
+    Attributes:
+        rule: the resize rule of :meth:`FrozenEncoder.encode`.
+        presize: frames are first resized as uint8 (bilinear, antialiased) to ``rule.size``, as training
+            clips are; the store then also keeps frame thumbnails.
+    """
+
+    rule: ResizeRule
+    presize: bool = False
+
+    def __post_init__(self) -> None:
+        if self.presize and self.rule.size is None:
+            raise ValueError(f"Resolution.presize needs a fixed rule.size, got {self.rule}")
+
+
+@dataclass
+class StoredFrames:
+    """Features of ``T`` frames.
+
+    Attributes:
+        features: ``(T, D, h, w)`` float32.
+        cls_attention: ``(T, heads, h, w)`` float32, or None when the encoder has no CLS token.
+        frames: ``(T, 3, H', W')`` uint8 thumbnails, or None (stored for presized resolutions only).
+    """
+
+    features: Tensor
+    cls_attention: Tensor | None = None
+    frames: Tensor | None = None
+
+
+def presize(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(T, 3, H, W)`` uint8 -> ``(T, 3, *size)`` uint8, bilinear with antialiasing (as training clips)."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+def _thumbnails(frames: Tensor) -> Tensor:
+    """``(T, 3, H, W)`` uint8 -> ``(T, 3, H', W')`` with the long side at most ``THUMBNAIL_SIDE``."""
+    H, W = frames.shape[-2:]
+    scale = min(1.0, THUMBNAIL_SIDE / max(H, W))
+    return presize(frames, (max(1, round(H * scale)), max(1, round(W * scale)))).contiguous()
+
+
+def _sha256_json(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (the identity of a source frame or video; mtime plays no part)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def video_frame_digest(file_hash: str, frame_rate: float | None, index: int) -> str:
+    """The identity of frame ``index`` of a video whose bytes hash to ``file_hash``, decoded at ``frame_rate``."""
+    return _sha256_json({"video": file_hash, "frame_rate": frame_rate, "index": index})
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over a module's ``state_dict``: each key, dtype, shape and tensor bytes, in key order."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def encoder_fingerprint(encoder: FrozenEncoder) -> dict[str, object]:
+    """What identifies an encoder's output: architecture, weights and preprocessing."""
+    return {
+        "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
+        "architecture": hashlib.sha256(repr(encoder).encode()).hexdigest(),
+        "feature_dim": encoder.feature_dim,
+        "patch_size": encoder.patch_size,
+        "num_heads": encoder.num_heads,
+        "precision": getattr(encoder, "precision", "fp32"),
+        "weights": weights_digest(encoder),
+        "preprocess": asdict(encoder.preprocess),
+    }
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "group"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _CorruptError(Exception):
+    """A shard that cannot be read or whose rows fail their checksum."""
+
+
+def _runs(rows: list[int]) -> list[tuple[int, int, int]]:
+    """``(position in rows, first row, count)`` for each run of consecutive rows."""
+    out: list[tuple[int, int, int]] = []
+    for i, row in enumerate(rows):
+        if out and out[-1][1] + out[-1][2] == row:
+            pos, first, count = out[-1]
+            out[-1] = (pos, first, count + 1)
+        else:
+            out.append((i, row, 1))
+    return out
+
+
+class FeatureStore:
+    """A folder of feature shards and their manifest.
+
+    Args:
+        root: the store folder (created when absent).
+        dtype: ``fp16`` or ``fp32``, the dtype new shards are written in.
+        flush_every: seconds between manifest writes (0: after every shard); :meth:`flush` writes it now.
+
+    Raises:
+        ValueError: an unknown dtype, or a manifest that is not a dinosavi store manifest.
+    """
+
+    def __init__(self, root: str | Path, dtype: str = "fp16", flush_every: float = 0.0) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"Unknown feature store dtype `{dtype}`; expected one of {sorted(DTYPES)}")
+        self.root, self.dtype, self.flush_every = Path(root), dtype, flush_every
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.manifest_path = self.root / "manifest.json"
+        self._lock = threading.Lock()
+        self._entries: dict[str, dict[str, object]] = {}
+        self._lengths: dict[str, int] = {}
+        self._dirty, self._flushed = False, time.monotonic()
+        if self.manifest_path.is_file():
+            try:
+                data = json.loads(self.manifest_path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise ValueError(f"{self.manifest_path} is not valid JSON ({error}); move it away to rebuild") \
+                    from error
+            if not isinstance(data, dict) or data.get("version") != STORE_VERSION:
+                raise ValueError(
+                    f"{self.manifest_path} is not a version-{STORE_VERSION} dinosavi feature store manifest"
+                )
+            self._entries, self._lengths = data["entries"], data.get("lengths", {})
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.flush()
+
+    def length(self, source: str) -> int | None:
+        """Frames recorded for a source (a decoded video) by :meth:`set_length`; None when unknown."""
+        return self._lengths.get(source)
+
+    def set_length(self, source: str, length: int) -> None:
+        """Record that ``source`` decodes to ``length`` frames (so a rerun need not decode it)."""
+        with self._lock:
+            self._lengths[source] = length
+            self._dirty = True
+
+    def flush(self) -> None:
+        """Write the manifest atomically when it changed."""
+        with self._lock:
+            if not self._dirty:
+                return
+            data = {"version": STORE_VERSION, "entries": dict(self._entries), "lengths": dict(self._lengths)}
+            self._dirty = False
+        _write_atomic(self.manifest_path, json.dumps(data, separators=(",", ":")).encode())
+        self._flushed = time.monotonic()
+
+    def write(self, space: str, group: str, keys: Sequence[str], tensors: dict[str, Tensor]) -> Path:
+        """Write one shard (``T = len(keys)`` rows per tensor) and record its entries.
+
+        Args:
+            space: the encoder + resolution id (a folder under ``shards/``).
+            group: a readable name (sequence or video) used in the file name.
+            keys: the entry key of each row.
+            tensors: name -> ``(T, ...)`` tensor; floating tensors are stored in the store's dtype.
+
+        Returns:
+            The shard's path.
+        """
+        T = len(keys)
+        if T == 0 or any(t.shape[0] != T for t in tensors.values()):
+            raise ValueError(f"shard {group}: expected {T} rows per tensor, got "
+                             f"{ {n: tuple(t.shape) for n, t in tensors.items()} }")
+        dtype = DTYPES[self.dtype]
+        stored = {n: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
+                  for n, t in tensors.items()}
+        rel = f"shards/{space[:16]}/{_safe_name(group)}.{_sha256_json(list(keys))[:16]}.safetensors"
+        _write_atomic(self.root / rel, safetensors_save(stored, metadata={"dinosavi_store": str(STORE_VERSION)}))
+        rows = {n: t.view(T, -1).view(torch.uint8).numpy() for n, t in stored.items()}
+        with self._lock:
+            for i, key in enumerate(keys):
+                self._entries[key] = {"shard": rel, "row": i,
+                                      "crc": {n: zlib.crc32(r[i].data) for n, r in rows.items()}}
+            self._dirty = True
+        if time.monotonic() - self._flushed >= self.flush_every:
+            self.flush()
+        return self.root / rel
+
+    def read(self, keys: Sequence[str], names: Sequence[str]) -> dict[str, Tensor] | None:
+        """The rows of ``keys`` for tensors ``names`` (each ``(len(keys), ...)``, float32 or uint8).
+
+        Returns None when an entry is missing, or corrupt: then the warning names the shard, and its
+        entries are forgotten so the caller recomputes them. A name a shard lacks is left out.
+        """
+        entries = [self._entries.get(k) for k in keys]
+        if not keys or any(e is None for e in entries):
+            return None
+        by_shard: dict[str, list[int]] = {}
+        for i, entry in enumerate(entries):
+            assert entry is not None
+            by_shard.setdefault(str(entry["shard"]), []).append(i)
+        parts: dict[str, list[tuple[list[int], np.ndarray]]] = {}
+        for rel, positions in by_shard.items():
+            try:
+                for name, array in self._read_shard(rel, [entries[i] or {} for i in positions], names).items():
+                    parts.setdefault(name, []).append((positions, array))
+            except _CorruptError as error:
+                log.warning("feature store: corrupt entry in %s (%s); it will be recomputed", self.root / rel, error)
+                self._forget(rel)
+                return None
+        out = {}
+        for name, pieces in parts.items():
+            if sum(len(p) for p, _ in pieces) != len(keys):
+                continue  # a tensor some shards lack
+            array = pieces[0][1]
+            if len(pieces) > 1:
+                array = np.empty((len(keys), *array.shape[1:]), array.dtype)
+                for positions, piece in pieces:
+                    array[positions] = piece
+            tensor = torch.from_numpy(array)
+            out[name] = tensor.float() if tensor.is_floating_point() else tensor
+        return out
+
+    def _forget(self, rel: str) -> None:
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e["shard"] == rel]:
+                del self._entries[key]
+            self._dirty = True
+
+    def _read_shard(self, rel: str, entries: list[dict], names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Rows of one shard, checked against their CRC32; raises ``_CorruptError``."""
+        rows = [int(e["row"]) for e in entries]
+        out = {}
+        try:
+            with open(self.root / rel, "rb") as handle:
+                size = int.from_bytes(handle.read(8), "little")
+                header = json.loads(handle.read(size))
+                for name in names:
+                    if name not in header:
+                        continue
+                    info = header[name]
+                    dtype, shape = _NUMPY[info["dtype"]], tuple(info["shape"])
+                    begin, end = info["data_offsets"]
+                    row_bytes = (end - begin) // shape[0]
+                    array = np.empty((len(rows), *shape[1:]), dtype)
+                    flat = array.reshape(len(rows), -1).view(np.uint8)
+                    for pos, first, count in _runs(rows):
+                        if first + count > shape[0]:
+                            raise _CorruptError(f"row {first + count - 1} beyond the {shape[0]} rows of `{name}`")
+                        handle.seek(8 + size + begin + first * row_bytes)
+                        if handle.readinto(flat[pos:pos + count].data.cast("B")) != count * row_bytes:
+                            raise _CorruptError(f"`{name}` is truncated")
+                    for i, entry in enumerate(entries):
+                        if zlib.crc32(flat[i].data) != entry["crc"].get(name):
+                            raise _CorruptError(f"checksum mismatch of `{name}` row {rows[i]}")
+                    out[name] = array
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise _CorruptError(f"unreadable: {error}") from error
+        return out
+
+
+class FeatureSpace:
+    """The entries of one encoder at one resolution: key derivation, lookup, online encoding, write-back.
+
+    Args:
+        store: the store.
+        encoder: the frozen encoder (its weights are hashed once, here).
+        resolution: how frames are resized before encoding.
+        batch_size: frames per encoder pass.
+    """
+
+    def __init__(self, store: FeatureStore, encoder: FrozenEncoder, resolution: Resolution, batch_size: int = 32):
+        self.store, self.encoder, self.resolution, self.batch_size = store, encoder, resolution, batch_size
+        res = {"rule": asdict(resolution.rule), "presize": resolution.presize}
+        self.id = _sha256_json({"encoder": encoder_fingerprint(encoder), "resolution": res})
+        self.names = ("features", "cls_attention", "frames") if resolution.presize else ("features", "cls_attention")
+
+    def keys(self, digests: Sequence[str]) -> list[str]:
+        """The entry key of each source digest (see :func:`file_digest`, :func:`video_frame_digest`)."""
+        return [hashlib.sha256(f"{self.id}|{d}".encode()).hexdigest() for d in digests]
+
+    def read(self, digests: Sequence[str]) -> StoredFrames | None:
+        """The stored frames of ``digests``, or None when one is missing or corrupt (logged)."""
+        got = self.store.read(self.keys(digests), self.names)
+        if got is None:
+            return None
+        return StoredFrames(got["features"], got.get("cls_attention"), got.get("frames"))
+
+    def encode(self, frames: Tensor) -> StoredFrames:
+        """Encode ``(T, 3, H, W)`` uint8 frames online at this resolution (float32 out)."""
+        if self.resolution.presize:
+            assert self.resolution.rule.size is not None
+            frames = presize(frames, self.resolution.rule.size)
+        out = self.encoder.encode(frames, self.resolution.rule, self.batch_size)
+        attention = None if out.cls_attention is None else out.cls_attention.cpu()
+        thumbs = _thumbnails(frames.cpu()) if self.resolution.presize else None
+        return StoredFrames(out.features.cpu(), attention, thumbs)
+
+    def write(self, group: str, digests: Sequence[str], stored: StoredFrames) -> Path:
+        """Write the frames of one group (sequence or video) as one shard."""
+        tensors = {"features": stored.features}
+        if stored.cls_attention is not None:
+            tensors["cls_attention"] = stored.cls_attention
+        if stored.frames is not None:
+            tensors["frames"] = stored.frames
+        return self.store.write(self.id, group, self.keys(digests), tensors)
+
+    def get(self, group: str, digests: Sequence[str], decode: Callable[[], Tensor],
+            write_back: bool = True) -> tuple[StoredFrames, bool]:
+        """The frames of a group from the store, else encoded online from ``decode()`` (and written back).
+
+        Returns:
+            The frames (features float32; as stored, or as computed) and whether they were computed.
+        """
+        stored = self.read(digests)
+        if stored is not None:
+            return stored, False
+        stored = self.encode(decode())
+        if len(stored.features) != len(digests):
+            raise ValueError(f"{group}: decoded {len(stored.features)} frames, expected {len(digests)}")
+        if write_back:
+            self.write(group, digests, stored)
+        return stored, True

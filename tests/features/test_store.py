@@ -1,0 +1,209 @@
+"""The feature store: stored vs. online features, reruns, corruption, resume, keys, the CLI and training."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from dinosavi.data.videos import DavisClips
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.encoders.registry import build_encoder
+from dinosavi.evaluation.runner import frame_features
+from dinosavi.features.cache import StoreClips, cache_features, davis_groups
+from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from tests.conftest import REPO_ROOT
+
+TRAIN = Resolution(ResizeRule(size=(64, 64)), presize=True)
+EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
+
+
+@pytest.fixture(scope="module")
+def vit() -> FrozenEncoder:
+    return build_encoder("vit_tiny_random").freeze()
+
+
+def _count_calls(encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Frames passed through ``encoder.forward`` from now on, one list item per call."""
+    calls: list[int] = []
+    forward = encoder.forward
+
+    def counting(images):
+        calls.append(len(images))
+        return forward(images)
+
+    monkeypatch.setattr(encoder, "forward", counting)
+    return calls
+
+
+def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
+    return [FeatureSpace(store, encoder, r, batch_size=4) for r in (TRAIN, EVAL)]
+
+
+def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
+    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
+    space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, Resolution(ResizeRule(size=(64, 64)), presize=True))
+    stored = StoreClips(clips, space, "train")
+    assert len(stored) == len(clips)
+    for epoch in (0, 1):
+        clips.set_epoch(epoch)
+        stored.set_epoch(epoch)
+        for i in range(len(clips)):
+            item = stored[i]
+            online = vit.encode(clips[i], ResizeRule(size=(64, 64)))
+            assert item["features"].dtype == torch.float32
+            torch.testing.assert_close(item["features"], online.features, atol=2e-3, rtol=1e-3)  # fp16 rounding
+            assert online.cls_attention is not None
+            torch.testing.assert_close(item["cls_attention"], online.cls_attention, atol=1e-3, rtol=1e-3)
+            assert item["frames"].dtype == torch.uint8 and item["frames"].shape[:2] == (3, 3)
+
+
+def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, monkeypatch):
+    encoder = build_encoder("efficientnet_lite0").freeze()
+    groups = davis_groups(tiny_synthetic, ["val"])
+    frames = groups[0].decode()
+    rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
+    online = torch.stack(list(frame_features(encoder, frames, rule, 4)))
+    space = FeatureSpace(FeatureStore(tmp_path / "store"), encoder, Resolution(rule), batch_size=4)
+    first = torch.stack(list(frame_features(encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)))
+    calls = _count_calls(encoder, monkeypatch)
+    second = torch.stack(list(frame_features(encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)))
+    assert calls == []  # read from the store
+    torch.testing.assert_close(first, online)
+    torch.testing.assert_close(second, online, atol=2e-3, rtol=1e-3)
+    assert not torch.equal(second, online)  # really the fp16 copy
+
+
+def test_fp32_store_is_exact(tiny_synthetic, tmp_path, vit):
+    group = davis_groups(tiny_synthetic, ["val"])[0]
+    space = FeatureSpace(FeatureStore(tmp_path / "store", dtype="fp32"), vit, EVAL)
+    online, computed = space.get(group.name, [file_digest(p) for p in group.paths], group.decode)
+    stored = space.read([file_digest(p) for p in group.paths])
+    assert computed and stored is not None
+    assert torch.equal(stored.features, online.features)
+
+
+def test_second_run_encodes_nothing(tiny_synthetic, tmp_path, vit, monkeypatch):
+    groups = davis_groups(tiny_synthetic, None)
+    total = sum(len(g.paths) for g in groups)
+    store = FeatureStore(tmp_path / "store")
+    first = cache_features(store, _spaces(store, vit), groups, show_progress=False)
+    assert (first.frames, first.encoded) == (total, 2 * total)
+    calls = _count_calls(vit, monkeypatch)
+    reopened = FeatureStore(tmp_path / "store")
+    assert len(reopened) == 2 * total
+    second = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
+    assert (second.frames, second.encoded, calls) == (total, 0, [])
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_shard_is_reported_and_recomputed(damage, tiny_synthetic, tmp_path, vit, monkeypatch, caplog):
+    groups = davis_groups(tiny_synthetic, ["val"])
+    store = FeatureStore(tmp_path / "store")
+    space = FeatureSpace(store, vit, TRAIN)
+    digests = [file_digest(p) for p in groups[0].paths]
+    reference, _ = space.get(groups[0].name, digests, groups[0].decode)
+    (shard,) = (tmp_path / "store" / "shards").rglob("*.safetensors")
+    data = bytearray(shard.read_bytes())
+    if damage == "flip":
+        data[-100:-90] = bytes(b ^ 0xFF for b in data[-100:-90])
+    else:
+        data = data[: len(data) - 5000]
+    shard.write_bytes(bytes(data))
+
+    calls = _count_calls(vit, monkeypatch)
+    reopened = FeatureStore(tmp_path / "store")
+    with caplog.at_level(logging.WARNING, logger="dinosavi.features.store"):
+        stats = cache_features(reopened, [FeatureSpace(reopened, vit, TRAIN)], groups, show_progress=False)
+    assert str(shard) in caplog.text and "corrupt" in caplog.text
+    assert stats.encoded == len(digests) and sum(calls) == len(digests)
+    repaired = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests)
+    assert repaired is not None
+    torch.testing.assert_close(repaired.features, reference.features, atol=2e-3, rtol=1e-3)
+
+
+def test_interrupted_run_resumes(tiny_synthetic, tmp_path, vit, monkeypatch):
+    groups = davis_groups(tiny_synthetic, None)
+    total = sum(len(g.paths) for g in groups)
+    write, written = FeatureStore.write, list[str]()
+
+    def failing_write(self, *args, **kwargs):
+        if len(written) == 3:
+            raise RuntimeError("interrupted")
+        written.append(args[1])
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(FeatureStore, "write", failing_write)
+    store = FeatureStore(tmp_path / "store", flush_every=1e9)  # only the final flush records the shards
+    with pytest.raises(RuntimeError, match="interrupted"):
+        cache_features(store, _spaces(store, vit), groups, show_progress=False)
+    monkeypatch.setattr(FeatureStore, "write", write)
+    calls = _count_calls(vit, monkeypatch)
+    reopened = FeatureStore(tmp_path / "store")
+    assert len(reopened) == 2 * len(groups[0].paths) + len(groups[1].paths)
+    stats = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
+    done = 2 * len(groups[0].paths) + len(groups[1].paths)
+    assert stats.encoded == 2 * total - done
+    assert sum(calls) == 2 * total - done
+    assert len(reopened) == 2 * total
+
+
+def test_keys_follow_weights_resolution_and_file_bytes(tiny_synthetic, tmp_path, vit):
+    store = FeatureStore(tmp_path / "store")
+    frame = tmp_path / "frame.jpg"
+    shutil.copy(davis_groups(tiny_synthetic, ["val"])[0].paths[0], frame)
+    digest = file_digest(frame)
+    base = FeatureSpace(store, vit, TRAIN).keys([digest])
+
+    os.utime(frame, (1_000_000, 1_000_000))  # mtime only: same key
+    assert FeatureSpace(store, vit, TRAIN).keys([file_digest(frame)]) == base
+    frame.write_bytes(frame.read_bytes() + b"\0")  # other bytes: other key
+    assert FeatureSpace(store, vit, TRAIN).keys([file_digest(frame)]) != base
+    assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(72, 72)), presize=True)).keys([digest]) != base
+    assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(64, 64)))).keys([digest]) != base
+
+    changed = build_encoder("vit_tiny_random").freeze()
+    assert FeatureSpace(store, changed, TRAIN).keys([digest]) == base  # same weights, new object
+    with torch.no_grad():
+        next(changed.parameters()).view(-1)[0] += 1e-3
+    assert FeatureSpace(store, changed, TRAIN).keys([digest]) != base
+
+
+def test_cache_mode_cli(tiny_synthetic, tmp_path):
+    store = tmp_path / "store"
+    command = [
+        sys.executable, "-m", "dinosavi", "mode=cache", "data=synthetic", f"data.root={tiny_synthetic}",
+        "encoder=vit_tiny_random", f"features.store={store}", "train.input_size=[64,64]", "eval.short_side=64",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    env = {**os.environ, "COLUMNS": "200"}
+    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "frames/s" in done.stdout + done.stderr
+    entries = json.loads((store / "manifest.json").read_text())["entries"]
+    assert len(entries) == 2 * 4 * 6  # 4 videos of 6 frames, train and eval
+
+
+@pytest.mark.slow
+def test_train_reads_the_store(tiny_synthetic, tmp_path, monkeypatch):
+    from dinosavi.checkpoint import load_checkpoint
+    from dinosavi.modes import run_train
+    from tests.conftest import compose_config
+
+    overrides = [
+        "mode=train", "encoder=vit_tiny_random", "data=synthetic", f"data.root={tiny_synthetic}",
+        "data.synthetic.num_videos=4", "data.synthetic.num_frames=6", "data.synthetic.height=64",
+        "data.synthetic.width=80", "data.synthetic.val_videos=1", "data.batch_size=2", "data.clips_per_video=2",
+        "train.input_size=[64,64]", "train.log_every=1", "train.max_steps=2", f"features.store={tmp_path / 'store'}",
+    ]
+    cfg = compose_config(*overrides)
+    path = run_train(cfg, tmp_path / "run", overrides)
+    assert load_checkpoint(path).step == 2
+    assert len(FeatureStore(tmp_path / "store")) == 3 * 6  # the 3 training videos, train resolution
