@@ -1,0 +1,119 @@
+"""The visual outputs of an evaluation run beyond the palette PNGs and overlay JPEGs.
+
+Shared by ``mode=eval`` (lock-on) and ``mode=propagate``::
+
+    <out_dir>/videos/<seq>.mp4        overlays as a video (PyAV)
+    <out_dir>/slots/<seq>/<frame>.jpg per-slot masks on the frame (lock-on with eval.output=slot)
+    <out_dir>/tb/                     TensorBoard: a few overlay frames per sequence
+    <out_dir>/report.html             self-contained report (scores, J&F chart, thumbnails)
+
+Shapes: ``T`` frames, ``S`` slots, ``H, W`` pixels, ``h, w`` feature grid.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+
+from dinosavi.data.davis import Sequence
+from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, spread, write_report
+from dinosavi.viz.video import write_overlay_video
+
+__all__ = ["RunOutputs", "write_slot_maps"]
+
+
+def _save_jpeg(path: Path, image: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(image).save(tmp, format="JPEG", quality=85)
+    tmp.replace(path)
+
+
+def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:
+    """Queue ``slots/<seq>/<frame>.jpg``: the frame, then each slot's mask multiplied onto it.
+
+    Args:
+        out_dir: the evaluation folder.
+        seq: the sequence (frames and frame names).
+        masks: ``(T, S, h, w)`` in [0, 1], e.g. ``LockOnResult.masks``.
+        pool: the writer threads.
+    """
+    if len(masks) != len(seq.frame_names):
+        raise ValueError(f"{seq.name}: {len(masks)} slot masks for {len(seq.frame_names)} frames")
+    folder = out_dir / "slots" / seq.name
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def write(t: int) -> None:
+        grid = mask_grid(seq.frames[t], masks[t]).permute(1, 2, 0).numpy()
+        _save_jpeg(folder / f"{seq.frame_names[t]}.jpg", grid)
+
+    return [pool.submit(write, t) for t in range(len(masks))]
+
+
+class RunOutputs:
+    """Collects per-sequence videos, TensorBoard images and report rows; writes ``report.html`` at the end.
+
+    Args:
+        out_dir: the evaluation folder.
+        title: the report's title.
+        videos: write ``videos/<seq>.mp4``.
+        report: write ``report.html`` (thumbnails are made only then).
+        tensorboard_frames: overlay frames per sequence logged to ``tb/`` (0: no TensorBoard).
+    """
+
+    def __init__(self, out_dir: Path, title: str, *, videos: bool = True, report: bool = True,
+                 tensorboard_frames: int = 3) -> None:
+        self.out_dir, self.title = Path(out_dir), title
+        self.videos, self.report, self.tensorboard_frames = videos, report, tensorboard_frames
+        self.entries: list[SequenceEntry] = []
+        self.writer = SummaryWriter(str(self.out_dir / "tb")) if tensorboard_frames > 0 else None
+
+    def add(self, seq: Sequence, labels: np.ndarray, j: Tensor, f: Tensor, pool: ThreadPoolExecutor) -> list[Future]:
+        """Queue the video of a sequence, log its overlays, and keep its report row.
+
+        Args:
+            seq: the sequence (frames, palette, name).
+            labels: ``(T, H, W)`` uint8 predicted ids.
+            j: ``(K, T')`` per-object, per-frame J of the sequence.
+            f: ``(K, T')`` F.
+            pool: the writer threads.
+
+        Returns:
+            The pending writes.
+        """
+        futures: list[Future] = []
+        video = None
+        if self.videos:
+            video = f"videos/{seq.name}.mp4"
+            futures.append(pool.submit(write_overlay_video, self.out_dir / video, seq.frames, labels, seq.palette))
+        if self.writer is not None:
+            for t in spread(len(labels), self.tensorboard_frames):
+                image = overlay(seq.frames[t].permute(1, 2, 0).numpy(), labels[t], seq.palette)
+                self.writer.add_image(f"overlays/{seq.name}", image, t, dataformats="HWC")
+        if self.report:
+            self.entries.append(SequenceEntry(
+                name=seq.name, num_frames=len(labels), j_mean=_mean(j), f_mean=_mean(f),
+                thumbnails=overlay_thumbnails(seq.frames, labels, seq.palette), video=video,
+            ))
+        return futures
+
+    def finish(self, global_scores: dict[str, float], notes: list[str] | None = None) -> Path | None:
+        """Close TensorBoard and write ``report.html``; returns its path (None when reports are off)."""
+        if self.writer is not None:
+            self.writer.close()
+        if not self.report or not self.entries:
+            return None
+        return write_report(self.out_dir / "report.html", self.title, self.entries, global_scores, notes)
+
+
+def _mean(scores: Tensor) -> float:
+    """Mean over objects of each object's mean over frames (nan when there are none)."""
+    if scores.numel() == 0:
+        return math.nan
+    return float(scores.double().mean(dim=1).mean())
