@@ -34,6 +34,19 @@ def main(cfg: DictConfig) -> None:
         from dinosavi.modes import run_eval
 
         run_eval(cfg, run_dir, overrides)
+    elif cfg.mode == "cache":
+        from dinosavi.build import build_encoder, resolve_device
+        from dinosavi.features.cache import run_cache
+
+        run_cache(cfg, run_dir, build_encoder(cfg.encoder).to(resolve_device(cfg.device)))
+    elif cfg.mode == "propagate":
+        from dinosavi.modes import run_propagate
+
+        run_propagate(cfg, run_dir)
+    elif cfg.mode == "score":
+        from dinosavi.evaluation.score import run_score
+
+        run_score(cfg)
     elif cfg.mode == "demo":
         from dinosavi.modes import run_demo
 

@@ -23,6 +23,8 @@ __all__ = [
     "EvalConfig",
     "FeaturesConfig",
     "ModelConfig",
+    "PropagateConfig",
+    "ScoreConfig",
     "SyntheticConfig",
     "TrainConfig",
     "register_configs",
@@ -33,6 +35,9 @@ MODES = {
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
     "train": "train a slot model on video clips (data=davis|synthetic|videos)",
     "eval": "semi-supervised DAVIS evaluation of a checkpoint (resume=<checkpoint>) with J&F",
+    "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
+    "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
+    "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
 }
 
 
@@ -72,49 +77,88 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
-    """A frozen backbone. ``stride`` applies to CNN encoders (8 or 16); ViTs have their patch size."""
+    """A frozen backbone: a group option (``encoder=dino_vits8``) or any ``encoder.name=timm:<model>`` /
+    ``hf:<repo id or dir>``. ``weights`` is a local file or folder (no network access then).
+    ``stride`` applies to CNN encoders (8 or 16); ViTs have their patch size. ``precision`` is the
+    autocast of ViTs on CUDA (``fp32``, ``bf16``, ``fp16``).
+    """
 
     name: str = MISSING
     weights: str | None = None
     stride: int = 8
     batch_size: int = 32
+    precision: str = "fp32"
 
 
 @dataclass
 class FeaturesConfig:
-    """Where training reads features: computed online (default) or encoded once into memory."""
+    """Where training and evaluation read features: computed online (default), encoded once into memory,
+    or from the on-disk feature store at ``store`` (filled by ``mode=cache``; missing entries are encoded
+    and written back).
+
+    ``dtype`` (``fp16``/``fp32``) is the store's tensor type; ``resolutions`` what ``mode=cache`` stores:
+    ``train`` (``train.input_size``) and/or ``eval`` (``eval.short_side``, long side a multiple of the stride).
+    """
 
     in_memory: bool = False
+    store: str | None = None
+    dtype: str = "fp16"
+    resolutions: list[str] = field(default_factory=lambda: ["train", "eval"])
 
 
 @dataclass
 class ModelConfig:
-    """The slot model. ``num_slots`` is an int, or ``[bg, fg]`` with background/foreground groups."""
+    """The slot model: per-frame slot attention and decoder, in a loop over time.
+
+    ``num_slots`` is an int, or ``[bg, fg]`` with ``bgfg`` (background/foreground slot groups).
+    ``ini_iters`` None uses ``num_iters`` on freshly sampled slots. ``predictor``: ``savi`` carries
+    slots to the next frame (self-attention + MLP), ``none`` samples fresh slots every frame (DINOSAUR).
+    ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
+    (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
+    of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
+    patch queries cross-attending to slots); ``pe_*`` apply to ``alpha``, ``pe_size`` also to the learned
+    embeddings of ``mlp``/``transformer``. ``bgfg_strategy``: ``initial`` restricts bg/fg slots to the
+    patches of their group (from CLS attention) at the first frame, ``always`` at every frame.
+    """
 
     num_slots: Any = 10
     slot_dim: int = 256
     hidden_dim: int = 1024
     num_iters: int = 3
+    ini_iters: int | None = None
+    predictor: str = "none"
+    num_heads: int = 4
+    time_steps: list[int] = field(default_factory=lambda: [0])
+    time_decoder: str = "identity"
+    decoder: str = "alpha"
     decoder_depth: int = 4
     decoder_kernel_size: int = 1
     decoder_hidden_dim: int = 1024
     pe_type: str = "linear"
     pe_dim: int = 4
     pe_size: list[int] = field(default_factory=lambda: [28, 28])
+    bgfg: bool = False
+    bgfg_strategy: str = "always"
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation: Adam with a OneCycle schedule over ``max_steps``, gradient clipping by norm."""
+    """Optimisation: Adam with a OneCycle schedule over ``max_steps``, gradient clipping by norm.
+
+    ``grad_clip`` None: no clipping. ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
+    ``fp16`` (autocast with gradient scaling, CUDA only). Under ``torchrun`` ``data.batch_size`` is the
+    global batch, split evenly over the processes.
+    """
 
     lr: float = 4e-4
     weight_decay: float = 0.0
     pct_start: float = 0.05
-    grad_clip: float = 1.0
+    grad_clip: float | None = 1.0
     max_steps: int = 1000
     save_every: int = 500
     log_every: int = 50
     input_size: list[int] = field(default_factory=lambda: [224, 224])
+    precision: str = "fp32"
 
 
 @dataclass
@@ -133,6 +177,41 @@ class EvalConfig:
     num_iters: int | None = None
     ini_iters: int | None = None
     overlays: bool = True
+    videos: bool = True
+    report: bool = True
+
+
+@dataclass
+class ScoreConfig:
+    """``mode=score``: ``protocol`` ``semi`` (first-frame objects) or ``unsupervised`` (ids are proposals,
+    at most ``max_proposals``, Hungarian-matched to the objects on J&F)."""
+
+    protocol: str = "semi"
+    max_proposals: int = 20
+
+
+@dataclass
+class PropagateConfig:
+    """Label propagation (``mode=propagate``); presets ``propagate=dino|crw`` fill this section.
+
+    Context: the first frame and the ``n_last_frames`` previous predictions. A query patch attends to
+    context patches within ``size_mask_neighborhood`` patches (0: anywhere; the first frame anywhere when
+    ``first_frame_unrestricted``), keeps the ``topk`` best and softmaxes them with ``temperature``.
+    Frames are resized to ``short_side``, the long side to a multiple of ``multiple_of``.
+    ``chunk_elements`` bounds the affinity entries held at once. The outputs follow ``eval.overlays``,
+    ``eval.videos`` and ``eval.report``.
+    """
+
+    preset: str = "dino"
+    n_last_frames: int = 7
+    size_mask_neighborhood: int = 12
+    topk: int = 5
+    temperature: float = 0.1
+    first_frame_unrestricted: bool = False
+    norm_mask: bool = True
+    short_side: int = 480
+    multiple_of: int = 64
+    chunk_elements: int = 8388608
 
 
 @dataclass
@@ -152,12 +231,15 @@ class Config:
     seed: int = 0
     device: str = "auto"
     resume: str | None = None
+    results: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    propagate: PropagateConfig = field(default_factory=PropagateConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 

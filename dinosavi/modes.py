@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.config import MODES, Config
 
-__all__ = ["checkpoint_config", "print_help", "run_demo", "run_eval", "run_train"]
+__all__ = ["checkpoint_config", "print_help", "run_demo", "run_eval", "run_propagate", "run_train"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ def checkpoint_config(
     """``cfg`` with ``sections`` taken from a checkpoint's config, command-line settings re-applied.
 
     Keys the user set on the command line keep the user's value, so ``resume=... train.max_steps=N``
-    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights.
+    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights. A config-group
+    choice (``data=davis``, ``hparam=...``) would replace a whole section with its defaults, so for the
+    checkpoint's sections it is ignored with a warning: set the keys instead.
     """
     merged = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(merged, dict)
@@ -48,8 +50,14 @@ def checkpoint_config(
         merged[section] = ckpt_config[section]
     out = OmegaConf.merge(OmegaConf.structured(Config), merged)
     for key in _override_keys(overrides):
-        if key.split(".")[0] in sections and key not in ("hparam",):
-            OmegaConf.update(out, key, OmegaConf.select(cfg, key), merge=False)
+        if key.split(".")[0] not in sections:
+            continue
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, DictConfig) or key == "hparam":
+            log.warning("`%s` is a config group; the checkpoint's `%s` section is kept (set its keys instead)",
+                        key, key)
+            continue
+        OmegaConf.update(out, key, value, merge=False)
     assert isinstance(out, DictConfig)
     return out
 
@@ -90,6 +98,77 @@ def _evaluate(ckpt_path: Path, cfg: DictConfig, out_dir: Path, overrides: list[s
     return evaluate_checkpoint(ckpt, cfg, out_dir)
 
 
+def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """``mode=propagate``: label propagation with the frozen ``encoder`` on a DAVIS-layout split; returns the
+    global scores. Writes what ``mode=eval`` writes (PNGs, overlays, videos, CSVs, JSON, report.html).
+    """
+    import time
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import numpy as np
+    from rich.progress import Progress
+
+    from dinosavi.build import build_encoder, resolve_device, resolve_split
+    from dinosavi.data.davis import DavisDataset
+    from dinosavi.encoders.base import ResizeRule
+    from dinosavi.evaluation.propagate import PropagationParams, propagate_sequence
+    from dinosavi.evaluation.runner import write_sequence
+    from dinosavi.metrics.davis import evaluate_semisupervised
+    from dinosavi.metrics.results import ScoreTable, format_table
+    from dinosavi.viz.outputs import RunOutputs
+
+    _save_config(cfg, run_dir)
+    p = cfg.propagate
+    params = PropagationParams(
+        n_last_frames=p.n_last_frames, size_mask_neighborhood=p.size_mask_neighborhood, topk=p.topk,
+        temperature=p.temperature, first_frame_unrestricted=p.first_frame_unrestricted, norm_mask=p.norm_mask,
+        chunk_elements=p.chunk_elements,
+    )
+    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
+    rule = ResizeRule(short_side=p.short_side, multiple_of=p.multiple_of)
+    split = resolve_split(cfg.data, "propagate")
+    dataset = DavisDataset(cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality)
+    log.info("propagating (%s: %s) with %s (stride %d) on %s/%s: %d sequences", p.preset, params,
+             cfg.encoder.name, encoder.patch_size, cfg.data.root, split, len(dataset))
+
+    def features(frames: Any) -> Any:
+        for chunk in frames.split(cfg.encoder.batch_size):
+            yield from encoder.encode(chunk, rule, cfg.encoder.batch_size).features
+
+    table = ScoreTable()
+    outputs = RunOutputs(run_dir, f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}",
+                         videos=cfg.eval.videos, report=cfg.eval.report)
+    pending: list[Future[None]] = []
+    frames_done, t0 = 0, time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool, Progress(transient=True) as progress:
+        task = progress.add_task("propagate", total=len(dataset))
+        for index in range(len(dataset)):
+            seq = dataset[index]
+            assert seq.labels is not None
+            result = propagate_sequence(features(seq.frames), seq.labels[0], encoder.patch_size, params)
+            labels = result.labels.numpy().astype(np.uint8)
+            scores = evaluate_semisupervised(seq.labels, result.labels)
+            table.add(seq.name, scores.j, scores.f)
+            pending += write_sequence(run_dir, seq, labels, cfg.eval.overlays, pool)
+            pending += outputs.add(seq, labels, scores.j, scores.f, pool)
+            frames_done += len(labels)
+            progress.advance(task)
+        for future in pending:
+            future.result()
+    seconds = time.perf_counter() - t0
+    log.info("propagated %d frames in %.1f s (%.2f frames/s)", frames_done, seconds, frames_done / seconds)
+    table.write(run_dir, split)
+    scores_global = table.global_means()
+    report = outputs.finish(scores_global, [
+        f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}",
+        f"{frames_done} frames in {seconds:.1f} s ({frames_done / seconds:.2f} frames/s)",
+    ])
+    print(format_table(table))
+    if report is not None:
+        print(f"report: {report}")
+    return scores_global
+
+
 def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
     """``mode=demo``: train on the synthetic set, evaluate on its val split and on the DAVIS sample."""
     from dinosavi.train import train
@@ -121,7 +200,7 @@ def print_help(overrides: list[str]) -> None:
     """``mode=help``: modes, presets, config groups and the main options with their values."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("main", overrides=overrides)
-    groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("data", "encoder")}
+    groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("data", "encoder", "propagate")}
     lines = ["dinosavi: self-supervised video object segmentation with slots on frozen features", "",
              "usage: python -m dinosavi mode=<mode> [group=option] [key=value ...]", "", "modes:"]
     lines += [f"  {name:<8} {text}" for name, text in MODES.items()]

@@ -20,8 +20,9 @@ class ResizeRule:
     """How frames are resized before encoding.
 
     Exactly one of ``size`` (a fixed ``(H, W)``) or ``short_side`` is set. With ``short_side`` the
-    short side becomes ``short_side`` and the long side keeps the aspect ratio, rounded to a multiple
-    of ``multiple_of`` (the patch size, or 64 as in DINO's DAVIS evaluation).
+    short side becomes ``short_side`` and the long side keeps the aspect ratio, floored to a multiple
+    of ``multiple_of`` (the patch size, or 64 as in DINO's DAVIS evaluation: 480x854 -> 480x832).
+    A ViT truncates a remainder that is not a multiple of its patch size.
     """
 
     size: tuple[int, int] | None = None
@@ -42,12 +43,13 @@ class ResizeRule:
         scale = self.short_side / min(height, width)
         m = self.multiple_of
 
-        def snap(x: float) -> int:
-            return max(m, round(x / m) * m)
+        def floor(x: float) -> int:
+            return max(m, int(x + 1e-6) // m * m)
 
+        # As DINO's DAVIS evaluation: the short side exactly, the long side floored to a multiple.
         if height <= width:
-            return snap(self.short_side), snap(width * scale)
-        return snap(height * scale), snap(self.short_side)
+            return self.short_side, floor(width * scale)
+        return floor(height * scale), self.short_side
 
 
 @dataclass(frozen=True)

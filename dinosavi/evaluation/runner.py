@@ -2,7 +2,9 @@
 
 Output layout under ``out_dir``: ``results/<seq>/<frame>.png`` (palette PNGs, pixel = object id, the
 annotations' names and size), ``overlays/<seq>/<frame>.jpg``, and the official
-``global_results-<split>.csv`` / ``per-sequence_results-<split>.csv`` plus ``metrics-<split>.json``.
+``global_results-<split>.csv`` / ``per-sequence_results-<split>.csv`` plus ``metrics-<split>.json``;
+``videos/<seq>.mp4``, ``report.html``, TensorBoard overlays in ``tb/`` and, with ``eval.output=slot``,
+``slots/<seq>/<frame>.jpg`` (see :mod:`dinosavi.viz.outputs`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from dinosavi.checkpoint import Checkpoint
 from dinosavi.data.davis import DavisDataset, Sequence, write_palette_png
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.metrics.results import ScoreTable, format_table
+from dinosavi.viz.outputs import RunOutputs, write_slot_maps
 from dinosavi.viz.overlay import overlay
 
 __all__ = ["evaluate_checkpoint", "frame_features", "write_sequence"]
@@ -67,8 +71,22 @@ def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: n
     tmp.replace(path)
 
 
-def frame_features(encoder: FrozenEncoder, frames: Tensor, rule: ResizeRule, batch_size: int) -> Iterator[Tensor]:
-    """Per-frame features ``(D, h, w)`` of ``frames: (T, 3, H, W)`` uint8, encoded ``batch_size`` at a time."""
+def frame_features(
+    encoder: FrozenEncoder, frames: Tensor, rule: ResizeRule, batch_size: int,
+    space: FeatureSpace | None = None, paths: list[Path] | None = None, name: str = "sequence",
+) -> Iterator[Tensor]:
+    """Per-frame features ``(D, h, w)`` of ``frames: (T, 3, H, W)`` uint8, encoded ``batch_size`` at a time.
+
+    With a feature-store ``space`` (of ``rule``, see ``features.store``) and the frames' source files
+    ``paths``, the sequence ``name`` is read from the store; when absent or corrupt it is encoded and
+    written back.
+    """
+    if space is not None:
+        if paths is None or len(paths) != len(frames):
+            raise ValueError(f"{name}: the feature store needs one source path per frame, got {paths}")
+        stored, _ = space.get(name, [file_digest(p) for p in paths], lambda: frames)
+        yield from stored.features
+        return
     for chunk in frames.split(batch_size):
         yield from encoder.encode(chunk, rule, batch_size).features
 
@@ -97,8 +115,14 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
              len(dataset))
 
     rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
+    space = None
+    if cfg.features.store:
+        store = FeatureStore(cfg.features.store, cfg.features.dtype)
+        space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
     table = ScoreTable()
     pending: list[Future[None]] = []
+    outputs = RunOutputs(out_dir, f"Lock-on evaluation of {cfg.preset} (step {ckpt.step}) on {split}",
+                         videos=cfg.eval.videos, report=cfg.eval.report)
     frames_done, t0 = 0, time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool, Progress(transient=True) as progress:
         task = progress.add_task("eval", total=len(dataset))
@@ -107,7 +131,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
             assert seq.labels is not None
             generator = torch.Generator().manual_seed(cfg.seed)
             result = segment_sequence(
-                model, frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size), seq.labels[0],
+                model,
+                frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
+                               dataset.frame_paths(seq.name), seq.name),
+                seq.labels[0],
                 num_bg_slots=cfg.eval.num_bg_slots, slots_per_class=cfg.eval.slots_per_class,
                 output=cfg.eval.output, num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters,
                 generator=generator,
@@ -116,6 +143,9 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
             pending += write_sequence(out_dir, seq, labels, cfg.eval.overlays, pool)
             scores = evaluate_semisupervised(seq.labels, result.labels)
             table.add(seq.name, scores.j, scores.f)
+            pending += outputs.add(seq, labels, scores.j, scores.f, pool)
+            if cfg.eval.output == "slot":
+                pending += write_slot_maps(out_dir, seq, result.masks, pool)
             frames_done += len(labels)
             progress.advance(task)
         for future in pending:
@@ -123,5 +153,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     seconds = time.perf_counter() - t0
     log.info("segmented %d frames in %.1f s (%.2f frames/s)", frames_done, seconds, frames_done / seconds)
     table.write(out_dir, split)
+    outputs.finish(table.global_means(), [f"encoder {cfg.encoder.name}; eval {dict(cfg.eval)}",
+                                          f"{frames_done} frames in {seconds:.1f} s"])
     print(format_table(table))
     return table.global_means()

@@ -116,7 +116,7 @@ def test_encode_uint8(encoder8: EfficientNetLite0, davis_root: Path) -> None:
     frame = np.array(Image.open(davis_root / "JPEGImages/480p/blackswan/00000.jpg").convert("RGB"))
     frames = torch.from_numpy(frame).permute(2, 0, 1)[None].repeat(3, 1, 1, 1)  # (3, 3, 480, 854)
     out = encoder8.encode(frames, batch_size=2)
-    assert out.features.shape == (3, 320, 28, 50)  # 480x854 -> 224x400 at stride 8
+    assert out.features.shape == (3, 320, 28, 49)  # 480x854 -> 224x392 (long side floored) at stride 8
     assert out.features.dtype == torch.float32 and torch.isfinite(out.features).all()
     torch.testing.assert_close(out.features[0], out.features[2])
 
