@@ -181,10 +181,14 @@ def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, 
     davis_data = {"name": "davis", "root": cfg.demo.davis_root, "split": "val"}
     davis = cast(DictConfig, OmegaConf.merge(cfg, {"data": davis_data}))
     results["davis"] = _evaluate(ckpt, davis, run_dir / "eval" / "davis", overrides)
+    # the label-propagation baseline with the same (frozen) encoder, at stride 16 to stay quick on a CPU
+    baseline = cast(DictConfig, OmegaConf.merge(davis, {"encoder": {"stride": 16}}))
+    results["davis (propagation baseline)"] = run_propagate(baseline, run_dir / "eval" / "davis-propagate")
     print(f"\ncheckpoint: {ckpt}")
+    folders = {"synthetic": "synthetic", "davis": "davis", "davis (propagation baseline)": "davis-propagate"}
     for name, scores in results.items():
-        print(f"{name:>10}: J&F {scores['J&F-Mean']:.3f}  J {scores['J-Mean']:.3f}  F {scores['F-Mean']:.3f}"
-              f"  overlays in {run_dir / 'eval' / name / 'overlays'}")
+        print(f"{name:>30}: J&F {scores['J&F-Mean']:.3f}  J {scores['J-Mean']:.3f}  F {scores['F-Mean']:.3f}"
+              f"  overlays in {run_dir / 'eval' / folders[name] / 'overlays'}")
     return results
 
 

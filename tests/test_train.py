@@ -238,3 +238,22 @@ def test_sampler_shards_make_the_global_batches():
     assert resumed == shards[1][2:]
     with pytest.raises(ValueError, match="whole number of global batches"):
         EpochSampler(11, seed=3, start=3, rank=0, world_size=2, batch_size=2)
+
+
+def test_headline_preset_trains_on_a_folder_of_mp4_files(tmp_path):
+    """Kinetics layout (class sub-folders of .mp4 files) decoded with PyAV at the preset's 8 fps."""
+    from tests.data.test_videos import write_video
+
+    root = tmp_path / "kinetics"
+    for name in ("abseiling/a.mp4", "abseiling/b.mp4", "juggling/c.mp4"):
+        write_video(root / name, num_frames=50, fps=25)  # 2 s -> 16 frames at 8 fps
+    overrides = [
+        "mode=train", f"hparam={HEADLINE}", *SMALL, "encoder=vit_tiny_random", "data=videos", f"data.root={root}",
+        "data.batch_size=2", "data.clips_per_video=2", "train.input_size=[48,64]", "train.max_steps=2",
+    ]
+    cfg = compose_config(*overrides)
+    assert cfg.data.frame_rate == 8 and cfg.data.frames_per_clip == 3
+    seed_everything(cfg.seed)
+    ckpt = load_checkpoint(run_train(cfg, tmp_path / "run", overrides))
+    assert ckpt.step == 2 and ckpt.config["data"]["name"] == "videos"
+    assert all(torch.isfinite(v).all() for v in ckpt.model.values())
