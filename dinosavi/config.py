@@ -167,7 +167,8 @@ class EvalConfig:
 
     ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding.
     ``output`` picks the masks: ``alpha`` (decoder) or ``slot`` (slot-attention weights).
-    ``num_iters``/``ini_iters`` None use the model's iterations.
+    ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
+    With background/foreground slot groups the ``num_bg_slots`` come from the background group.
     """
 
     short_side: int = 224

@@ -109,7 +109,7 @@ def segment_sequence(
         slots_per_class: slots per object.
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations for frames after the first; the model's when None.
-        ini_iters: iterations at the first frame; ``num_iters`` when None.
+        ini_iters: iterations at the first frame; the model's ``ini_iters`` when None.
         generator: source of the initial slots.
     """
     if output not in ("alpha", "slot"):
@@ -130,8 +130,12 @@ def segment_sequence(
             mask, classes = lock_on_mask(
                 patch_labels(first_labels, (h, w), num_objects), num_objects, num_bg_slots, slots_per_class
             )
-            init = model.init_slots(1, len(classes), generator)
-            slots, attention = model.bind(f[None], init, ini_iters or num_iters, mask[None])
+            # with background/foreground slot groups, background slots come from the background group
+            grouped = model.slot_init.num_groups == 2
+            counts = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
+            init = model.init_slots(1, counts, generator)
+            first_iters = ini_iters or getattr(model, "ini_iters", None) or num_iters
+            slots, attention = model.bind(f[None], init, first_iters, mask[None])
         else:
             slots, attention = model.bind(f[None], model.propagate(slots), num_iters)
         m = model.decode(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)

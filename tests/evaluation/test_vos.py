@@ -160,3 +160,37 @@ def test_cli_train_then_eval_reproduces(tiny_synthetic, tmp_path):
     assert _global_jf(runs[0] / "global_results-val.csv") == _global_jf(runs[1] / "global_results-val.csv")
     for a, b in zip(sorted((runs[0] / "results").rglob("*.png")), sorted((runs[1] / "results").rglob("*.png"))):
         assert a.read_bytes() == b.read_bytes()
+
+
+def _slot_model(**overrides):
+    from omegaconf import OmegaConf
+
+    from dinosavi.build import build_model
+    from dinosavi.config import ModelConfig
+
+    cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), {
+        "slot_dim": 16, "hidden_dim": 32, "decoder_hidden_dim": 32, "decoder_depth": 2, **overrides,
+    })
+    return build_model(cfg, feature_dim=24).eval()
+
+
+def test_first_frame_uses_the_model_ini_iters(monkeypatch):
+    model = _slot_model(num_slots=4, num_iters=1, ini_iters=5, predictor="savi")
+    calls = []
+    original = model.bind
+    monkeypatch.setattr(model, "bind", lambda f, s, n=None, m=None: calls.append(n) or original(f, s, n, m))
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[4:12, 4:12] = 1
+    segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=2)
+    assert calls == [5, None, None]  # 5 at the first frame, the model's num_iters after
+
+
+def test_lock_on_with_background_foreground_groups():
+    model = _slot_model(num_slots=[2, 3], bgfg=True, bgfg_strategy="initial")
+    assert model.slot_init.num_groups == 2
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[2:8, 2:8], labels[9:15, 9:15] = 1, 2
+    result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=3,
+                              generator=torch.Generator().manual_seed(0))
+    assert result.slot_classes.tolist() == [0, 0, 0, 1, 2]
+    assert result.labels.shape == (3, 16, 16)
