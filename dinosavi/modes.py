@@ -102,20 +102,11 @@ def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """``mode=propagate``: label propagation with the frozen ``encoder`` on a DAVIS-layout split; returns the
     global scores. Writes what ``mode=eval`` writes (PNGs, overlays, videos, CSVs, JSON, report.html).
     """
-    import time
-    from concurrent.futures import Future, ThreadPoolExecutor
-
-    import numpy as np
-    from rich.progress import Progress
-
     from dinosavi.build import build_encoder, resolve_device, resolve_split
     from dinosavi.data.davis import DavisDataset
     from dinosavi.encoders.base import ResizeRule
     from dinosavi.evaluation.propagate import PropagationParams, propagate_sequence
-    from dinosavi.evaluation.runner import write_sequence
-    from dinosavi.metrics.davis import evaluate_semisupervised
-    from dinosavi.metrics.results import ScoreTable, format_table
-    from dinosavi.viz.outputs import RunOutputs
+    from dinosavi.evaluation.runner import run_sequences
 
     _save_config(cfg, run_dir)
     p = cfg.propagate
@@ -135,38 +126,12 @@ def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         for chunk in frames.split(cfg.encoder.batch_size):
             yield from encoder.encode(chunk, rule, cfg.encoder.batch_size).features
 
-    table = ScoreTable()
-    outputs = RunOutputs(run_dir, f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}",
-                         videos=cfg.eval.videos, report=cfg.eval.report)
-    pending: list[Future[None]] = []
-    frames_done, t0 = 0, time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool, Progress(transient=True) as progress:
-        task = progress.add_task("propagate", total=len(dataset))
-        for index in range(len(dataset)):
-            seq = dataset[index]
-            assert seq.labels is not None
-            result = propagate_sequence(features(seq.frames), seq.labels[0], encoder.patch_size, params)
-            labels = result.labels.numpy().astype(np.uint8)
-            scores = evaluate_semisupervised(seq.labels, result.labels)
-            table.add(seq.name, scores.j, scores.f)
-            pending += write_sequence(run_dir, seq, labels, cfg.eval.overlays, pool)
-            pending += outputs.add(seq, labels, scores.j, scores.f, pool)
-            frames_done += len(labels)
-            progress.advance(task)
-        for future in pending:
-            future.result()
-    seconds = time.perf_counter() - t0
-    log.info("propagated %d frames in %.1f s (%.2f frames/s)", frames_done, seconds, frames_done / seconds)
-    table.write(run_dir, split)
-    scores_global = table.global_means()
-    report = outputs.finish(scores_global, [
-        f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}",
-        f"{frames_done} frames in {seconds:.1f} s ({frames_done / seconds:.2f} frames/s)",
-    ])
-    print(format_table(table))
-    if report is not None:
-        print(f"report: {report}")
-    return scores_global
+    def segment(seq: Any) -> tuple[Any, None]:
+        return propagate_sequence(features(seq.frames), seq.labels[0], encoder.patch_size, params).labels, None
+
+    title = f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}"
+    details = f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}"
+    return run_sequences(dataset, segment, run_dir, split, title, cfg.eval, details)
 
 
 def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from dinosavi.metrics.results import ScoreTable, format_table
 from dinosavi.viz.outputs import RunOutputs, write_slot_maps
 from dinosavi.viz.overlay import overlay
 
-__all__ = ["evaluate_checkpoint", "frame_features", "write_sequence"]
+__all__ = ["evaluate_checkpoint", "frame_features", "run_sequences", "write_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -119,33 +119,64 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     if cfg.features.store:
         store = FeatureStore(cfg.features.store, cfg.features.dtype)
         space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
+    def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
+        assert seq.labels is not None
+        result = segment_sequence(
+            model,
+            frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
+                           dataset.frame_paths(seq.name), seq.name),
+            seq.labels[0],
+            num_bg_slots=cfg.eval.num_bg_slots, slots_per_class=cfg.eval.slots_per_class,
+            output=cfg.eval.output, num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters,
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        return result.labels, result.masks if cfg.eval.output == "slot" else None
+
+    title = f"Lock-on evaluation of {cfg.preset} (step {ckpt.step}) on {split}"
+    return run_sequences(dataset, segment, out_dir, split, title, cfg.eval, f"encoder {cfg.encoder.name}; "
+                         f"eval {dict(cfg.eval)}")
+
+
+def run_sequences(
+    dataset: DavisDataset,
+    segment: Callable[[Sequence], tuple[Tensor, Tensor | None]],
+    out_dir: Path,
+    split: str,
+    title: str,
+    options: DictConfig,
+    details: str,
+) -> dict[str, float]:
+    """The loop shared by ``eval`` and ``propagate``: segment, score and write every sequence.
+
+    Args:
+        dataset: the annotated split.
+        segment: a sequence -> predicted ids ``(T, H, W)`` and optional slot maps ``(T, S, h, w)``.
+        out_dir: where PNGs, overlays, videos, CSVs, JSON and ``report.html`` go.
+        split: the split name used in the CSV names.
+        title: the report's title.
+        options: ``cfg.eval`` (``overlays``, ``videos``, ``report``).
+        details: a line about the method for the report.
+
+    Returns:
+        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
+    """
     table = ScoreTable()
     pending: list[Future[None]] = []
-    outputs = RunOutputs(out_dir, f"Lock-on evaluation of {cfg.preset} (step {ckpt.step}) on {split}",
-                         videos=cfg.eval.videos, report=cfg.eval.report)
+    outputs = RunOutputs(out_dir, title, videos=options.videos, report=options.report)
     frames_done, t0 = 0, time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool, Progress(transient=True) as progress:
-        task = progress.add_task("eval", total=len(dataset))
+        task = progress.add_task("segment", total=len(dataset))
         for index in range(len(dataset)):
             seq = dataset[index]
             assert seq.labels is not None
-            generator = torch.Generator().manual_seed(cfg.seed)
-            result = segment_sequence(
-                model,
-                frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
-                               dataset.frame_paths(seq.name), seq.name),
-                seq.labels[0],
-                num_bg_slots=cfg.eval.num_bg_slots, slots_per_class=cfg.eval.slots_per_class,
-                output=cfg.eval.output, num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters,
-                generator=generator,
-            )
-            labels = result.labels.numpy().astype(np.uint8)
-            pending += write_sequence(out_dir, seq, labels, cfg.eval.overlays, pool)
-            scores = evaluate_semisupervised(seq.labels, result.labels)
+            predicted, slot_maps = segment(seq)
+            labels = predicted.numpy().astype(np.uint8)
+            pending += write_sequence(out_dir, seq, labels, options.overlays, pool)
+            scores = evaluate_semisupervised(seq.labels, predicted)
             table.add(seq.name, scores.j, scores.f)
             pending += outputs.add(seq, labels, scores.j, scores.f, pool)
-            if cfg.eval.output == "slot":
-                pending += write_slot_maps(out_dir, seq, result.masks, pool)
+            if slot_maps is not None:
+                pending += write_slot_maps(out_dir, seq, slot_maps, pool)
             frames_done += len(labels)
             progress.advance(task)
         for future in pending:
@@ -153,7 +184,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     seconds = time.perf_counter() - t0
     log.info("segmented %d frames in %.1f s (%.2f frames/s)", frames_done, seconds, frames_done / seconds)
     table.write(out_dir, split)
-    outputs.finish(table.global_means(), [f"encoder {cfg.encoder.name}; eval {dict(cfg.eval)}",
-                                          f"{frames_done} frames in {seconds:.1f} s"])
+    report = outputs.finish(table.global_means(), [
+        details, f"{frames_done} frames in {seconds:.1f} s ({frames_done / seconds:.2f} frames/s)",
+    ])
     print(format_table(table))
+    if report is not None:
+        print(f"report: {report}")
     return table.global_means()
