@@ -23,8 +23,9 @@ import time
 import torch
 
 from dinosavi.encoders.base import ResizeRule
+from dinosavi.encoders.hf import timm_to_hf_vit_state_dict
 from dinosavi.encoders.registry import build_timm_vit
-from dinosavi.encoders.vit import TimmViT, timm_to_hf_vit_state_dict
+from dinosavi.encoders.vit import TimmViT
 
 # (name, batch, H, W): 480x854 DAVIS frames resized to a multiple of 8
 SETTINGS = {"224": (4, 224, 224), "480p": (1, 480, 856)}

@@ -102,36 +102,10 @@ def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """``mode=propagate``: label propagation with the frozen ``encoder`` on a DAVIS-layout split; returns the
     global scores. Writes what ``mode=eval`` writes (PNGs, overlays, videos, CSVs, JSON, report.html).
     """
-    from dinosavi.build import build_encoder, resolve_device, resolve_split
-    from dinosavi.data.davis import DavisDataset
-    from dinosavi.encoders.base import ResizeRule
-    from dinosavi.evaluation.propagate import PropagationParams, propagate_sequence
-    from dinosavi.evaluation.runner import run_sequences
+    from dinosavi.evaluation.propagate import evaluate_propagation
 
     _save_config(cfg, run_dir)
-    p = cfg.propagate
-    params = PropagationParams(
-        n_last_frames=p.n_last_frames, size_mask_neighborhood=p.size_mask_neighborhood, topk=p.topk,
-        temperature=p.temperature, first_frame_unrestricted=p.first_frame_unrestricted, norm_mask=p.norm_mask,
-        chunk_elements=p.chunk_elements,
-    )
-    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
-    rule = ResizeRule(short_side=p.short_side, multiple_of=p.multiple_of)
-    split = resolve_split(cfg.data, "propagate")
-    dataset = DavisDataset(cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality)
-    log.info("propagating (%s: %s) with %s (stride %d) on %s/%s: %d sequences", p.preset, params,
-             cfg.encoder.name, encoder.patch_size, cfg.data.root, split, len(dataset))
-
-    def features(frames: Any) -> Any:
-        for chunk in frames.split(cfg.encoder.batch_size):
-            yield from encoder.encode(chunk, rule, cfg.encoder.batch_size).features
-
-    def segment(seq: Any) -> tuple[Any, None]:
-        return propagate_sequence(features(seq.frames), seq.labels[0], encoder.patch_size, params).labels, None
-
-    title = f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}"
-    details = f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}"
-    return run_sequences(dataset, segment, run_dir, split, title, cfg.eval, details)
+    return evaluate_propagation(cfg, run_dir)
 
 
 def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:

@@ -1,4 +1,4 @@
-"""Datasets: the DAVIS reader, synthetic multi-object videos and clip sampling for training."""
+"""Datasets: the DAVIS and MOVi readers, synthetic multi-object videos and clip sampling for training."""
 
 from dinosavi.data.davis import (
     DavisDataset,
@@ -9,12 +9,14 @@ from dinosavi.data.davis import (
     read_rgb,
     write_palette_png,
 )
+from dinosavi.data.movi import MoviDataset, read_id_png
 from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic, generate_synthetic, render_video
 from dinosavi.data.videos import DavisClips, VideoClips, clip_starts, decode_video, find_videos
 
 __all__ = [
     "DavisClips",
     "DavisDataset",
+    "MoviDataset",
     "Sequence",
     "SyntheticSpec",
     "VideoClips",
@@ -25,6 +27,7 @@ __all__ = [
     "find_videos",
     "generate_synthetic",
     "read_frames",
+    "read_id_png",
     "read_palette_png",
     "read_rgb",
     "render_video",

@@ -2,8 +2,9 @@
 
 from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, ResizeRule
 from dinosavi.encoders.efficientnet import EfficientNetLite0, efficientnet_lite0_classifier
+from dinosavi.encoders.hf import HFViT
 from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, build_encoder
-from dinosavi.encoders.vit import HFViT, TimmViT, VisionTransformer
+from dinosavi.encoders.vit import TimmViT, VisionTransformer
 
 __all__ = [
     "ENCODERS",

@@ -10,7 +10,8 @@ import timm
 
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.encoders.efficientnet import EfficientNetLite0
-from dinosavi.encoders.vit import HFViT, TimmViT, VisionTransformer, load_timm_weights
+from dinosavi.encoders.hf import HFViT
+from dinosavi.encoders.vit import TimmViT, VisionTransformer, load_timm_weights
 
 __all__ = ["ENCODERS", "TIMM_VITS", "VIT_TINY_RANDOM_SEED", "build_encoder", "build_timm_vit"]
 

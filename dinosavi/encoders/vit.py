@@ -1,9 +1,10 @@
-"""Frozen Vision Transformers: any timm ViT, Hugging Face ViT/DINOv2, and a small random ViT.
+"""Frozen timm Vision Transformers: any timm ViT, a small random ViT, and the base shared with
+:mod:`dinosavi.encoders.hf` (Hugging Face ViT/DINOv2).
 
 Every block runs ``F.scaled_dot_product_attention``; the last layer's CLS attention is recomputed
 from that block's query/key projections of its (captured) input, so no block has to materialise its
-attention matrix. Positional embeddings are resampled (plain bicubic, as in DINO) to the input's patch
-grid.
+attention matrix (:class:`ViTBase`). Positional embeddings are resampled (plain bicubic, as in DINO) to
+the input's patch grid. Weights load from local files (:func:`load_state_dict_file`) or timm's hub files.
 
 Shapes: ``B`` batch, ``D`` channels, ``N = h*w`` patches, ``T`` tokens (prefix + patches),
 ``H, W`` pixels.
@@ -11,7 +12,6 @@ Shapes: ``B`` batch, ``D`` channels, ``N = h*w`` patches, ``T`` tokens (prefix +
 
 from __future__ import annotations
 
-import json
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,17 @@ from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, Res
 
 __all__ = [
     "PRECISIONS",
-    "HFViT",
     "TimmViT",
+    "ViTBase",
     "VisionTransformer",
+    "check_vit_args",
     "cls_attention",
     "load_state_dict_file",
     "load_timm_weights",
-    "timm_to_hf_vit_state_dict",
 ]
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_PIL_RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 
 
 def cls_attention(q: Tensor, k: Tensor, scale: float, num_prefix_tokens: int,
@@ -70,7 +69,12 @@ def _autocast(device: torch.device, precision: str) -> AbstractContextManager[An
     return torch.autocast(device_type="cuda", dtype=PRECISIONS[precision])
 
 
-def _check_args(precision: str, layers: tuple[int, ...], depth: int) -> None:
+def check_vit_args(precision: str, layers: tuple[int, ...], depth: int) -> None:
+    """Check a ViT wrapper's ``precision`` and ``layers`` against a model of ``depth`` blocks.
+
+    Raises:
+        ValueError: an unknown precision, or a layer index outside ``[-depth, depth)``.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision `{precision}`; expected one of {sorted(PRECISIONS)}")
     for i in layers:
@@ -106,8 +110,12 @@ class _Capture:
             h.remove()
 
 
-class _ViTBase(FrozenEncoder):
-    """Shared token -> feature-map logic; subclasses provide ``_run`` and ``_qk``."""
+class ViTBase(FrozenEncoder):
+    """Shared token -> feature-map logic of the ViT wrappers (timm here, Hugging Face in ``hf.py``).
+
+    Subclasses set ``num_prefix_tokens``, ``layers`` and ``precision`` and provide the model hooks
+    ``_blocks``, ``_run``, ``_final_norm``, ``_attention_module`` and ``_qk``.
+    """
 
     num_prefix_tokens: int
     layers: tuple[int, ...]
@@ -162,7 +170,7 @@ class _ViTBase(FrozenEncoder):
         return EncoderOutput(self._to_map(tokens, grid).float(), attn, extra)
 
 
-class TimmViT(_ViTBase):
+class TimmViT(ViTBase):
     """A frozen timm ``VisionTransformer`` (DINO, DINOv2, DINOv2 with registers, ...).
 
     Args:
@@ -180,7 +188,7 @@ class TimmViT(_ViTBase):
             raise ValueError(
                 f"{type(model).__name__} must have a position embedding and dynamic_img_size=True"
             )
-        _check_args(precision, layers, len(model.blocks))
+        check_vit_args(precision, layers, len(model.blocks))
         attn: Any = model.blocks[-1].attn
         if not hasattr(attn, "qkv"):
             raise ValueError(f"the last block's attention {type(attn).__name__} has no fused `qkv` Linear")
@@ -341,139 +349,3 @@ def _download_timm_weights(model: nn.Module) -> Path:
             f"https://huggingface.co/{repo_id}/resolve/main/{filename} elsewhere and set "
             f"encoder.weights=<path to {filename} or its folder>"
         ) from e
-
-
-class HFViT(_ViTBase):
-    """A frozen Hugging Face ``ViTModel``/``Dinov2Model``/``Dinov2WithRegistersModel`` run with SDPA.
-
-    Args:
-        source: hub repo id or local directory (``config.json``, weights, ``preprocessor_config.json``).
-        layers, precision, short_side: as in ``TimmViT``.
-
-    Raises:
-        RuntimeError: the model or its preprocessing config cannot be loaded or downloaded.
-        FileNotFoundError: the source has no ``preprocessor_config.json`` with ``image_mean``/``image_std``.
-    """
-
-    def __init__(self, source: str, layers: tuple[int, ...] = (), precision: str = "fp32",
-                 short_side: int = 480) -> None:
-        super().__init__()
-        import transformers
-
-        local = Path(source).expanduser()
-        if local.is_dir() and not (local / "config.json").is_file():
-            raise FileNotFoundError(f"{local / 'config.json'} not found; `hf:<dir>` needs a save_pretrained dir")
-        try:
-            self.model = transformers.AutoModel.from_pretrained(source, attn_implementation="sdpa")
-        except OSError as e:  # missing files, no network, offline mode
-            raise RuntimeError(
-                f"could not load the transformers model `{source}` ({e}); download the repo's config.json, "
-                "model.safetensors and preprocessor_config.json elsewhere and use `hf:<local dir>`"
-            ) from e
-        config = self.model.config
-        _check_args(precision, layers, config.num_hidden_layers)
-        self.patch_size = int(config.patch_size)
-        self.feature_dim = int(config.hidden_size)
-        self.num_heads = int(config.num_attention_heads)
-        self.num_prefix_tokens = 1 + int(getattr(config, "num_register_tokens", 0))
-        self.layers = layers
-        self.precision = precision
-        self.preprocess = _hf_preprocess(source)
-        self.default_resize = ResizeRule(short_side=short_side, multiple_of=self.patch_size)
-        self._interpolate_kw = "interpolate_pos_encoding" in _forward_params(self.model)
-        self.freeze()
-
-    def _blocks(self) -> nn.ModuleList:
-        layers = getattr(self.model, "layers", None)
-        return layers if layers is not None else self.model.encoder.layer
-
-    def _run(self, images: Tensor) -> Tensor:
-        kwargs = {"interpolate_pos_encoding": True} if self._interpolate_kw else {}
-        return self.model(pixel_values=images, **kwargs).last_hidden_state
-
-    def _final_norm(self, tokens: Tensor) -> Tensor:
-        return self.model.layernorm(tokens)
-
-    def _projections(self) -> tuple[nn.Module, nn.Module, nn.Module]:
-        attn: Any = self._blocks()[-1].attention
-        if hasattr(attn, "q_proj"):  # transformers >= 5
-            return attn, attn.q_proj, attn.k_proj
-        return attn.attention, attn.attention.query, attn.attention.key  # transformers 4
-
-    def _attention_module(self) -> nn.Module:
-        return self._projections()[0]
-
-    def _qk(self, x: Tensor) -> tuple[Tensor, Tensor, float]:
-        _, q_proj, k_proj = self._projections()
-        q = rearrange(q_proj(x), "b t (n d) -> b n t d", n=self.num_heads)
-        k = rearrange(k_proj(x), "b t (n d) -> b n t d", n=self.num_heads)
-        return q, k, q.shape[-1] ** -0.5
-
-
-def _forward_params(model: nn.Module) -> set[str]:
-    import inspect
-
-    return set(inspect.signature(model.forward).parameters)
-
-
-def _hf_preprocess(source: str) -> Preprocess:
-    local = Path(source).expanduser()
-    if local.is_dir():
-        path = local / "preprocessor_config.json"
-    else:
-        import huggingface_hub
-
-        try:
-            path = Path(huggingface_hub.hf_hub_download(repo_id=source, filename="preprocessor_config.json"))
-        except Exception as e:  # any hub/network/offline failure
-            raise RuntimeError(
-                f"could not download `{source}` `preprocessor_config.json` ({type(e).__name__}: {e}); "
-                "download the repo elsewhere and use `hf:<local dir>`"
-            ) from e
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; it must give image_mean/image_std for the weights")
-    cfg = json.loads(path.read_text())
-    if "image_mean" not in cfg or "image_std" not in cfg:
-        raise FileNotFoundError(f"{path} has no image_mean/image_std; got keys {sorted(cfg)}")
-    return Preprocess(mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]),
-                      interpolation=_PIL_RESAMPLE.get(cfg.get("resample", 2), "bilinear"))
-
-
-def timm_to_hf_vit_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Rename a timm ViT state dict (CLS token, no registers, fused qkv) to a transformers >= 5 ``ViTModel``.
-
-    Args:
-        state_dict: timm keys (``blocks.{i}.attn.qkv.weight``, ...); a classifier ``head.*`` is dropped.
-
-    Returns:
-        ``ViTModel(add_pooling_layer=False)`` keys (``layers.{i}.attention.q_proj.weight``, ...).
-
-    Raises:
-        ValueError: a key has no counterpart.
-    """
-    fixed = {"cls_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
-             "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
-             "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
-             "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}
-    block = {"norm1": "layernorm_before", "norm2": "layernorm_after", "attn.proj": "attention.o_proj",
-             "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
-    out: dict[str, Tensor] = {}
-    for key, value in state_dict.items():
-        if key.startswith("head."):
-            continue
-        if key in fixed:
-            out[fixed[key]] = value
-            continue
-        parts = key.split(".")
-        if parts[0] != "blocks" or len(parts) < 4:
-            raise ValueError(f"cannot map timm key `{key}` to a transformers ViTModel key")
-        prefix, module, param = f"layers.{parts[1]}", ".".join(parts[2:-1]), parts[-1]
-        if module == "attn.qkv":
-            for name, chunk in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3, dim=0)):
-                out[f"{prefix}.attention.{name}.{param}"] = chunk
-        elif module in block:
-            out[f"{prefix}.{block[module]}.{param}"] = value
-        else:
-            raise ValueError(f"cannot map timm key `{key}` to a transformers ViTModel key")
-    return out
-

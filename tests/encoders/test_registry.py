@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from dinosavi.encoders import TIMM_VITS, HFViT, TimmViT, build_encoder
+from dinosavi.encoders.hf import timm_to_hf_vit_state_dict
 from dinosavi.encoders.registry import build_timm_vit
-from dinosavi.encoders.vit import load_state_dict_file, timm_to_hf_vit_state_dict
+from dinosavi.encoders.vit import load_state_dict_file
 
 transformers = pytest.importorskip("transformers")
 

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -134,10 +135,10 @@ def test_presets_compose_to_the_constants():
     for name, params in (("dino", DINO), ("crw", CRW)):
         p = compose_config("mode=propagate", f"propagate={name}").propagate
         assert p.preset == name
-        got = PropagationParams(p.n_last_frames, p.size_mask_neighborhood, p.topk, p.temperature,
-                                p.first_frame_unrestricted, p.norm_mask, p.chunk_elements)
-        assert got == params
+        assert PropagationParams.from_config(p) == params
         assert (p.short_side, p.multiple_of) == (480, 64)
+    p = compose_config("mode=propagate", "propagate=crw", "propagate.chunk_elements=1000").propagate
+    assert PropagationParams.from_config(p) == replace(CRW, chunk_elements=1000) != CRW
 
 
 def test_bad_params_are_refused():
