@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
+from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.memory import FeatureClips
@@ -24,6 +25,7 @@ __all__ = [
     "build_clip_dataset",
     "build_encoder",
     "build_model",
+    "build_sequences",
     "build_train_dataset",
     "ensure_dataset",
     "resolve_device",
@@ -32,7 +34,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("davis", "synthetic", "videos")
+DATASETS = ("davis", "synthetic", "videos", "movi")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,19 +114,31 @@ def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rul
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     clips = build_clip_dataset(cfg.data, split, size, cfg.seed)
     if cfg.features.store:
-        from dinosavi.data.videos import DavisClips, VideoClips
+        from dinosavi.data.videos import FrameClips, VideoClips
         from dinosavi.features.cache import StoreClips
         from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
 
         if cfg.features.in_memory:
             log.info("features.store is set: training reads the store, features.in_memory is not used")
-        assert isinstance(clips, DavisClips | VideoClips)
+        assert isinstance(clips, FrameClips | VideoClips)
         store = FeatureStore(cfg.features.store, cfg.features.dtype)
         space = FeatureSpace(store, encoder, Resolution(rule, presize=True), cfg.encoder.batch_size)
-        return StoreClips(clips, space, split, cfg.data.year, cfg.data.quality)
+        return StoreClips(clips, space)
     if cfg.features.in_memory:
         return FeatureClips(clips, encoder, rule, cfg.encoder.batch_size)
     return clips
+
+
+def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
+    """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
+    MOVi frame folders (``movi``)."""
+    if cfg.name == "movi":
+        from dinosavi.data.movi import MoviDataset
+
+        return MoviDataset(cfg.root, split)
+    if cfg.name == "videos":
+        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
+    return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
 
 
 def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed: int) -> ClipIndex:
@@ -136,6 +150,14 @@ def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed:
         return VideoClips(
             cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
             clips_per_video=cfg.clips_per_video, size=size, seed=seed,
+        )
+    if cfg.name == "movi":
+        from dinosavi.data.movi import MoviDataset
+        from dinosavi.data.videos import FrameClips
+
+        return FrameClips(
+            MoviDataset(cfg.root, split), frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
+            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root,
         )
     from dinosavi.data.videos import DavisClips
 

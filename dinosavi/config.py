@@ -163,20 +163,32 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Semi-supervised evaluation: first-frame lock-on, slots carried frame to frame.
+    """Evaluation of a slot model: first-frame lock-on (semi-supervised) or unsupervised.
 
+    ``lock_on``: true gives each first-frame object ``slots_per_class`` slots, the background
+    ``num_bg_slots`` and unannotated foreground (CLS attention, needs a ViT) ``num_extra_slots``; scored
+    by the DAVIS semi-supervised protocol. false: ``num_slots`` slots (the model's when None; ``[bg, fg]``
+    with slot groups) bind freely and every slot is a segment; scored by the DAVIS unsupervised protocol
+    (Hungarian matching on J&F, at most ``score.max_proposals`` segments) plus FG-ARI, mBO and mIoU.
     ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding.
     ``output`` picks the masks: ``alpha`` (decoder) or ``slot`` (slot-attention weights).
     ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
     With background/foreground slot groups the ``num_bg_slots`` come from the background group.
+    ``track_mode`` (null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft IoU of
+    their masks or the cosine similarity of slots, softmaxed with ``track_temperature``.
     """
 
+    lock_on: bool = True
     short_side: int = 224
     num_bg_slots: int = 4
     slots_per_class: int = 1
+    num_extra_slots: int = 0
+    num_slots: Any = None
     output: str = "alpha"
     num_iters: int | None = None
     ini_iters: int | None = None
+    track_mode: str | None = None
+    track_temperature: float = 0.1
     overlays: bool = True
     videos: bool = True
     report: bool = True
@@ -193,26 +205,27 @@ class ScoreConfig:
 
 @dataclass
 class PropagateConfig:
-    """Label propagation (``mode=propagate``); presets ``propagate=dino|crw`` fill this section.
+    """Label propagation (``mode=propagate``); presets ``propagate=dino|crw`` set every value (no defaults
+    here), read by ``PropagationParams.from_config`` in :mod:`dinosavi.evaluation.propagate`.
 
     Context: the first frame and the ``n_last_frames`` previous predictions. A query patch attends to
     context patches within ``size_mask_neighborhood`` patches (0: anywhere; the first frame anywhere when
     ``first_frame_unrestricted``), keeps the ``topk`` best and softmaxes them with ``temperature``.
     Frames are resized to ``short_side``, the long side to a multiple of ``multiple_of``.
-    ``chunk_elements`` bounds the affinity entries held at once. The outputs follow ``eval.overlays``,
-    ``eval.videos`` and ``eval.report``.
+    ``chunk_elements`` bounds the affinity entries held at once (None: ``PropagationParams``' default).
+    The outputs follow ``eval.overlays``, ``eval.videos`` and ``eval.report``.
     """
 
-    preset: str = "dino"
-    n_last_frames: int = 7
-    size_mask_neighborhood: int = 12
-    topk: int = 5
-    temperature: float = 0.1
-    first_frame_unrestricted: bool = False
-    norm_mask: bool = True
-    short_side: int = 480
-    multiple_of: int = 64
-    chunk_elements: int = 8388608
+    preset: str = MISSING
+    n_last_frames: int = MISSING
+    size_mask_neighborhood: int = MISSING
+    topk: int = MISSING
+    temperature: float = MISSING
+    first_frame_unrestricted: bool = MISSING
+    norm_mask: bool = MISSING
+    short_side: int = MISSING
+    multiple_of: int = MISSING
+    chunk_elements: int | None = None
 
 
 @dataclass

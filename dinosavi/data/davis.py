@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ from torch import Tensor
 __all__ = [
     "DavisDataset",
     "Sequence",
+    "SequenceDataset",
     "davis_palette",
     "read_frames",
     "read_palette_png",
@@ -59,6 +60,20 @@ class Sequence:
     labels: Tensor | None
     palette: np.ndarray
     frame_names: list[str]
+
+
+class SequenceDataset(Protocol):
+    """Whole annotated sequences, as evaluation reads them (:class:`DavisDataset`, ``MoviDataset``)."""
+
+    sequence_names: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sequence: ...
+
+    def frame_paths(self, name: str) -> list[Path]:
+        """The source files of the frames of sequence ``name``, in order."""
+        ...
 
 
 @cache

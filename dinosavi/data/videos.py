@@ -22,9 +22,18 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from dinosavi.data.davis import DavisDataset, read_frames
+from dinosavi.data.davis import DavisDataset, SequenceDataset, read_frames
 
-__all__ = ["VIDEO_EXTENSIONS", "ClipIndex", "DavisClips", "VideoClips", "clip_starts", "decode_video", "find_videos"]
+__all__ = [
+    "VIDEO_EXTENSIONS",
+    "ClipIndex",
+    "DavisClips",
+    "FrameClips",
+    "VideoClips",
+    "clip_starts",
+    "decode_video",
+    "find_videos",
+]
 
 log = logging.getLogger(__name__)
 
@@ -188,19 +197,59 @@ def _keep_long_enough(
     return [n for n, _ in kept], [k for _, k in kept]
 
 
-class DavisClips(ClipIndex):
-    """Clips from a DAVIS-layout folder (real DAVIS or :mod:`dinosavi.data.synthetic`).
+class FrameClips(ClipIndex):
+    """Clips from the frame files of whole sequences (:class:`~dinosavi.data.davis.SequenceDataset`).
 
     Args:
-        root: Folder with ``JPEGImages`` and ``ImageSets``.
-        split: Split file name, e.g. ``"train"``.
+        source: The sequences (DAVIS layout, MOVi frame folders, ...).
         frames_per_clip: T, frames per clip.
         stride: Step between the frames of a clip (start, start + stride, ...).
         clips_per_video: Clips drawn per sequence per epoch.
         size: (H, W) output size.
         seed: Seed of the clip positions.
+        root: Named in the error when no sequence is long enough.
+
+    Raises:
+        ValueError: No sequence is long enough for one clip.
+    """
+
+    def __init__(
+        self,
+        source: SequenceDataset,
+        frames_per_clip: int,
+        stride: int = 1,
+        clips_per_video: int = 1,
+        size: tuple[int, int] = (224, 224),
+        seed: int = 0,
+        root: str | Path = "the dataset",
+    ) -> None:
+        paths = {name: source.frame_paths(name) for name in source.sequence_names}
+        span = (frames_per_clip - 1) * stride + 1
+        names, lengths = _keep_long_enough(Path(root), list(paths), [len(p) for p in paths.values()], span)
+        super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed)
+        self.size, self.sequence_names = size, names
+        self.paths = [paths[name] for name in names]  # frame files of each kept sequence
+
+    def video_frames(self, video: int) -> Tensor:
+        """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
+        return _resize(read_frames(self.paths[video]), self.size)
+
+    def __getitem__(self, index: int) -> Tensor:
+        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
+        video, start = self._locate(index)
+        stop = start + (self.frames_per_clip - 1) * self.stride + 1
+        return _resize(read_frames(self.paths[video][start : stop : self.stride]), self.size)
+
+
+class DavisClips(FrameClips):
+    """Clips from a DAVIS-layout folder (real DAVIS or :mod:`dinosavi.data.synthetic`).
+
+    Args:
+        root: Folder with ``JPEGImages`` and ``ImageSets``.
+        split: Split file name, e.g. ``"train"``.
         year: Folder under ``ImageSets``.
         quality: Folder under ``JPEGImages``.
+        frames_per_clip, stride, clips_per_video, size, seed: as in :class:`FrameClips`.
 
     Raises:
         FileNotFoundError: Missing split file or sequence folder.
@@ -220,22 +269,8 @@ class DavisClips(ClipIndex):
         quality: str = "480p",
     ) -> None:
         davis = DavisDataset(root, split=split, year=year, quality=quality, annotations="none")
-        paths = {name: davis.frame_paths(name) for name in davis.sequence_names}
-        span = (frames_per_clip - 1) * stride + 1
-        names, lengths = _keep_long_enough(davis.root, list(paths), [len(p) for p in paths.values()], span)
-        super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed)
-        self.root, self.size, self.sequence_names = davis.root, size, names
-        self._paths = [paths[name] for name in names]
-
-    def video_frames(self, video: int) -> Tensor:
-        """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
-        return _resize(read_frames(self._paths[video]), self.size)
-
-    def __getitem__(self, index: int) -> Tensor:
-        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
-        video, start = self._locate(index)
-        stop = start + (self.frames_per_clip - 1) * self.stride + 1
-        return _resize(read_frames(self._paths[video][start : stop : self.stride]), self.size)
+        super().__init__(davis, frames_per_clip, stride, clips_per_video, size, seed, root=davis.root)
+        self.root = davis.root
 
 
 def find_videos(root: Path) -> list[Path]:

@@ -12,6 +12,9 @@ Memory stays bounded: the context holds at most ``n_last_frames + 1`` frames, an
 computed for a band of query rows at a time, against only the context rows within reach of the
 neighbourhood, so no ``N x N`` (let alone ``T x N x N``) affinity is ever built.
 
+:func:`evaluate_propagation` runs it over a DAVIS-layout split (``mode=propagate``) with the settings of
+the ``propagate`` config section (:meth:`PropagationParams.from_config`).
+
 Defaults follow DINO's ``eval_video_segmentation.py`` (Caron et al. 2021); :data:`CRW` holds the
 settings of Jabri et al. 2020. Shapes: ``T`` frames, ``C`` context frames, ``K`` classes (background and
 objects ``1..K-1``), ``D`` channels, ``h, w`` feature grid, ``N = h*w``, ``H, W`` pixels.
@@ -19,25 +22,37 @@ objects ``1..K-1``), ``D`` channels, ``h, w`` feature grid, ``N = h*w``, ``H, W`
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
+from omegaconf import DictConfig
 from torch import Tensor
+
+from dinosavi.build import build_encoder, build_sequences, resolve_device, resolve_split
+from dinosavi.config import PropagateConfig
+from dinosavi.data.davis import Sequence as DavisSequence
+from dinosavi.encoders.base import ResizeRule
+from dinosavi.evaluation.runner import frame_features, run_sequences
 
 __all__ = [
     "CRW",
     "DINO",
     "PropagationParams",
     "PropagationResult",
+    "evaluate_propagation",
     "first_frame_labels",
     "propagate_frame",
     "propagate_sequence",
     "soft_to_labels",
 ]
+
+log = logging.getLogger(__name__)
 
 VOID = 255
 
@@ -69,6 +84,19 @@ class PropagationParams:
             raise ValueError(f"n_last_frames and size_mask_neighborhood must be >= 0, got {self}")
         if self.topk < 1 or self.temperature <= 0 or self.chunk_elements < 1:
             raise ValueError(f"topk and chunk_elements must be >= 1 and temperature > 0, got {self}")
+
+    @classmethod
+    def from_config(cls, section: PropagateConfig | DictConfig) -> PropagationParams:
+        """The settings of a ``propagate`` config section (the ``propagate=dino|crw`` presets set them all);
+        a ``chunk_elements`` of None keeps the default."""
+        params = cls(
+            n_last_frames=section.n_last_frames, size_mask_neighborhood=section.size_mask_neighborhood,
+            topk=section.topk, temperature=section.temperature,
+            first_frame_unrestricted=section.first_frame_unrestricted, norm_mask=section.norm_mask,
+        )
+        if section.chunk_elements is None:
+            return params
+        return replace(params, chunk_elements=section.chunk_elements)
 
 
 DINO = PropagationParams()
@@ -226,3 +254,33 @@ def propagate_sequence(
     if first_key is None:
         raise ValueError("propagate_sequence got no frames; expected at least one")
     return PropagationResult(labels=torch.stack(preds), max_context=max_context)
+
+
+def evaluate_propagation(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
+    """Label propagation with the frozen ``cfg.encoder`` on a DAVIS-layout split, scored and written like
+    ``mode=eval`` (PNGs, overlays, videos, CSVs, JSON, report.html; see
+    :func:`dinosavi.evaluation.runner.run_sequences`).
+
+    Settings come from ``cfg.propagate`` (:meth:`PropagationParams.from_config`, the resize rule from its
+    ``short_side``/``multiple_of``), data from ``cfg.data``, output options from ``cfg.eval``.
+
+    Returns:
+        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
+    """
+    p = cfg.propagate
+    params = PropagationParams.from_config(p)
+    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
+    rule = ResizeRule(short_side=p.short_side, multiple_of=p.multiple_of)
+    split = resolve_split(cfg.data, "propagate")
+    dataset = build_sequences(cfg.data, split)
+    log.info("propagating (%s: %s) with %s (stride %d) on %s/%s: %d sequences", p.preset, params,
+             cfg.encoder.name, encoder.patch_size, cfg.data.root, split, len(dataset))
+
+    def segment(seq: DavisSequence) -> tuple[Tensor, None]:
+        assert seq.labels is not None
+        features = frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size)
+        return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
+
+    title = f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}"
+    details = f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}"
+    return run_sequences(dataset, segment, out_dir, split, title, cfg.eval, details)

@@ -17,19 +17,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 from PIL import Image
 from rich.progress import Progress
 from torch import Tensor
 
-from dinosavi.build import build_encoder, build_model, ensure_dataset, resolve_device, resolve_split
+from dinosavi.build import (
+    build_encoder,
+    build_model,
+    build_sequences,
+    ensure_dataset,
+    resolve_device,
+    resolve_split,
+)
 from dinosavi.checkpoint import Checkpoint
-from dinosavi.data.davis import DavisDataset, Sequence, write_palette_png
+from dinosavi.data.davis import Sequence, SequenceDataset, write_palette_png
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
-from dinosavi.metrics.davis import evaluate_semisupervised
-from dinosavi.metrics.results import ScoreTable, format_table
+from dinosavi.metrics.davis import VOID_LABEL, evaluate_semisupervised
+from dinosavi.metrics.matching import match_segments
+from dinosavi.metrics.objects import discovery_scores
+from dinosavi.metrics.results import DiscoveryTable, ScoreTable, format_table
+from dinosavi.models.background import background_mask
 from dinosavi.viz.outputs import RunOutputs, write_slot_maps
 from dinosavi.viz.overlay import overlay
 
@@ -92,7 +102,7 @@ def frame_features(
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dict[str, float]:
-    """Semi-supervised evaluation of a checkpoint on a DAVIS-layout split.
+    """Evaluation of a checkpoint on an annotated split: lock-on (``eval.lock_on``) or unsupervised.
 
     The model is rebuilt from ``cfg.model``/``cfg.encoder`` (the checkpoint's, see
     :func:`dinosavi.modes.checkpoint_config`) and loaded strictly; data and options come from
@@ -100,51 +110,82 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     per sequence, so repeated runs give the same masks.
 
     Returns:
-        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
+        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV; unsupervised runs add
+        ``FG-ARI``, ``mBO``, ``mIoU`` and their frame-level variants).
     """
     device = resolve_device(cfg.device)
     encoder = build_encoder(cfg.encoder).to(device)
     model = build_model(cfg.model, encoder.feature_dim).to(device)
     model.load_state_dict(ckpt.model, strict=True)
     model.eval()
+    opts = cfg.eval
     if not Path(cfg.data.root).exists():
         ensure_dataset(cfg.data)  # the synthetic set is generated on first use; an existing folder is read as is
     split = resolve_split(cfg.data, "eval")
-    dataset = DavisDataset(cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality)
-    log.info("evaluating %s (step %d) on %s/%s: %d sequences", cfg.preset, ckpt.step, cfg.data.root, split,
-             len(dataset))
+    dataset = build_sequences(cfg.data, split)
+    protocol = "semi" if opts.lock_on else "unsupervised"
+    num_slots = None if opts.num_slots is None else _slot_count(opts.num_slots)
+    if not opts.lock_on:
+        count = model.num_slots if num_slots is None else num_slots
+        segments = count if isinstance(count, int) else sum(count)
+        if segments > cfg.score.max_proposals:
+            raise ValueError(f"lock_on=false makes every slot a segment: {segments} slots exceed the DAVIS "
+                             f"unsupervised protocol's score.max_proposals={cfg.score.max_proposals}")
+    log.info("evaluating %s (step %d, %s) on %s/%s: %d sequences", cfg.preset, ckpt.step, protocol, cfg.data.root,
+             split, len(dataset))
 
-    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
+    rule = ResizeRule(short_side=opts.short_side, multiple_of=encoder.patch_size)
     space = None
     if cfg.features.store:
         store = FeatureStore(cfg.features.store, cfg.features.dtype)
         space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
+    # the CLS-attention background of the first frame: extra slots, and slot groups without lock-on
+    wants_background = opts.num_extra_slots > 0 if opts.lock_on else model.slot_init.num_groups == 2
+
     def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
+        background = None
+        if wants_background:
+            cls_attention = encoder.encode(seq.frames[:1].to(device), rule, 1).cls_attention
+            background = None if cls_attention is None else background_mask(cls_attention)[0]
         result = segment_sequence(
             model,
             frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
                            dataset.frame_paths(seq.name), seq.name),
-            seq.labels[0],
-            num_bg_slots=cfg.eval.num_bg_slots, slots_per_class=cfg.eval.slots_per_class,
-            output=cfg.eval.output, num_iters=cfg.eval.num_iters, ini_iters=cfg.eval.ini_iters,
+            seq.labels[0] if opts.lock_on else None,
+            size=(seq.frames.shape[-2], seq.frames.shape[-1]),
+            lock_on=opts.lock_on, num_bg_slots=opts.num_bg_slots, slots_per_class=opts.slots_per_class,
+            num_extra_slots=opts.num_extra_slots, num_slots=num_slots, background=background,
+            output=opts.output, num_iters=opts.num_iters, ini_iters=opts.ini_iters,
+            track_mode=opts.track_mode, track_temperature=opts.track_temperature,
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        return result.labels, result.masks if cfg.eval.output == "slot" else None
+        return result.labels, result.masks if opts.output == "slot" else None
 
-    title = f"Lock-on evaluation of {cfg.preset} (step {ckpt.step}) on {split}"
-    return run_sequences(dataset, segment, out_dir, split, title, cfg.eval, f"encoder {cfg.encoder.name}; "
-                         f"eval {dict(cfg.eval)}")
+    title = f"{'Lock-on' if opts.lock_on else 'Unsupervised'} evaluation of {cfg.preset} (step {ckpt.step}) on {split}"
+    return run_sequences(dataset, segment, out_dir, split, title, opts, f"encoder {cfg.encoder.name}; "
+                         f"eval {dict(opts)}", protocol=protocol, max_proposals=cfg.score.max_proposals)
+
+
+def _slot_count(value: object) -> int | list[int]:
+    """``eval.num_slots`` as an int or a ``[bg, fg]`` list."""
+    if isinstance(value, int) and value > 0:
+        return value
+    if isinstance(value, ListConfig | list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return [int(v) for v in value]
+    raise ValueError(f"eval.num_slots must be a positive integer or [bg, fg], got {value}")
 
 
 def run_sequences(
-    dataset: DavisDataset,
+    dataset: SequenceDataset,
     segment: Callable[[Sequence], tuple[Tensor, Tensor | None]],
     out_dir: Path,
     split: str,
     title: str,
     options: DictConfig,
     details: str,
+    protocol: str = "semi",
+    max_proposals: int = 20,
 ) -> dict[str, float]:
     """The loop shared by ``eval`` and ``propagate``: segment, score and write every sequence.
 
@@ -156,11 +197,16 @@ def run_sequences(
         title: the report's title.
         options: ``cfg.eval`` (``overlays``, ``videos``, ``report``).
         details: a line about the method for the report.
+        protocol: ``semi`` (ids are the first frame's objects) or ``unsupervised`` (ids are segments,
+            Hungarian-matched to the objects on J&F; FG-ARI, mBO and mIoU are added, see
+            :class:`dinosavi.metrics.results.DiscoveryTable`).
+        max_proposals: the most segments the unsupervised protocol allows.
 
     Returns:
-        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
+        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV, plus the discovery
+        scores with ``unsupervised``).
     """
-    table = ScoreTable()
+    table, discovery = ScoreTable(), DiscoveryTable()
     pending: list[Future[None]] = []
     outputs = RunOutputs(out_dir, title, videos=options.videos, report=options.report)
     frames_done, t0 = 0, time.perf_counter()
@@ -172,9 +218,16 @@ def run_sequences(
             predicted, slot_maps = segment(seq)
             labels = predicted.numpy().astype(np.uint8)
             pending += write_sequence(out_dir, seq, labels, options.overlays, pool)
-            scores = evaluate_semisupervised(seq.labels, predicted)
-            table.add(seq.name, scores.j, scores.f)
-            pending += outputs.add(seq, labels, scores.j, scores.f, pool)
+            if protocol == "semi":
+                scores = evaluate_semisupervised(seq.labels, predicted)
+                j, f = scores.j, scores.f
+            else:
+                matched = match_segments(seq.labels, predicted, max_proposals=max_proposals)
+                j, f = matched.j, matched.f
+                discovery.add(seq.name, discovery_scores(torch.where(seq.labels == VOID_LABEL, 0, seq.labels),
+                                                         predicted))
+            table.add(seq.name, j, f)
+            pending += outputs.add(seq, labels, j, f, pool)
             if slot_maps is not None:
                 pending += write_slot_maps(out_dir, seq, slot_maps, pool)
             frames_done += len(labels)
@@ -184,10 +237,17 @@ def run_sequences(
     seconds = time.perf_counter() - t0
     log.info("segmented %d frames in %.1f s (%.2f frames/s)", frames_done, seconds, frames_done / seconds)
     table.write(out_dir, split)
-    report = outputs.finish(table.global_means(), [
-        details, f"{frames_done} frames in {seconds:.1f} s ({frames_done / seconds:.2f} frames/s)",
-    ])
+    means = table.global_means()
+    lines = [details, f"{frames_done} frames in {seconds:.1f} s ({frames_done / seconds:.2f} frames/s)"]
+    if protocol != "semi":
+        discovery.write(out_dir, split)
+        found = discovery.global_means()
+        means |= found
+        lines.append("object discovery: " + ", ".join(f"{k} {v:.3f}" for k, v in found.items()))
+    report = outputs.finish(table.global_means(), lines)
     print(format_table(table))
+    if protocol != "semi":
+        print(lines[-1])
     if report is not None:
         print(f"report: {report}")
-    return table.global_means()
+    return means

@@ -1,9 +1,17 @@
-"""Semi-supervised video object segmentation with slots: first-frame lock-on, slots carried through time.
+"""Video object segmentation with slots: first-frame lock-on (semi-supervised) or every slot a segment.
 
-At the first frame each object of the given mask gets ``slots_per_class`` slots that may only attend
-to its patches, and ``num_bg_slots`` slots take the background. Later frames start from the previous
-frame's slots with no mask. A class's score is the max over its slots' masks; scores are upsampled to
-the frame size before the argmax.
+Lock-on (``lock_on=True``): at the first frame each object of the given mask gets ``slots_per_class``
+slots that may only attend to its patches, ``num_bg_slots`` slots take the background, and
+``num_extra_slots`` slots take foreground patches (from the encoder's CLS attention) that no annotated
+object covers, so unannotated objects do not leak into tracked ones; they count as background.
+Later frames start from the previous frame's slots with no mask. A class's score is the max over its
+slots' masks; scores are upsampled to the frame size before the argmax.
+
+Unsupervised (``lock_on=False``): ``num_slots`` slots (the model's by default) bind freely; slot ``s``
+is segment ``s + 1`` of every frame. With background/foreground slot groups and a CLS-attention
+background, the groups are restricted to their patches at the first frame, as in training.
+
+Either way, ``track_mode`` re-orders slots frame to frame (:mod:`dinosavi.evaluation.tracking`).
 
 Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, W`` pixels,
 ``h, w`` feature grid, ``N = h*w``.
@@ -11,28 +19,31 @@ Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dinosavi.evaluation.tracking import SlotTracker
+from dinosavi.models.background import bgfg_slot_masks
 from dinosavi.models.dinosaur import Dinosaur
 
-__all__ = ["LockOnResult", "lock_on_mask", "patch_labels", "segment_sequence"]
+__all__ = ["SegmentResult", "lock_on_mask", "patch_labels", "segment_sequence"]
 
 VOID = 255
 
 
 @dataclass
-class LockOnResult:
+class SegmentResult:
     """Segmentation of one sequence.
 
     Attributes:
-        labels: ``(T, H, W)`` int64 predicted object ids (frame 0 is the given mask).
+        labels: ``(T, H, W)`` int64 predicted ids: object ids with lock-on (frame 0 is the given mask),
+            segment ids ``1..S`` without.
         masks: ``(T, S, h, w)`` per-slot masks (decoder alpha or slot attention).
-        slot_classes: ``(S,)`` the object id each slot stands for (0 background).
+        slot_classes: ``(S,)`` the id each slot stands for (0 background).
     """
 
     labels: Tensor
@@ -64,24 +75,47 @@ def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Ten
     return out
 
 
-def lock_on_mask(patches: Tensor, num_objects: int, num_bg_slots: int, slots_per_class: int) -> tuple[Tensor, Tensor]:
+def lock_on_mask(
+    patches: Tensor,
+    num_objects: int,
+    num_bg_slots: int,
+    slots_per_class: int,
+    num_extra_slots: int = 0,
+    background: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """The first-frame attention mask and the class of every slot.
+
+    Slot order: ``num_bg_slots`` background slots, ``slots_per_class`` slots per object, then
+    ``num_extra_slots`` extra slots (class 0) that may attend to the foreground patches of
+    ``background`` that no object covers — or, when there are none, to every unlabelled patch.
 
     Args:
         patches: ``(h, w)`` patch ids from :func:`patch_labels`.
         num_objects: ``K``.
-        num_bg_slots: background slots (first in the slot order).
+        num_bg_slots: background slots.
         slots_per_class: slots per object.
+        num_extra_slots: extra foreground slots.
+        background: ``(h, w)`` bool CLS-attention background; needed with extra slots.
 
     Returns:
         mask ``(S, N)`` bool (True: the slot may attend to the patch) and slot classes ``(S,)`` int64,
-        with ``S = num_bg_slots + K * slots_per_class``.
+        with ``S = num_bg_slots + K * slots_per_class + num_extra_slots``.
     """
     classes = torch.cat([
         torch.zeros(num_bg_slots, dtype=torch.long),
         torch.arange(1, num_objects + 1).repeat_interleave(slots_per_class),
     ]).to(patches.device)
     mask = classes[:, None] == patches.flatten()[None, :]
+    if num_extra_slots:
+        if background is None:
+            raise ValueError("eval.num_extra_slots needs the CLS-attention background of the first frame; "
+                             "use an encoder with a CLS token (a ViT)")
+        unlabelled = patches.flatten() == 0
+        region = unlabelled & ~background.flatten().to(patches.device)
+        if not region.any():
+            region = unlabelled if unlabelled.any() else torch.ones_like(unlabelled)
+        mask = torch.cat([mask, region.expand(num_extra_slots, -1)])
+        classes = torch.cat([classes, classes.new_zeros(num_extra_slots)])
     return mask, classes
 
 
@@ -89,61 +123,109 @@ def lock_on_mask(patches: Tensor, num_objects: int, num_bg_slots: int, slots_per
 def segment_sequence(
     model: Dinosaur,
     features: Iterable[Tensor],
-    first_labels: Tensor,
+    first_labels: Tensor | None,
     *,
-    num_bg_slots: int,
+    size: tuple[int, int] | None = None,
+    lock_on: bool = True,
+    num_bg_slots: int = 4,
     slots_per_class: int = 1,
+    num_extra_slots: int = 0,
+    num_slots: int | Sequence[int] | None = None,
+    background: Tensor | None = None,
     output: str = "alpha",
     num_iters: int | None = None,
     ini_iters: int | None = None,
+    track_mode: str | None = None,
+    track_temperature: float = 0.1,
     generator: torch.Generator | None = None,
-) -> LockOnResult:
-    """Segment a video from its first-frame mask.
+) -> SegmentResult:
+    """Segment a video, from its first-frame mask (lock-on) or with every slot a segment.
 
     Args:
         model: the trained slot model (in eval mode).
         features: per-frame features ``(D, h, w)`` in order — a ``(T, D, h, w)`` tensor, or a generator
             that encodes frames chunk by chunk so long videos never hold all features at once.
-        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); predictions get this size.
-        num_bg_slots: background slots.
-        slots_per_class: slots per object.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); needed with ``lock_on``.
+        size: ``(H, W)`` of the predictions; ``first_labels``' size when None.
+        lock_on: semi-supervised lock-on; False: unsupervised, slot ``s`` is segment ``s + 1``.
+        num_bg_slots: background slots (lock-on).
+        slots_per_class: slots per object (lock-on).
+        num_extra_slots: extra foreground slots for objects absent from ``first_labels`` (lock-on);
+            they need ``background``.
+        num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
+        background: ``(h, w)`` bool CLS-attention background of frame 0
+            (:func:`dinosavi.models.background.background_mask`), or None.
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations for frames after the first; the model's when None.
         ini_iters: iterations at the first frame; the model's ``ini_iters`` when None.
+        track_mode: None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
+        track_temperature: softmax temperature of the tracking similarities.
         generator: source of the initial slots.
     """
     if output not in ("alpha", "slot"):
         raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
     device = next(model.parameters()).device
-    size = (first_labels.shape[-2], first_labels.shape[-1])
-    first_labels = first_labels.to(device)
-    valid = first_labels[first_labels != VOID]
-    num_objects = int(valid.max()) if valid.numel() else 0
+    if first_labels is not None:
+        first_labels = first_labels.to(device)
+        size = (first_labels.shape[-2], first_labels.shape[-1])
+    if size is None:
+        raise ValueError("segment_sequence needs first_labels or size")
+    if lock_on and first_labels is None:
+        raise ValueError("lock-on evaluation needs the first frame's labels")
+    if lock_on and num_slots is not None:
+        raise ValueError("eval.num_slots applies to lock_on=false; lock-on uses num_bg_slots + "
+                         "slots_per_class x objects + num_extra_slots slots")
+    tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
+    grouped = model.slot_init.num_groups == 2
 
     slots = None
     masks, labels = [], []
     classes = torch.empty(0, dtype=torch.long)
+    num_classes = 0
     for f in features:
         f = f.to(device)
         h, w = f.shape[-2:]
         if slots is None:
-            mask, classes = lock_on_mask(
-                patch_labels(first_labels, (h, w), num_objects), num_objects, num_bg_slots, slots_per_class
-            )
-            # with background/foreground slot groups, background slots come from the background group
-            grouped = model.slot_init.num_groups == 2
-            counts = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
+            bg = None if background is None else background.to(device).reshape(h, w)
+            mask: Tensor | None = None
+            if lock_on:
+                assert first_labels is not None
+                valid = first_labels[first_labels != VOID]
+                num_classes = int(valid.max()) if valid.numel() else 0
+                mask, classes = lock_on_mask(patch_labels(first_labels, (h, w), num_classes), num_classes,
+                                             num_bg_slots, slots_per_class, num_extra_slots, bg)
+                # with background/foreground slot groups, background slots come from the background group
+                counts: int | Sequence[int] = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
+            else:
+                counts = model.num_slots if num_slots is None else num_slots
+                mask = _group_mask(counts, bg) if grouped else None
             init = model.init_slots(1, counts, generator)
+            if not lock_on:
+                classes = torch.arange(1, init.shape[1] + 1, device=device)
+                num_classes = init.shape[1]
             first_iters = ini_iters or getattr(model, "ini_iters", None) or num_iters
-            slots, attention = model.bind(f[None], init, first_iters, mask[None])
+            slots, attention = model.bind(f[None], init, first_iters, None if mask is None else mask[None])
         else:
             slots, attention = model.bind(f[None], model.propagate(slots), num_iters)
         m = model.decode(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+        if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
+            m = m[tracker.assign(slots[0], m)]
         masks.append(m.cpu())
-        labels.append(_classify(m, classes, num_objects, size).cpu())
+        labels.append(_classify(m, classes, num_classes, size).cpu())
     pred = torch.stack(labels)
-    pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
-    return LockOnResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
+    if lock_on:
+        assert first_labels is not None
+        pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
+    return SegmentResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
+
+
+def _group_mask(counts: int | Sequence[int], background: Tensor | None) -> Tensor | None:
+    """``(S, N)`` first-frame mask of ``[bg, fg]`` slot groups from the ``(h, w)`` background, or None."""
+    if background is None:
+        return None
+    if isinstance(counts, int) or len(counts) != 2:
+        raise ValueError(f"a model with background/foreground slot groups needs num_slots = [bg, fg], got {counts}")
+    return bgfg_slot_masks(background[None, None], counts[0], counts[1], "initial")[0, 0]
 
 
 def _classify(masks: Tensor, classes: Tensor, num_objects: int, size: tuple[int, int]) -> Tensor:

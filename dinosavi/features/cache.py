@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from dinosavi.data.davis import DavisDataset, read_frames
-from dinosavi.data.videos import ClipIndex, DavisClips, VideoClips, decode_video, find_videos
+from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.store import (
     FeatureSpace,
@@ -189,16 +189,13 @@ class StoreClips(ClipIndex):
     ``(T, heads, h, w)``. Clip positions are those of ``source``.
 
     Args:
-        source: ``DavisClips`` or ``VideoClips``.
+        source: ``FrameClips`` (DAVIS layout, MOVi) or ``VideoClips``.
         space: the store space of the training resolution (``Resolution(size, presize=True)``).
-        split, year, quality: the DAVIS split ``source`` reads (None: look its sequences up in every split).
     """
 
-    def __init__(self, source: DavisClips | VideoClips, space: FeatureSpace, split: str | None = None,
-                 year: str = "2017", quality: str = "480p") -> None:
-        if isinstance(source, DavisClips):
-            by_name = {g.name: g for g in davis_groups(source.root, None if split is None else [split], year, quality)}
-            self.groups = [by_name[n] for n in source.sequence_names]
+    def __init__(self, source: FrameClips | VideoClips, space: FeatureSpace) -> None:
+        if isinstance(source, FrameClips):
+            self.groups = [SourceGroup(n, p) for n, p in zip(source.sequence_names, source.paths)]
         else:
             self.groups = [SourceGroup(str(v), [v], video=True, frame_rate=source.frame_rate) for v in source.videos]
         self.source, self.space = source, space
@@ -235,6 +232,11 @@ def run_cache(cfg: DictConfig, run_dir: Path, encoder: FrozenEncoder) -> CacheSt
         if not wanted:
             raise ValueError("data=videos caches the train resolution only; set features.resolutions=[train]")
         groups = video_groups(cfg.data.root, cfg.data.frame_rate)
+    elif cfg.data.name == "movi":
+        from dinosavi.data.movi import MoviDataset
+
+        movi = MoviDataset(cfg.data.root, cfg.data.split)
+        groups = [SourceGroup(n, movi.frame_paths(n)) for n in movi.sequence_names]
     else:
         splits = None if cfg.data.split is None else [cfg.data.split]
         groups = davis_groups(cfg.data.root, splits, cfg.data.year, cfg.data.quality)

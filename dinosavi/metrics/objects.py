@@ -12,13 +12,9 @@ from torch import Tensor
 
 from dinosavi.metrics.davis import _as_tensor
 
-__all__ = ["fg_ari", "mean_best_overlap", "miou"]
+__all__ = ["DISCOVERY_METRICS", "discovery_scores", "fg_ari", "mean_best_overlap", "miou"]
 
-
-def _one_hot_ids(ids: Tensor) -> Tensor:
-    """(..., N) integer ids -> (..., N, C) float64 one-hot over the ids present anywhere."""
-    _, inverse = torch.unique(ids, return_inverse=True)
-    return torch.nn.functional.one_hot(inverse).double()
+DISCOVERY_METRICS = ("FG-ARI", "FG-ARI-frame", "mBO", "mBO-frame", "mIoU")
 
 
 def fg_ari(true_mask: Tensor | np.ndarray, pred_mask: Tensor | np.ndarray, ignore_background: bool = True) -> Tensor:
@@ -40,10 +36,15 @@ def fg_ari(true_mask: Tensor | np.ndarray, pred_mask: Tensor | np.ndarray, ignor
     if t.shape != p.shape or t.dim() != 2:
         raise ValueError(f"`true_mask` and `pred_mask` must both be (B, N), got {tuple(t.shape)}, {tuple(p.shape)}")
     p = p.to(t.device)
-    weight = (t != 0).double() if ignore_background else torch.ones_like(t, dtype=torch.float64)
-    t_oh = _one_hot_ids(t) * weight[..., None]  # (B, N, Ct)
-    p_oh = _one_hot_ids(p) * weight[..., None]  # (B, N, Cp)
-    n_ij = torch.einsum("bnc,bnd->bcd", t_oh, p_oh)
+    B = t.shape[0]
+    t_ids, t_inv = torch.unique(t, return_inverse=True)
+    p_ids, p_inv = torch.unique(p, return_inverse=True)
+    Ct, Cp = t_ids.numel(), p_ids.numel()
+    code = (torch.arange(B, device=t.device)[:, None] * Ct + t_inv) * Cp + p_inv  # (B, N)
+    if ignore_background:
+        code = code[t != 0]
+    # contingency table per row: one pair histogram, O(B * Ct * Cp) memory however long N is
+    n_ij = torch.bincount(code.reshape(-1), minlength=B * Ct * Cp).view(B, Ct, Cp).double()
     a = n_ij.sum(2)
     b = n_ij.sum(1)
     n = a.sum(1)
@@ -146,3 +147,31 @@ def miou(
         return float("nan")
     rows, cols = linear_sum_assignment(-iou.cpu().numpy())
     return float(iou[rows, cols].sum() / iou.shape[0])
+
+
+def discovery_scores(true: Tensor | np.ndarray, pred: Tensor | np.ndarray) -> dict[str, float]:
+    """Object-discovery scores of one video, background (id 0) excluded, as reported on MOVi.
+
+    ``FG-ARI``: over the whole video as one partition (SAVi); ``FG-ARI-frame``: the mean over frames
+    with foreground; ``mBO`` / ``mBO-frame``: :func:`mean_best_overlap` at video / frame level;
+    ``mIoU``: :func:`miou`.
+
+    Args:
+        true: (T, H, W) ground-truth ids; 0 is background (void 255 should be mapped to 0 first).
+        pred: (T, H, W) predicted segment ids.
+
+    Returns:
+        One value per name in :data:`DISCOVERY_METRICS` (NaN where undefined).
+    """
+    t, p = _video(true, "true"), _video(pred, "pred")
+    if t.shape != p.shape:
+        raise ValueError(f"`true` {tuple(t.shape)} and `pred` {tuple(p.shape)} must match")
+    per_frame = fg_ari(t.flatten(1), p.flatten(1))
+    has_fg = (t != 0).flatten(1).any(1)
+    return {
+        "FG-ARI": float(fg_ari(t.reshape(1, -1), p.reshape(1, -1))[0]),
+        "FG-ARI-frame": float(per_frame[has_fg].mean()) if bool(has_fg.any()) else float("nan"),
+        "mBO": mean_best_overlap(t, p, video_level=True),
+        "mBO-frame": mean_best_overlap(t, p, video_level=False),
+        "mIoU": miou(t, p),
+    }

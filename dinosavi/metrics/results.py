@@ -1,4 +1,5 @@
-"""Accumulate per-object DAVIS statistics and write the official CSV files and a full JSON.
+"""Accumulate per-object DAVIS statistics and write the official CSV files and a full JSON; likewise
+the per-sequence object-discovery scores (FG-ARI, mBO, mIoU) of unsupervised evaluation.
 
 Kept apart from the metric functions: these only collect numbers and format them.
 """
@@ -16,8 +17,9 @@ import numpy as np
 from torch import Tensor
 
 from dinosavi.metrics.davis import db_statistics
+from dinosavi.metrics.objects import DISCOVERY_METRICS
 
-__all__ = ["GLOBAL_COLUMNS", "ObjectStats", "ScoreTable", "format_table"]
+__all__ = ["GLOBAL_COLUMNS", "DiscoveryTable", "ObjectStats", "ScoreTable", "format_table"]
 
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
@@ -119,6 +121,44 @@ class ScoreTable:
         ]
         texts = [global_csv, seq_csv, json.dumps(payload, indent=2, allow_nan=True) + "\n"]
         for path, text in zip(paths, texts):
+            _write_atomic(path, text)
+        return paths
+
+
+@dataclass
+class DiscoveryTable:
+    """Object-discovery scores per sequence (:func:`dinosavi.metrics.objects.discovery_scores`)."""
+
+    rows: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, sequence: str, scores: dict[str, float]) -> None:
+        """Add one sequence's scores (one value per name in ``DISCOVERY_METRICS``)."""
+        if sequence in self.rows:
+            raise ValueError(f"sequence `{sequence}` was already added")
+        missing = [m for m in DISCOVERY_METRICS if m not in scores]
+        if missing:
+            raise ValueError(f"sequence `{sequence}`: scores lack {missing}")
+        self.rows[sequence] = {m: float(scores[m]) for m in DISCOVERY_METRICS}
+
+    def global_means(self) -> dict[str, float]:
+        """Mean over sequences of each score, NaNs (sequences without objects) skipped."""
+        if not self.rows:
+            raise ValueError("no sequence was added to the DiscoveryTable")
+        cols = np.array([[r[m] for m in DISCOVERY_METRICS] for r in self.rows.values()])
+        with np.errstate(invalid="ignore"):
+            means = [float(np.nanmean(c)) if not np.isnan(c).all() else float("nan") for c in cols.T]
+        return dict(zip(DISCOVERY_METRICS, means))
+
+    def write(self, out_dir: str | Path, split: str) -> list[Path]:
+        """Write ``discovery-<split>.csv`` (a ``mean`` row, then one row per sequence, ``%.3f``) and
+        ``discovery-<split>.json`` (full precision), atomically."""
+        out = Path(out_dir)
+        g = self.global_means()
+        lines = ["Sequence," + ",".join(DISCOVERY_METRICS), "mean," + ",".join(_fmt(g[m]) for m in DISCOVERY_METRICS)]
+        lines += [f"{name}," + ",".join(_fmt(r[m]) for m in DISCOVERY_METRICS) for name, r in self.rows.items()]
+        payload = {"split": split, "global": g, "per_sequence": self.rows}
+        paths = [out / f"discovery-{split}.csv", out / f"discovery-{split}.json"]
+        for path, text in zip(paths, ["\n".join(lines) + "\n", json.dumps(payload, indent=2, allow_nan=True) + "\n"]):
             _write_atomic(path, text)
         return paths
 

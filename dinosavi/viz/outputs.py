@@ -41,7 +41,7 @@ def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoo
     Args:
         out_dir: the evaluation folder.
         seq: the sequence (frames and frame names).
-        masks: ``(T, S, h, w)`` in [0, 1], e.g. ``LockOnResult.masks``.
+        masks: ``(T, S, h, w)`` in [0, 1], e.g. ``SegmentResult.masks``.
         pool: the writer threads.
     """
     if len(masks) != len(seq.frame_names):

@@ -49,7 +49,7 @@ def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
 def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
     space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, Resolution(ResizeRule(size=(64, 64)), presize=True))
-    stored = StoreClips(clips, space, "train")
+    stored = StoreClips(clips, space)
     assert len(stored) == len(clips)
     for epoch in (0, 1):
         clips.set_epoch(epoch)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinosavi.metrics.objects import fg_ari, mean_best_overlap, miou
+from dinosavi.metrics.objects import DISCOVERY_METRICS, discovery_scores, fg_ari, mean_best_overlap, miou
 
 
 def test_fg_ari_permutation_invariant_and_ignores_background() -> None:
@@ -70,3 +70,37 @@ def test_miou_hungarian() -> None:
         iou(true == 1, single == 0) + iou(true == 2, single == 7),
     )
     assert miou(true, single) == pytest.approx(best / 2)
+
+
+def _fg_ari_dense(true: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """Reference: contingency tables from one-hot matrices (the OCL/SAVi formulation)."""
+    weight = (true != 0).double()[..., None]
+    t_oh = torch.nn.functional.one_hot(torch.unique(true, return_inverse=True)[1]).double() * weight
+    p_oh = torch.nn.functional.one_hot(torch.unique(pred, return_inverse=True)[1]).double() * weight
+    n_ij = torch.einsum("bnc,bnd->bcd", t_oh, p_oh)
+    a, b = n_ij.sum(2), n_ij.sum(1)
+    n = a.sum(1)
+    rindex = (n_ij * (n_ij - 1)).sum((1, 2))
+    a_pairs, b_pairs = (a * (a - 1)).sum(1), (b * (b - 1)).sum(1)
+    expected = a_pairs * b_pairs / (n * (n - 1)).clamp(min=1)
+    denom = (a_pairs + b_pairs) / 2 - expected
+    return torch.where(denom == 0, torch.ones_like(denom), (rindex - expected) / torch.where(denom == 0, 1, denom))
+
+
+def test_fg_ari_equals_the_one_hot_formulation() -> None:
+    g = torch.Generator().manual_seed(0)
+    true = torch.randint(0, 4, (6, 500), generator=g)
+    pred = torch.where(torch.rand(6, 500, generator=g) < 0.7, true * 3 + 1, torch.randint(0, 9, (6, 500), generator=g))
+    assert torch.allclose(fg_ari(true, pred), _fg_ari_dense(true, pred), atol=1e-12)
+
+
+def test_discovery_scores() -> None:
+    true, pred = _pair()
+    scores = discovery_scores(true, pred)
+    assert list(scores) == list(DISCOVERY_METRICS)
+    assert scores["mBO"] == pytest.approx(mean_best_overlap(true, pred))
+    assert scores["mBO-frame"] == pytest.approx(mean_best_overlap(true, pred, video_level=False))
+    assert scores["mIoU"] == pytest.approx(miou(true, pred))
+    assert scores["FG-ARI"] == pytest.approx(fg_ari(true.reshape(1, -1), pred.reshape(1, -1)).item())
+    exact = discovery_scores(true, true * 5)
+    assert exact["FG-ARI"] == exact["FG-ARI-frame"] == exact["mBO"] == exact["mIoU"] == 1.0
