@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dinosavi.data.davis import DavisDataset, read_palette_png
 from dinosavi.encoders.base import ResizeRule
@@ -158,8 +162,51 @@ def test_cli_train_then_eval_reproduces(tiny_synthetic, tmp_path):
         assert len(list((out / "overlays" / seq.name).glob("*.jpg"))) == len(pngs)
         assert (out / "per-sequence_results-val.csv").is_file() and (out / "metrics-val.json").is_file()
     assert _global_jf(runs[0] / "global_results-val.csv") == _global_jf(runs[1] / "global_results-val.csv")
+    _cli_unsupervised_on_movi(ckpt, tiny_synthetic, tmp_path)
     for a, b in zip(sorted((runs[0] / "results").rglob("*.png")), sorted((runs[1] / "results").rglob("*.png"))):
         assert a.read_bytes() == b.read_bytes()
+
+
+def _as_movi(davis_root: Path, out: Path) -> Path:
+    """The DAVIS-layout val split rewritten as MOVi frame folders (``rgb/<video>``, ``seg/<video>`` PNGs)."""
+    for seq in DavisDataset(davis_root, "val"):
+        for kind in ("rgb", "seg"):
+            (out / "validation" / kind / seq.name).mkdir(parents=True)
+        src = davis_root / "JPEGImages" / "480p" / seq.name
+        for t, name in enumerate(seq.frame_names):
+            shutil.copy(src / f"{name}.jpg", out / "validation" / "rgb" / seq.name / f"{name}.jpg")
+            Image.fromarray(seq.labels[t].numpy().astype(np.uint8), mode="L").save(
+                out / "validation" / "seg" / seq.name / f"{name}.png")
+    return out
+
+
+def _cli_unsupervised_on_movi(ckpt: Path, davis_root: Path, tmp_path: Path) -> None:
+    """Unsupervised eval with every option through the CLI on MOVi-layout data; scores equal a re-scoring."""
+    from dinosavi.metrics.matching import match_segments
+    from dinosavi.metrics.objects import DISCOVERY_METRICS, discovery_scores
+
+    movi = _as_movi(davis_root, tmp_path / "movi")
+    out = tmp_path / "unsupervised"
+    _run("mode=eval", f"resume={ckpt}", "data=movi", f"data.root={movi}", "data.split=validation",
+         "eval.short_side=64", "eval.lock_on=false", "eval.num_slots=5", "eval.num_iters=2", "eval.ini_iters=1",
+         "eval.output=slot", "eval.track_mode=overlap", "eval.track_temperature=0.2", f"hydra.run.dir={out}")
+    seq = DavisDataset(davis_root, "val")[0]
+    pred = np.stack([read_palette_png(out / "results" / seq.name / f"{n}.png")[0] for n in seq.frame_names])
+    assert pred.min() >= 1 and pred.max() <= 5  # every slot is a segment
+    assert len(list((out / "slots" / seq.name).glob("*.jpg"))) == len(seq.frame_names)
+    report = json.loads((out / "discovery-validation.json").read_text())
+    assert list(report["global"]) == list(DISCOVERY_METRICS)
+    expected = discovery_scores(seq.labels, torch.from_numpy(pred).long())
+    assert report["per_sequence"][seq.name] == pytest.approx(expected, nan_ok=True)
+    matched = match_segments(seq.labels, torch.from_numpy(pred).long())
+    j = json.loads((out / "metrics-validation.json").read_text())["per_object"][f"{seq.name}_1"]["J-Mean"]
+    assert j == pytest.approx(matched.j[0].mean().item())
+    # extra slots need a CLS token; EfficientNet has none: a clear error, not a silent fallback
+    proc = subprocess.run([sys.executable, "-m", "dinosavi", "mode=eval", f"resume={ckpt}", "data=movi",
+                           f"data.root={movi}", "data.split=validation", "eval.short_side=64",
+                           "eval.num_extra_slots=2", f"hydra.run.dir={tmp_path / 'extra'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "num_extra_slots needs the CLS-attention background" in proc.stderr
 
 
 def _slot_model(**overrides):
@@ -294,3 +341,27 @@ def test_tracking_restores_identities_of_shuffled_slots(synthetic_val, mode):
     # measured: working 0.248, shuffled 0.047, tracked 0.236 (slotsim) / 0.205 (overlap)
     assert broken < working - 0.15, (broken, working)
     assert restored > broken + 0.12, (restored, broken)
+
+
+@pytest.mark.slow
+def test_cli_vit_extra_slots_and_grouped_unsupervised(tiny_synthetic, tmp_path):
+    """A bg/fg model on a ViT: extra slots from the CLS-attention background, and unsupervised eval whose
+    slot groups take their first-frame patches from it."""
+    data = [f"data.root={tiny_synthetic}", "data.synthetic.num_videos=4", "data.synthetic.num_frames=6",
+            "data.synthetic.height=64", "data.synthetic.width=80", "data.synthetic.val_videos=1"]
+    _run("mode=train", "hparam=demo", "encoder=vit_tiny_random", "data=synthetic", *data, "model.num_slots=[2,3]",
+         "model.bgfg=true", "model.bgfg_strategy=initial", "train.max_steps=2", "train.input_size=[64,80]",
+         "data.batch_size=2", f"hydra.run.dir={tmp_path / 'train'}")
+    ckpt = tmp_path / "train" / "checkpoints" / "last.safetensors"
+    seq = DavisDataset(tiny_synthetic, "val")[0]
+    common = [f"resume={ckpt}", "data=synthetic", "data.split=val", *data, "eval.short_side=64", "eval.videos=false"]
+    _run("mode=eval", *common, "eval.num_bg_slots=2", "eval.num_extra_slots=2", "eval.slots_per_class=2",
+         "eval.track_mode=slotsim", f"hydra.run.dir={tmp_path / 'extra'}")
+    pred = np.stack([read_palette_png(tmp_path / "extra" / "results" / seq.name / f"{n}.png")[0]
+                     for n in seq.frame_names])
+    assert pred.max() <= int(seq.labels[0].max())  # extra slots count as background
+    _run("mode=eval", *common, "eval.lock_on=false", f"hydra.run.dir={tmp_path / 'unsup'}")
+    pred = np.stack([read_palette_png(tmp_path / "unsup" / "results" / seq.name / f"{n}.png")[0]
+                     for n in seq.frame_names])
+    assert pred.min() >= 1 and pred.max() <= 5
+    assert (tmp_path / "unsup" / "discovery-val.csv").is_file()
