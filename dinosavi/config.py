@@ -33,8 +33,8 @@ __all__ = [
 MODES = {
     "help": "list modes, presets and the main options",
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
-    "train": "train a slot model on video clips (data=davis|synthetic|videos)",
-    "eval": "semi-supervised DAVIS evaluation of a checkpoint (resume=<checkpoint>) with J&F",
+    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi)",
+    "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
     "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",

@@ -153,7 +153,8 @@ def print_help(overrides: list[str]) -> None:
     lines += ["", "main options (current values):"]
     for key in ("data.root", "data.split", "data.batch_size", "data.num_workers", "data.frames_per_clip",
                 "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
-                "resume", "seed", "eval.short_side", "eval.num_bg_slots", "eval.output", "demo.davis_root"):
+                "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
+                "eval.num_slots", "eval.output", "eval.track_mode", "demo.davis_root"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]
