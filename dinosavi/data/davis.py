@@ -27,10 +27,12 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 __all__ = [
+    "DECODE_THREADS",
     "DavisDataset",
     "Sequence",
     "SequenceDataset",
     "davis_palette",
+    "open_image",
     "read_frames",
     "read_palette_png",
     "read_rgb",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 AnnotationMode = Literal["all", "first", "none"]
-_DECODE_THREADS = min(8, os.cpu_count() or 1)
+DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 
 @dataclass
@@ -108,7 +110,13 @@ def _full_palette(flat: list[int] | None) -> np.ndarray:
     return palette
 
 
-def _open_image(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and decode an image file.
+
+    Raises:
+        FileNotFoundError: The file does not exist (names it).
+        ValueError: The file is corrupt or not an image (names it).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     try:
@@ -132,11 +140,11 @@ def read_rgb(path: str | Path) -> np.ndarray:
         FileNotFoundError: The file does not exist.
         ValueError: The file is corrupt or not an image.
     """
-    image = _open_image(Path(path))
+    image = open_image(Path(path))
     return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
 
 
-def read_frames(paths: SequenceABC[str | Path], num_threads: int = _DECODE_THREADS) -> Tensor:
+def read_frames(paths: SequenceABC[str | Path], num_threads: int = DECODE_THREADS) -> Tensor:
     """Decode same-sized frames in a thread pool (PIL releases the GIL while decoding).
 
     Args:
@@ -181,7 +189,7 @@ def read_palette_png(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         ValueError: The file is corrupt or not a palette PNG.
     """
     path = Path(path)
-    image = _open_image(path)
+    image = open_image(path)
     if image.mode != "P":
         raise ValueError(
             f"Annotation {path} has PIL mode {image.mode!r}; expected a palette (mode P) PNG "
@@ -320,7 +328,7 @@ class DavisDataset:
         for stem, path in zip(wanted, label_files):
             if not path.is_file():
                 raise FileNotFoundError(f"Annotation missing for frame {stem!r} of {name!r}: expected {path}")
-        with ThreadPoolExecutor(min(_DECODE_THREADS, len(label_files))) as pool:
+        with ThreadPoolExecutor(min(DECODE_THREADS, len(label_files))) as pool:
             read = list(pool.map(read_palette_png, label_files))
         height, width = frames.shape[-2:]
         for path, (labels, _) in zip(label_files, read):

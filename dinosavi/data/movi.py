@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dinosavi.data.davis import _DECODE_THREADS, Sequence, _open_image, davis_palette, read_frames
+from dinosavi.data.davis import DECODE_THREADS, Sequence, davis_palette, open_image, read_frames
 
 __all__ = ["FRAME_EXTENSIONS", "MAX_INSTANCE_ID", "MoviDataset", "read_id_png"]
 
@@ -46,7 +46,7 @@ def read_id_png(path: str | Path) -> np.ndarray:
             ``0..254`` (names the file and the id).
     """
     path = Path(path)
-    image = _open_image(path)
+    image = open_image(path)
     if image.mode not in _ID_MODES:
         raise ValueError(
             f"Segmentation {path} has PIL mode {image.mode!r}; expected one of {', '.join(_ID_MODES)} "
@@ -159,7 +159,7 @@ class MoviDataset:
         frame_files = self.frame_paths(name)
         frames = read_frames(frame_files)  # (T, 3, H, W)
         seg_files = self.segmentation_paths(name)
-        with ThreadPoolExecutor(min(_DECODE_THREADS, len(seg_files))) as pool:
+        with ThreadPoolExecutor(min(DECODE_THREADS, len(seg_files))) as pool:
             ids = list(pool.map(read_id_png, seg_files))
         height, width = frames.shape[-2:]
         for path, frame, labels in zip(seg_files, frame_files, ids):
