@@ -25,7 +25,8 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     seed_everything(cfg.seed)
-    log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, cfg.preset, cfg.seed, run_dir)
+    preset = f"the checkpoint's ({cfg.resume})" if cfg.resume else cfg.preset  # resume keeps the saved recipe
+    log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, preset, cfg.seed, run_dir)
     if cfg.mode == "train":
         from dinosavi.modes import run_train
 
