@@ -6,7 +6,9 @@ multiple of 64); then each method runs in its own subprocess, so each peak RSS i
 - ``chunked``: :func:`dinosavi.evaluation.propagate.propagate_sequence` (the DINO preset);
 - ``dense``: :mod:`benchmarks.baselines.propagate_dense`, the full ``(C, N, N)`` affinity per frame;
 - ``lockon``: :func:`dinosavi.evaluation.vos.segment_sequence` with an (untrained) DINOSAUR model, frames
-  encoded in the worker at 480p, as ``mode=eval eval.short_side=480`` does.
+  encoded in the worker at 480p, as ``mode=eval eval.short_side=480`` does;
+- ``tracked``: the same with ``track_mode=overlap`` (the cost of slot tracking);
+- ``unsupervised``: ``lock_on=False``, every slot a segment (``mode=eval eval.lock_on=false``).
 
 Prints frames/s, peak RSS, the chunked/dense ratios, and checks that both propagations give the same labels
 (at most 1e-4 of the pixels may differ: the two matmul orders round differently, which can flip near ties).
@@ -60,7 +62,7 @@ def worker(args: argparse.Namespace) -> None:
     """One measurement in this process; prints a JSON line."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.run == "lockon":
+    if args.run in ("lockon", "tracked", "unsupervised"):
         from dinosavi.evaluation.vos import segment_sequence
 
         frames, labels = _load(args)
@@ -70,7 +72,10 @@ def worker(args: argparse.Namespace) -> None:
         base = _rss_mb()
         t0 = time.perf_counter()
         feats = (f for chunk in frames.split(8) for f in encoder.encode(chunk, rule, 8).features)
-        segment_sequence(model, feats, labels[0], num_bg_slots=4, generator=torch.Generator().manual_seed(0))
+        lock_on = args.run != "unsupervised"
+        segment_sequence(model, feats, labels[0] if lock_on else None, size=(labels.shape[-2], labels.shape[-1]),
+                         lock_on=lock_on, track_mode="overlap" if args.run == "tracked" else None,
+                         num_bg_slots=4, generator=torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - t0
     else:
         from benchmarks.baselines.propagate_dense import propagate_sequence_dense
@@ -83,7 +88,7 @@ def worker(args: argparse.Namespace) -> None:
         result = fn(data["features"], data["first"], data["patch_size"], DINO)
         seconds = time.perf_counter() - t0
         torch.save(result.labels.to(torch.uint8), args.out)
-    frames_done = args.frames if args.run == "lockon" else args.frames - 1
+    frames_done = args.frames - 1 if args.run in ("chunked", "dense") else args.frames
     print(json.dumps({"seconds": seconds, "fps": frames_done / seconds, "peak_mb": _peak_mb(),
                       "delta_mb": _peak_mb() - base}))
 
@@ -105,7 +110,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--stride", type=int, default=8, choices=[8, 16])
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
-    parser.add_argument("--run", choices=["chunked", "dense", "lockon"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=["chunked", "dense", "lockon", "tracked", "unsupervised"],
+                        help=argparse.SUPPRESS)
     parser.add_argument("--features", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,7 +135,7 @@ def main() -> None:
         tmp = Path(tmp_dir)
         torch.save({"features": features, "first": labels[0], "patch_size": encoder.patch_size},
                    tmp / "features.pt")
-        stats = {run: _spawn(args, run, tmp) for run in ("chunked", "dense", "lockon")}
+        stats = {run: _spawn(args, run, tmp) for run in ("chunked", "dense", "lockon", "tracked", "unsupervised")}
         a, b = torch.load(tmp / "chunked.pt"), torch.load(tmp / "dense.pt")
     differ = (a != b).float().mean().item()  # float rounding of two matmul orders may flip near-tied pixels
     if differ > 1e-4:
@@ -138,14 +144,15 @@ def main() -> None:
     per_frame_encode = encode_s / T
     e2e = 1.0 / (per_frame_encode + 1.0 / chunked["fps"])
     for name, s in stats.items():
-        print(f"{name:>8}: {s['fps']:7.2f} frames/s   peak RSS {s['peak_mb']:7.0f} MiB "
+        print(f"{name:>12}: {s['fps']:7.2f} frames/s   peak RSS {s['peak_mb']:7.0f} MiB "
               f"(+{s['delta_mb']:.0f} MiB while running)")
     print(f"propagation only, chunked vs. dense: {chunked['fps'] / dense['fps']:.2f}x frames/s, "
           f"{dense['delta_mb'] / max(chunked['delta_mb'], 1.0):.1f}x less added memory, "
           f"pixels that differ: {differ:.1e}")
     print(f"propagate end to end (encode + propagate): {e2e:.2f} frames/s; "
           f"lock-on eval end to end: {lockon['fps']:.2f} frames/s "
-          f"(ratio lock-on / propagate {lockon['fps'] / e2e:.2f})")
+          f"(ratio lock-on / propagate {lockon['fps'] / e2e:.2f}); "
+          f"tracking costs {lockon['fps'] / stats['tracked']['fps']:.3f}x the time of plain lock-on")
 
 
 if __name__ == "__main__":

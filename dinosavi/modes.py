@@ -117,6 +117,10 @@ def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, 
     results = {}
     synthetic = cast(DictConfig, OmegaConf.merge(cfg, {"data": {"split": "val"}}))
     results["synthetic"] = _evaluate(ckpt, synthetic, run_dir / "eval" / "synthetic", overrides)
+    # object discovery: every slot a segment, no first-frame masks
+    discovery = cast(DictConfig, OmegaConf.merge(synthetic, {"eval": {"lock_on": False}}))
+    results["synthetic (unsupervised)"] = _evaluate(ckpt, discovery, run_dir / "eval" / "synthetic-unsupervised",
+                                                    overrides)
     davis_data = {"name": "davis", "root": cfg.demo.davis_root, "split": "val"}
     davis = cast(DictConfig, OmegaConf.merge(cfg, {"data": davis_data}))
     results["davis"] = _evaluate(ckpt, davis, run_dir / "eval" / "davis", overrides)
@@ -124,9 +128,11 @@ def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, 
     baseline = cast(DictConfig, OmegaConf.merge(davis, {"encoder": {"stride": 16}}))
     results["davis (propagation baseline)"] = run_propagate(baseline, run_dir / "eval" / "davis-propagate")
     print(f"\ncheckpoint: {ckpt}")
-    folders = {"synthetic": "synthetic", "davis": "davis", "davis (propagation baseline)": "davis-propagate"}
+    folders = {"synthetic": "synthetic", "synthetic (unsupervised)": "synthetic-unsupervised", "davis": "davis",
+               "davis (propagation baseline)": "davis-propagate"}
     for name, scores in results.items():
-        print(f"{name:>30}: J&F {scores['J&F-Mean']:.3f}  J {scores['J-Mean']:.3f}  F {scores['F-Mean']:.3f}"
+        found = f"  FG-ARI {scores['FG-ARI']:.3f}  mBO {scores['mBO']:.3f}" if "FG-ARI" in scores else ""
+        print(f"{name:>30}: J&F {scores['J&F-Mean']:.3f}  J {scores['J-Mean']:.3f}  F {scores['F-Mean']:.3f}{found}"
               f"  overlays in {run_dir / 'eval' / folders[name] / 'overlays'}")
     return results
 
