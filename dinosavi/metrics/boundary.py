@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["dilate_disk", "fill_guards", "layout", "popcount_sum"]
+__all__ = ["dilate_disk", "fill_guards", "layout", "match_counts", "popcount_sum"]
 
 
 def layout(radius: int) -> tuple[int, int]:
@@ -32,19 +32,22 @@ def _mask(lo: int, hi: int) -> int:
     return m - (1 << 64) if m >= 1 << 63 else m
 
 
-def fill_guards(planes: Tensor, guard: int, payload: int) -> Tensor:
-    """Copy each word's neighbours' edge pixels into its guard bits (zeros at the row ends).
+def fill_guards(planes: Tensor, guard: int, payload: int, scratch: Tensor) -> None:
+    """Copy, in place, each word's neighbours' edge pixels into its guard bits (zeros at the row ends).
 
     Args:
         planes: (N, Hp, Wp) int64 words; only payload bits are read.
-
-    Returns:
-        (N, Hp, Wp) int64 words with exact guard bits.
+        scratch: (N, Hp, Wp) int64 buffer, overwritten.
     """
-    out = planes & _mask(guard, guard + payload)
-    out[..., 1:] |= (planes[..., :-1] >> payload) & _mask(0, guard)
-    out[..., :-1] |= (planes[..., 1:] << payload) & _mask(guard + payload, 64)
-    return out
+    scratch[..., 0] = 0
+    torch.bitwise_right_shift(planes[..., :-1], payload, out=scratch[..., 1:])
+    scratch &= _mask(0, guard)
+    planes &= _mask(guard, guard + payload)
+    planes |= scratch
+    scratch[..., -1] = 0
+    torch.bitwise_left_shift(planes[..., 1:], payload, out=scratch[..., :-1])
+    scratch &= _mask(guard + payload, 64)
+    planes |= scratch
 
 
 def dilate_disk(planes: Tensor, radius: int, guard: int, payload: int) -> Tensor:
@@ -54,14 +57,16 @@ def dilate_disk(planes: Tensor, radius: int, guard: int, payload: int) -> Tensor
     centre, widening one horizontal dilation in place: a step by ``s`` ORs the word shifted by
     ``+-s`` bits, which stays exact while the widening since the guards were last filled is at most
     ``guard``. An arithmetic right shift repeats bit 63, which only sets bits that bit already covers.
+    Works in place on preallocated buffers: fresh multi-megabyte tensors cost page faults on CPU.
 
     Args:
-        planes: (N, Hp, Wp) int64 words, guard bits arbitrary.
+        planes: (N, Hp, Wp) int64 words, guard bits arbitrary; left unchanged.
 
     Returns:
         (N, Hp, Wp) int64 words; guard bits are not meaningful.
     """
-    h = fill_guards(planes, guard, payload)
+    h, left, right = planes.clone(), torch.empty_like(planes), torch.empty_like(planes)
+    fill_guards(h, guard, payload, left)
     out = torch.zeros_like(h)
     rows = h.shape[1]
     width = since = 0
@@ -70,8 +75,12 @@ def dilate_disk(planes: Tensor, radius: int, guard: int, payload: int) -> Tensor
         while width < target:
             step = min(target - width, 2 * width + 1, guard)
             if since + step > guard:
-                h, since = fill_guards(h, guard, payload), 0
-            h = h | (h << step) | (h >> step)
+                fill_guards(h, guard, payload, left)
+                since = 0
+            torch.bitwise_left_shift(h, step, out=left)
+            torch.bitwise_right_shift(h, step, out=right)
+            h |= left
+            h |= right
             width += step
             since += step
         if dy == 0:
@@ -83,16 +92,45 @@ def dilate_disk(planes: Tensor, radius: int, guard: int, payload: int) -> Tensor
 
 
 def popcount_sum(words: Tensor) -> Tensor:
-    """Set bits per leading index.
+    """Set bits per leading index; ``words`` is overwritten.
 
     Args:
-        words: (N, ...) int64.
+        words: (N, ...) contiguous int64.
 
     Returns:
         (N,) int64 counts.
     """
-    x = words.reshape(words.shape[0], -1)
-    x = x - ((x >> 1) & 0x5555555555555555)
-    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333)
-    x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0F
-    return ((x * 0x0101010101010101) >> 56).sum(1)
+    x = words.view(words.shape[0], -1)
+    t = torch.empty_like(x)
+    torch.bitwise_right_shift(x, 1, out=t)
+    t &= 0x5555555555555555
+    x -= t
+    torch.bitwise_right_shift(x, 2, out=t)
+    t &= 0x3333333333333333
+    x &= 0x3333333333333333
+    x += t
+    torch.bitwise_right_shift(x, 4, out=t)
+    x += t
+    x &= 0x0F0F0F0F0F0F0F0F
+    x *= 0x0101010101010101
+    x >>= 56
+    return x.sum(1)
+
+
+def match_counts(a: Tensor, b: Tensor, radius: int) -> tuple[Tensor, Tensor]:
+    """Pixels of each plane of ``a`` within the disk of a pixel of the same plane of ``b``, and vice versa.
+
+    Args:
+        a: (N, Hp, Wp) int64 planes in the :func:`layout` of ``radius``, guard bits zero.
+        b: (N, Hp, Wp) likewise.
+
+    Returns:
+        ``(a_matched, b_matched)``, each (N,) int64.
+    """
+    guard, payload = layout(radius)
+    n = a.shape[0]
+    dilated = dilate_disk(torch.cat([a, b]), radius, guard, payload)
+    dilated[:n] &= b
+    dilated[n:] &= a
+    counts = popcount_sum(dilated)
+    return counts[n:], counts[:n]

@@ -1,13 +1,11 @@
 """DAVIS 2017 region (J) and boundary (F) measures, vectorised over frames and objects.
 
 Re-implements the definitions of the official toolkit (davisvideochallenge/davis2017-evaluation)
-in torch, on CPU or CUDA. Nothing is dilated densely. Ground truth and prediction are fused into one
-joint id map ``gt * (K+1) + pred``, compared once with its east and south neighbours; its few change
-points give, for every frame and object at once, the confusion counts (J, from the horizontal runs
-between change points) and the one-pixel boundaries of both maps. "Is there a boundary pixel of the
-other mask within the disk" is answered per boundary pixel from grids of 8x8-pixel tiles, one int64
-word each, ANDed with precomputed disk masks. The results equal the toolkit's (``cv2.dilate`` with
-``skimage.morphology.disk``) exactly.
+in torch, on CPU or CUDA, with identical values. Nothing is dilated at full resolution: both id maps
+are cropped to their objects and fused into one joint map whose few change points give every
+object's confusion counts and one-pixel boundaries (:mod:`dinosavi.metrics.joint`); boundaries are
+matched within the toolkit's disk (``cv2.dilate`` with ``skimage.morphology.disk``) on bit-packed
+planes (:mod:`dinosavi.metrics.boundary`).
 
 Shapes: ``T`` frames, ``H, W`` pixels, ``K`` objects.
 """
@@ -15,11 +13,14 @@ Shapes: ``T`` frames, ``H, W`` pixels, ``K`` objects.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from dinosavi.metrics.boundary import layout, match_counts
+from dinosavi.metrics.joint import analyse, crop
 
 __all__ = [
     "SequenceScores",
@@ -102,211 +103,6 @@ def seg2bmap(mask: Tensor | np.ndarray) -> Tensor:
     return b
 
 
-def _changes(labels: Tensor) -> Tensor:
-    """Sorted flat indices of pixels that differ from their east or their south neighbour.
-
-    Compared on the flattened (T*H*W,) map, so a few indices at x = W-1 or y = H-1 are spurious;
-    callers recheck with the edge-replicated neighbours. The change mask is written into a buffer
-    whose length is a multiple of 64 and screened as int64 words in blocks of 8, so the dense
-    ``nonzero`` runs on 64x fewer elements.
-
-    Args:
-        labels: (T, H, W) contiguous integer label maps.
-
-    Returns:
-        (N,) int64 indices.
-    """
-    flat = labels.reshape(-1)
-    n, W = flat.numel(), labels.shape[-1]
-    buf = torch.empty((n + 63) // 64 * 64, dtype=torch.bool, device=flat.device)
-    buf[n - 1 :] = False
-    torch.ne(flat[:-1], flat[1:], out=buf[: n - 1])
-    buf[: n - W] |= flat[:-W] != flat[W:]
-    words = buf.view(torch.uint8).view(torch.int64)  # 8 pixels per word, each byte 0 or 1
-    blocks = torch.nonzero(words.view(-1, 8).amax(dim=1)).squeeze(1)
-    word_ids = (blocks[:, None] * 8 + torch.arange(8, device=flat.device)).reshape(-1)
-    word_ids = torch.masked_select(word_ids, torch.index_select(words.view(-1), 0, word_ids) != 0)
-    cand = (word_ids[:, None] * 8 + torch.arange(8, device=flat.device)).reshape(-1)
-    return torch.masked_select(cand, torch.index_select(buf, 0, cand))
-
-
-def _neighbours(labels: Tensor, flat: Tensor) -> Tensor:
-    """Labels of pixels ``flat`` and of their E, S, SE neighbours, edge-replicated: (N, 4), dtype of ``labels``."""
-    _, H, W = labels.shape
-    row = flat // W
-    step_e = (flat - row * W < W - 1).long()
-    step_s = (row % H < H - 1).long() * W
-    idx = torch.stack([flat, flat + step_e, flat + step_s, flat + step_s + step_e], dim=1)
-    return torch.index_select(labels.view(-1), 0, idx.view(-1)).view(-1, 4)
-
-
-def _ids(labels: Tensor, num_objects: int) -> Tensor:
-    """(T, H, W) ids with everything outside 1..K set to 0, as uint8 when K < 256 (else int32)."""
-    lo, hi = (int(v) for v in torch.aminmax(labels))
-    dtype = torch.uint8 if num_objects < 256 else torch.int32
-    if lo < 0 or hi > num_objects:
-        labels = torch.where((labels < 0) | (labels > num_objects), 0, labels)
-    return labels.to(dtype).contiguous()
-
-
-def _joint(gt: Tensor, pred: Tensor, num_objects: int) -> Tensor:
-    """``gt * (K+1) + pred`` of the cleaned id maps: (T, H, W) uint8 when (K+1)**2 <= 256, else int32."""
-    M = num_objects + 1
-    g, p = _ids(gt, num_objects), _ids(pred, num_objects)
-    if M * M <= 256:
-        return torch.add(p, g, alpha=M)
-    return torch.add(p.int(), g.int(), alpha=M)
-
-
-def _boundary_keys(labels: Tensor, flat: Tensor, num_objects: int, stride: int) -> Tensor:
-    """Keys ``(k-1) * stride + flat`` of the objects whose one-pixel boundary passes through each pixel.
-
-    A pixel lies on the boundary of object ``k`` exactly when its own and its E, S, SE (edge-replicated)
-    labels are not all equal and one of them is ``k``.
-
-    Args:
-        labels: (N, 4) ids of the pixels and their E, S, SE neighbours.
-        flat: (N,) flat pixel indices.
-        num_objects: K; ids outside 1..K are background.
-        stride: key offset between objects (T * H * W).
-
-    Returns:
-        (N',) int64 keys, each (object, pixel) once.
-    """
-    a, e, s, se = labels.unbind(1)
-    mixed = (e != a) | (s != a) | (se != a)
-    keep = torch.stack([mixed, e != a, (s != a) & (s != e), (se != a) & (se != e) & (se != s)], dim=1)
-    keep &= mixed[:, None] & (labels >= 1) & (labels <= num_objects)
-    ids = torch.masked_select(labels, keep).long()
-    return (ids - 1) * stride + torch.masked_select(flat[:, None], keep)
-
-
-@dataclass(frozen=True)
-class _Changes:
-    """Where a (T, H, W) joint id map changes: everything J and the boundaries of both maps need.
-
-    Attributes:
-        east: (E,) sorted flat indices of pixels differing from their east neighbour (never at x = W-1).
-        flat: (N,) flat indices of every pixel differing from its E, S or SE neighbour (edge-replicated).
-        labels: (N, 4) joint ids of those pixels and of their E, S, SE neighbours.
-    """
-
-    east: Tensor
-    flat: Tensor
-    labels: Tensor
-
-
-def _joint_changes(joint: Tensor) -> _Changes:
-    """Change points of a joint id map, found from its east/south change map and a west-neighbour pass.
-
-    A pixel differing only from its south-east neighbour is the west neighbour of a pixel that
-    differs from its south one, so it is found without a third dense comparison.
-    """
-    cand = _changes(joint)
-    nb = _neighbours(joint, cand)
-    a, e, s, se = nb.unbind(1)
-    east = torch.masked_select(cand, e != a)
-    west = (torch.masked_select(cand, s != a) - 1).clamp(min=0)
-    nb_w = _neighbours(joint, west)
-    a_w, e_w, s_w, se_w = nb_w.unbind(1)
-    only_se = (e_w == a_w) & (s_w == a_w) & (se_w != a_w)
-    real = (e != a) | (s != a) | (se != a)  # drops the spurious flat-order neighbours of `_changes`
-    flat = torch.cat([torch.masked_select(cand, real), torch.masked_select(west, only_se)])
-    labels = torch.cat([nb[real], nb_w[only_se]])
-    return _Changes(east=east, flat=flat, labels=labels)
-
-
-def _confusion(joint: Tensor, east: Tensor, num_objects: int) -> Tensor:
-    """Per-frame confusion counts of (gt id, pred id) pairs: (T, K+1, K+1) float64.
-
-    Each row splits into runs of constant joint id, ending where the map differs from its east
-    neighbour (``east``, never at x = W-1) or at the row end; run lengths are summed per joint id.
-    """
-    T, H, W = joint.shape
-    M = num_objects + 1
-    row_ends = torch.arange(W - 1, T * H * W, W, device=joint.device)
-    stops = torch.sort(torch.cat([east, row_ends])).values  # disjoint sets, so no duplicates
-    lengths = torch.diff(stops, prepend=stops.new_full((1,), -1)).double()
-    index = (stops // (H * W)) * (M * M) + torch.index_select(joint.view(-1), 0, stops).long()
-    return torch.bincount(index, weights=lengths, minlength=T * M * M).view(T, M, M)
-
-
-_TILE = 8  # tiles of 8x8 pixels, one int64 word each
-
-
-def _disk_masks(radius: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """For a query pixel at each of the 64 positions of its tile, the disk's bits in each nearby tile.
-
-    Returns:
-        Tile offsets ``(dty, dtx)`` as (O, 2) int64 (offsets the disk never reaches are left out),
-        and (64, O) int64 words: bit ``by * 8 + bx`` of word ``[oy * 8 + ox, o]`` is set when pixel
-        ``(by, bx)`` of tile ``o`` lies within ``radius`` of pixel ``(oy, ox)`` of the query's tile.
-    """
-    reach = -(-radius // _TILE)
-    d = torch.arange(-reach, reach + 1)
-    offsets = torch.cartesian_prod(d, d)  # (O, 2)
-    pos = torch.arange(_TILE)
-    # dy[o, q, b] = dty * 8 + by - oy, likewise dx; q = (oy, ox), b = (by, bx)
-    dy = (
-        offsets[:, 0, None, None] * _TILE
-        + pos.repeat_interleave(_TILE)[None, None, :]
-        - pos.repeat_interleave(_TILE)[None, :, None]
-    )
-    dx = offsets[:, 1, None, None] * _TILE + pos.repeat(_TILE)[None, None, :] - pos.repeat(_TILE)[None, :, None]
-    inside = dy * dy + dx * dx <= radius * radius  # (O, 64, 64)
-    words = (inside.long() << torch.arange(64)).sum(-1)  # (O, 64); bit 63 wraps to the sign bit
-    used = inside.flatten(1).any(1)
-    return offsets[used].to(device), words[used].T.contiguous().to(device)
-
-
-def _boundary_counts(
-    gt_keys: Tensor, pred_keys: Tensor, pairs: int, height: int, width: int, radius: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Boundary pixels of each map with a boundary pixel of the other map within the disk of ``radius``.
-
-    Keys are ``pair * H * W + y * W + x`` with ``pair`` an (object, frame) index. Both boundaries are
-    written into grids of 8x8-pixel tiles, one int64 word per tile (bit ``(y % 8) * 8 + x % 8``); a
-    query pixel then ANDs the words of the few tiles the disk reaches with precomputed disk masks.
-
-    Returns:
-        ``(n_pred, n_gt, pred_match, gt_match)``: boundary pixels of each map and those matched, all
-        (pairs,) int64 counts.
-    """
-    offsets, masks = _disk_masks(radius, gt_keys.device)
-    reach = -(-radius // _TILE)
-    Ht = -(-height // _TILE) + 2 * reach
-    Wt = -(-width // _TILE) + 2 * reach
-    per_map = pairs * Ht * Wt
-    grid = torch.zeros(2 * per_map, dtype=torch.int64, device=gt_keys.device)
-    step = (offsets[:, 0] * Wt + offsets[:, 1])[None, :]  # (1, O)
-
-    def locate(keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        row = keys // width  # pair * H + y
-        x = keys - row * width
-        pair = row // height
-        y = row - pair * height
-        tile = (pair * Ht + (y >> 3) + reach) * Wt + (x >> 3) + reach
-        return pair, tile, ((y & 7) << 3) | (x & 7)
-
-    pair_g, tile_g, bit_g = locate(gt_keys)
-    pair_p, tile_p, bit_p = locate(pred_keys)
-    one = torch.ones((), dtype=torch.int64, device=grid.device)
-    grid.index_add_(0, tile_g, one << bit_g)  # each (pair, pixel) once, so the sum is a bitwise OR
-    grid.index_add_(0, tile_p + per_map, one << bit_p)
-
-    def hits(tile: Tensor, bit: Tensor) -> Tensor:
-        words = torch.gather(grid, 0, (tile[:, None] + step).view(-1)).view(-1, step.shape[1])  # (N, O)
-        return (words & torch.index_select(masks, 0, bit)).ne(0).any(1)
-
-    pred_hit = hits(tile_p, bit_p)
-    gt_hit = hits(tile_g + per_map, bit_g)
-    n_pred = torch.bincount(pair_p, minlength=pairs)
-    n_gt = torch.bincount(pair_g, minlength=pairs)
-    pred_match = torch.bincount(torch.masked_select(pair_p, pred_hit), minlength=pairs)
-    gt_match = torch.bincount(torch.masked_select(pair_g, gt_hit), minlength=pairs)
-    return n_pred, n_gt, pred_match, gt_match
-
-
 def f_from_counts(n_pred: Tensor, n_gt: Tensor, pred_match: Tensor, gt_match: Tensor) -> Tensor:
     """Boundary F from pixel counts, with the toolkit's conventions for empty boundaries.
 
@@ -330,34 +126,38 @@ def f_from_counts(n_pred: Tensor, n_gt: Tensor, pred_match: Tensor, gt_match: Te
     return torch.where(total == 0, torch.zeros_like(total), 2 * precision * recall / total.clamp(min=1e-300))
 
 
-_GRID_BYTES = 1 << 26  # frames are scored in chunks whose tile grids stay under 64 MiB
+_PLANE_BYTES = 1 << 25  # frames are scored in chunks whose bit planes stay under 32 MiB
 
 
 def _scores(gt: Tensor, pred: Tensor, num_objects: int, radius: int) -> tuple[Tensor, Tensor]:
     """J and F of objects 1..K for (T, H, W) integer id maps: two (K, T) float64 tensors.
 
-    Ids outside 1..K count as background. Both maps are combined into one joint id map
-    ``gt * (K+1) + pred``; its change points give the confusion counts of every object (J) and the
-    one-pixel boundaries of every object in both maps (F), all frames and objects at once.
+    Ids outside 1..K in ``gt`` count as background; ``pred`` must hold ids in 0..K. Both maps are
+    cropped and fused once (:mod:`dinosavi.metrics.joint`), giving the confusion counts (J) and the
+    boundary bit planes of every object in both maps, matched within the disk (F) by
+    :mod:`dinosavi.metrics.boundary`, all frames and objects at once.
     """
-    T, H, W = gt.shape
-    tile_words = (-(-H // _TILE) + 2 * -(-radius // _TILE)) * (-(-W // _TILE) + 2 * -(-radius // _TILE))
-    frames = max(1, _GRID_BYTES // (16 * tile_words * num_objects))
-    if frames < T:
-        parts = [_scores(gt[t : t + frames], pred[t : t + frames], num_objects, radius) for t in range(0, T, frames)]
-        return torch.cat([j for j, _ in parts], dim=1), torch.cat([f for _, f in parts], dim=1)
-    K, M, stride = num_objects, num_objects + 1, T * H * W
-    joint = _joint(gt, pred, K)
-    ch = _joint_changes(joint)
-    confusion = _confusion(joint, ch.east, K)
-    inter = confusion.diagonal(dim1=1, dim2=2)[:, 1:].T  # (K, T)
-    union = confusion.sum(2)[:, 1:].T + confusion.sum(1)[:, 1:].T - inter
-    j = torch.where(union == 0, torch.ones_like(union), inter / union.clamp(min=1))
-    gt_keys = _boundary_keys(torch.div(ch.labels, M, rounding_mode="floor"), ch.flat, K, stride)
-    pred_keys = _boundary_keys(ch.labels % M, ch.flat, K, stride)
-    n_pred, n_gt, pred_match, gt_match = _boundary_counts(gt_keys, pred_keys, K * T, H, W, radius)
-    f = f_from_counts(n_pred, n_gt, pred_match, gt_match).view(K, T)
-    return j, f
+    T = gt.shape[0]
+    K = num_objects
+    cropped = crop(gt, pred, K)
+    if cropped is None:  # both maps empty everywhere: J = F = 1
+        ones = torch.ones(K, T, dtype=torch.float64, device=gt.device)
+        return ones, ones.clone()
+    _, Hc, Wc = cropped.gt.shape
+    payload = layout(radius)[1]
+    frames = max(1, _PLANE_BYTES // (16 * K * Hc * -(-Wc // payload)))
+    j_parts, f_parts = [], []
+    for t0 in range(0, T, frames):
+        part = replace(cropped, gt=cropped.gt[t0 : t0 + frames], pred=cropped.pred[t0 : t0 + frames])
+        counts = analyse(part, K, K, radius)
+        conf = counts.confusion
+        inter = conf.diagonal(dim1=1, dim2=2)[:, 1:].T  # (K, T')
+        union = conf.sum(2)[:, 1:].T + conf.sum(1)[:, 1:].T - inter
+        j_parts.append(torch.where(union == 0, torch.ones_like(union), inter / union.clamp(min=1)))
+        pred_match, gt_match = match_counts(counts.pred_planes.flatten(0, 1), counts.gt_planes.flatten(0, 1), radius)
+        f = f_from_counts(counts.n_pred, counts.n_gt, pred_match.view(K, -1), gt_match.view(K, -1))
+        f_parts.append(f)
+    return torch.cat(j_parts, 1), torch.cat(f_parts, 1)
 
 
 def jaccard(gt: Tensor | np.ndarray, pred: Tensor | np.ndarray, void: Tensor | np.ndarray | None = None) -> Tensor:

@@ -5,14 +5,16 @@ Shapes: ``T`` frames, ``H, W`` pixels, ``K`` ground-truth objects, ``P`` proposa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from dinosavi.metrics.davis import VOID_LABEL, _as_tensor, _check_masks, _scores, boundary_radius
+from dinosavi.metrics.boundary import dilate_disk, layout, popcount_sum
+from dinosavi.metrics.davis import _PLANE_BYTES, VOID_LABEL, _as_tensor, _check_masks, boundary_radius, f_from_counts
+from dinosavi.metrics.joint import analyse, crop
 
 __all__ = ["Assignment", "match_segments"]
 
@@ -72,15 +74,7 @@ def match_segments(
         empty = torch.zeros(0, T, dtype=torch.float64, device=g.device)
         return Assignment(j=empty, f=empty.clone(), proposal_ids=torch.zeros(0, dtype=torch.int64))
     P = max(n_prop, K)  # the toolkit pads missing proposals with empty ones
-    radius = boundary_radius(H, W, bound_th)
-    gt_masks = [(g == k).to(torch.uint8) for k in range(1, K + 1)]  # K x (T, H, W)
-    j_all = torch.zeros(P, K, T, dtype=torch.float64, device=g.device)
-    f_all = torch.zeros_like(j_all)
-    for q in range(1, P + 1):  # proposals above n_prop are the toolkit's empty padding
-        prop_mask = (p == q).to(torch.uint8)
-        for k, gt_mask in enumerate(gt_masks):
-            j, f = _scores(gt_mask, prop_mask, 1, radius)
-            j_all[q - 1, k], f_all[q - 1, k] = j[0], f[0]
+    j_all, f_all = _pair_scores(g, p, K, P, boundary_radius(H, W, bound_th))
     score = ((j_all.mean(dim=2) + f_all.mean(dim=2)) / 2).cpu().numpy()
     rows, cols = linear_sum_assignment(-score)
     j_out = torch.zeros(K, T, dtype=torch.float64, device=g.device)
@@ -91,3 +85,45 @@ def match_segments(
         f_out[c] = f_all[r, c]
         ids[c] = r + 1 if r < n_prop else 0
     return Assignment(j=j_out, f=f_out, proposal_ids=ids)
+
+
+def _pair_scores(
+    gt: Tensor, proposals: Tensor, num_objects: int, num_proposals: int, radius: int
+) -> tuple[Tensor, Tensor]:
+    """J and F of every (proposal, object) pair: two (P, K, T) float64 tensors.
+
+    One joint map of objects and proposals gives the (T, K+1, P+1) confusion counts (all pairwise J
+    at once) and the boundary planes of every object and proposal; each plane is dilated once and
+    ANDed with the planes of the other map, object by object.
+    """
+    T = gt.shape[0]
+    K, P = num_objects, num_proposals
+    cropped = crop(gt, proposals, K)
+    if cropped is None:  # nothing anywhere: every pair is two empty masks
+        ones = torch.ones(P, K, T, dtype=torch.float64, device=gt.device)
+        return ones, ones.clone()
+    _, Hc, Wc = cropped.gt.shape
+    guard, payload = layout(radius)
+    frames = max(1, _PLANE_BYTES // (8 * (K + P) * Hc * -(-Wc // payload)))
+    j_parts, f_parts = [], []
+    for t0 in range(0, T, frames):
+        part = replace(cropped, gt=cropped.gt[t0 : t0 + frames], pred=cropped.pred[t0 : t0 + frames])
+        counts = analyse(part, K, P, radius)
+        conf = counts.confusion.permute(2, 1, 0)[1:, 1:]  # (P, K, T'): proposal q, object k
+        gt_area = counts.confusion.sum(2)[:, 1:].T  # (K, T')
+        prop_area = counts.confusion.sum(1)[:, 1:].T  # (P, T')
+        union = prop_area[:, None] + gt_area[None] - conf
+        j_parts.append(torch.where(union == 0, torch.ones_like(union), conf / union.clamp(min=1)))
+        dil = dilate_disk(torch.cat([counts.gt_planes, counts.pred_planes]).flatten(0, 1), radius, guard, payload)
+        dil = dil.view(K + P, *counts.gt_planes.shape[1:])
+        pred_match = torch.stack([popcount_sum((counts.pred_planes & dil[k]).flatten(0, 1)) for k in range(K)], 1)
+        gt_match = torch.stack([popcount_sum((dil[K:] & counts.gt_planes[k]).flatten(0, 1)) for k in range(K)], 1)
+        tt = counts.gt_planes.shape[1]
+        f = f_from_counts(
+            counts.n_pred[:, None].expand(P, K, tt),
+            counts.n_gt[None].expand(P, K, tt),
+            pred_match.view(P, tt, K).transpose(1, 2),
+            gt_match.view(P, tt, K).transpose(1, 2),
+        )
+        f_parts.append(f)
+    return torch.cat(j_parts, 2), torch.cat(f_parts, 2)

@@ -242,7 +242,7 @@ def test_frame_chunks_and_wide_ids_match_baseline(monkeypatch: pytest.MonkeyPatc
     gt[0, 0, 0] = 17  # all 17 objects annotated in the first frame
     j_ref, f_ref = davis_numpy.evaluate_semisupervised(gt, pred)
     whole = evaluate_semisupervised(torch.from_numpy(gt).long(), torch.from_numpy(pred).long())
-    monkeypatch.setattr(davis, "_GRID_BYTES", 1)  # one frame per chunk
+    monkeypatch.setattr(davis, "_PLANE_BYTES", 1)  # one frame per chunk
     chunked = evaluate_semisupervised(gt, pred)
     for scores in (whole, chunked):
         np.testing.assert_allclose(scores.j.numpy(), j_ref, rtol=0, atol=1e-12)
@@ -263,3 +263,50 @@ def test_cuda_matches_cpu() -> None:
     cpu = evaluate_semisupervised(gt, pred)
     gpu = evaluate_semisupervised(gt.cuda(), pred.cuda())
     assert torch.equal(cpu.j, gpu.j.cpu()) and torch.equal(cpu.f, gpu.f.cpu())
+
+
+def _ref(gt: np.ndarray, pred: np.ndarray, th: float) -> tuple[np.ndarray, np.ndarray]:
+    j = [davis_numpy.frame_jaccard(gt[t], pred[t]) for t in range(len(gt))]
+    f = [davis_numpy.frame_boundary_f(gt[t], pred[t], bound_th=th) for t in range(len(gt))]
+    return np.array(j), np.array(f)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 1), (3, 1, 9), (3, 9, 1), (4, 13, 17), (2, 31, 65), (2, 40, 130)])
+@pytest.mark.parametrize("th", [0.0, 1, 3, 0.008, 0.5, 200])
+def test_parity_odd_sizes_borders_and_radii(shape: tuple[int, int, int], th: float) -> None:
+    """Odd sizes, masks touching every border, word-boundary widths, radius 0 and larger than the image."""
+    rng = np.random.default_rng(sum(shape))
+    gt = rng.random(shape) < 0.4
+    pred = rng.random(shape) < 0.4
+    gt[0], pred[0, :, -1] = True, True  # full frame / right border
+    pred[-1] = False  # empty prediction
+    j, f = jaccard(gt, pred).numpy(), boundary_f(gt, pred, bound_th=th).numpy()
+    j_ref, f_ref = _ref(gt, pred, th)
+    np.testing.assert_array_equal(j, j_ref)
+    np.testing.assert_array_equal(f, f_ref)
+
+
+def test_all_empty_and_one_empty_sequences() -> None:
+    z = np.zeros((4, 11, 13), np.uint8)
+    gt = z.copy()
+    gt[:, 3:6, 4:9] = 1
+    for g, p in ((z, z), (gt, z), (z, gt)):
+        j_ref, f_ref = _ref(g, p, 0.008)
+        np.testing.assert_array_equal(boundary_f(g, p).numpy(), f_ref)
+        np.testing.assert_array_equal(jaccard(g, p).numpy(), j_ref)
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_many_objects_at_borders_match_baseline(seed: int) -> None:
+    """12 objects (narrow joint ids), objects cut by every image border, void and ids above K in gt."""
+    rng = np.random.default_rng(seed)
+    gt = _blobs(rng, (5, 47, 93), 12)
+    pred = _blobs(rng, (5, 47, 93), 12)
+    gt[0, 0, 0] = 12
+    gt[:, :3, :] = 7
+    pred[:, :, -2:] = 5
+    gt[2, 20:25, 30:40] = 255
+    j_ref, f_ref = davis_numpy.evaluate_semisupervised(gt, pred)
+    ours = evaluate_semisupervised(gt, pred)
+    np.testing.assert_array_equal(ours.j.numpy(), j_ref)
+    np.testing.assert_array_equal(ours.f.numpy(), f_ref)

@@ -70,3 +70,20 @@ def test_parity_with_baseline() -> None:
     np.testing.assert_allclose(out.j.numpy(), j_ref, rtol=0, atol=1e-9)
     np.testing.assert_allclose(out.f.numpy(), f_ref, rtol=0, atol=1e-9)
     assert out.proposal_ids.tolist() == ids_ref.tolist()
+
+
+def test_parity_with_baseline_many_proposals_at_borders() -> None:
+    """17 proposals (wide joint ids), objects touching the image border, a missing proposal id."""
+    rng = np.random.default_rng(4)
+    gt = np.zeros((3, 33, 71), np.uint8)
+    gt[:, 0:12, 0:20] = 1
+    gt[:, 20:33, 50:71] = 2
+    gt[:, 14:19, 25:40] = 3
+    prop = rng.integers(0, 18, size=gt.shape).astype(np.uint8)
+    prop[:, 0:10, 0:18] = 4
+    prop[prop == 9] = 0
+    out = match_segments(gt, prop)
+    j_ref, f_ref, ids_ref = davis_numpy.evaluate_unsupervised(gt, prop)
+    np.testing.assert_array_equal(out.j.numpy(), j_ref)
+    np.testing.assert_array_equal(out.f.numpy(), f_ref)
+    assert out.proposal_ids.tolist() == ids_ref.tolist()
