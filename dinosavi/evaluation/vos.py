@@ -176,33 +176,28 @@ def segment_sequence(
         raise ValueError("eval.num_slots applies to lock_on=false; lock-on uses num_bg_slots + "
                          "slots_per_class x objects + num_extra_slots slots")
     tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
-    grouped = model.slot_init.num_groups == 2
 
     slots = None
     masks, labels = [], []
     classes = torch.empty(0, dtype=torch.long)
     num_classes = 0
+    mask: Tensor | None
     for f in features:
         f = f.to(device)
         h, w = f.shape[-2:]
         if slots is None:
             bg = None if background is None else background.to(device).reshape(h, w)
-            mask: Tensor | None = None
             if lock_on:
                 assert first_labels is not None
-                valid = first_labels[first_labels != VOID]
-                num_classes = int(valid.max()) if valid.numel() else 0
-                mask, classes = lock_on_mask(patch_labels(first_labels, (h, w), num_classes), num_classes,
-                                             num_bg_slots, slots_per_class, num_extra_slots, bg)
-                # with background/foreground slot groups, background slots come from the background group
-                counts: int | Sequence[int] = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
+                counts, mask, classes = _lock_on_slots(model, first_labels, (h, w), num_bg_slots, slots_per_class,
+                                                       num_extra_slots, bg)
             else:
                 counts = model.num_slots if num_slots is None else num_slots
-                mask = _group_mask(counts, bg) if grouped else None
+                mask = _group_mask(counts, bg) if model.slot_init.num_groups == 2 else None
             init = model.init_slots(1, counts, generator)
-            if not lock_on:
+            if not lock_on:  # every slot a segment
                 classes = torch.arange(1, init.shape[1] + 1, device=device)
-                num_classes = init.shape[1]
+            num_classes = int(classes.max()) if classes.numel() else 0
             first_iters = ini_iters or getattr(model, "ini_iters", None) or num_iters
             slots, attention = model.bind(f[None], init, first_iters, None if mask is None else mask[None])
         else:
@@ -217,6 +212,28 @@ def segment_sequence(
         assert first_labels is not None
         pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
     return SegmentResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
+
+
+def _lock_on_slots(
+    model: Dinosaur,
+    first_labels: Tensor,
+    grid: tuple[int, int],
+    num_bg_slots: int,
+    slots_per_class: int,
+    num_extra_slots: int,
+    background: Tensor | None,
+) -> tuple[int | Sequence[int], Tensor, Tensor]:
+    """Slot counts to draw, the ``(S, N)`` first-frame mask and the ``(S,)`` slot classes of lock-on.
+
+    With background/foreground slot groups the background slots are drawn from the background group.
+    """
+    valid = first_labels[first_labels != VOID]
+    num_objects = int(valid.max()) if valid.numel() else 0
+    patches = patch_labels(first_labels, grid, num_objects)
+    mask, classes = lock_on_mask(patches, num_objects, num_bg_slots, slots_per_class, num_extra_slots, background)
+    grouped = model.slot_init.num_groups == 2
+    counts: int | Sequence[int] = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
+    return counts, mask, classes
 
 
 def _group_mask(counts: int | Sequence[int], background: Tensor | None) -> Tensor | None:
