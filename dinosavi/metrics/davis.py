@@ -160,6 +160,16 @@ def _scores(gt: Tensor, pred: Tensor, num_objects: int, radius: int) -> tuple[Te
     return torch.cat(j_parts, 1), torch.cat(f_parts, 1)
 
 
+def _binary_inputs(
+    gt: Tensor | np.ndarray, pred: Tensor | np.ndarray, void: Tensor | np.ndarray | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(T, H, W) bool masks on ``gt``'s device, shapes checked."""
+    g, p = _as_tensor(gt, "gt").bool(), _as_tensor(pred, "pred").bool()
+    v = None if void is None else _as_tensor(void, "void").bool().to(g.device)
+    _check_masks(g, p, v)
+    return g, p.to(g.device), v
+
+
 def jaccard(gt: Tensor | np.ndarray, pred: Tensor | np.ndarray, void: Tensor | np.ndarray | None = None) -> Tensor:
     """Region similarity J (intersection over union) per frame.
 
@@ -173,10 +183,7 @@ def jaccard(gt: Tensor | np.ndarray, pred: Tensor | np.ndarray, void: Tensor | n
     Returns:
         (T,) float64.
     """
-    g, p = _as_tensor(gt, "gt").bool(), _as_tensor(pred, "pred").bool()
-    v = None if void is None else _as_tensor(void, "void").bool().to(g.device)
-    _check_masks(g, p, v)
-    p = p.to(g.device)
+    g, p, v = _binary_inputs(gt, pred, void)
     valid = torch.ones_like(g) if v is None else ~v
     inter = (g & p & valid).sum(dim=(1, 2)).double()
     union = ((g | p) & valid).sum(dim=(1, 2)).double()
@@ -205,10 +212,7 @@ def boundary_f(
     Returns:
         (T,) float64.
     """
-    g, p = _as_tensor(gt, "gt").bool(), _as_tensor(pred, "pred").bool()
-    v = None if void is None else _as_tensor(void, "void").bool().to(g.device)
-    _check_masks(g, p, v)
-    p = p.to(g.device)
+    g, p, v = _binary_inputs(gt, pred, void)
     if v is not None:
         g, p = g & ~v, p & ~v
     H, W = g.shape[1:]
