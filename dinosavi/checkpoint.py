@@ -8,9 +8,7 @@ crash never leaves a half-written checkpoint under the final name.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from dinosavi.atomic import atomic_path
 
 __all__ = ["FORMAT", "Checkpoint", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
 
@@ -157,14 +157,8 @@ def save_checkpoint(
         rng_tensors, meta["rng"] = _rng_to_file(rng)
         tensors.update(rng_tensors)
     metadata = {"format": FORMAT, "dinosavi": json.dumps(meta)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -13,7 +13,6 @@ The image readers here (:func:`read_rgb`, :func:`read_frames`) are shared by the
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence as SequenceABC
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+
+from dinosavi.atomic import atomic_path
 
 __all__ = [
     "DECODE_THREADS",
@@ -222,14 +223,8 @@ def write_palette_png(path: str | Path, labels: np.ndarray, palette: np.ndarray 
         raise ValueError(f"write_palette_png({path}): expected a (256, 3) palette, got {colours.shape}")
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(colours.reshape(-1).tolist())
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 class DavisDataset:

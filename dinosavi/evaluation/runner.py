@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
-from PIL import Image
 from rich.progress import Progress
 from torch import Tensor
 
@@ -40,7 +39,7 @@ from dinosavi.metrics.matching import match_segments
 from dinosavi.metrics.objects import discovery_scores
 from dinosavi.metrics.results import DiscoveryTable, ScoreTable, format_table
 from dinosavi.models.background import background_mask
-from dinosavi.viz.outputs import RunOutputs, write_slot_maps
+from dinosavi.viz.outputs import RunOutputs, save_jpeg, write_slot_maps
 from dinosavi.viz.overlay import overlay
 
 __all__ = ["evaluate_checkpoint", "frame_features", "run_sequences", "write_sequence"]
@@ -76,9 +75,7 @@ def write_sequence(
 
 
 def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(overlay(frame, labels, palette)).save(tmp, format="JPEG", quality=90)
-    tmp.replace(path)
+    save_jpeg(path, overlay(frame, labels, palette), quality=90)
 
 
 def frame_features(

@@ -31,9 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 import zlib
@@ -47,6 +45,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor
 from torchvision.transforms.v2 import functional as TF
 
+from dinosavi.atomic import write_atomic
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 
 __all__ = [
@@ -165,21 +164,6 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")[:80] or "group"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class _CorruptError(Exception):
     """A shard that cannot be read or whose rows fail their checksum."""
 
@@ -259,7 +243,7 @@ class FeatureStore:
                 return
             data = {"version": STORE_VERSION, "entries": dict(self._entries), "lengths": dict(self._lengths)}
             self._dirty = False
-        _write_atomic(self.manifest_path, json.dumps(data, separators=(",", ":")).encode())
+        write_atomic(self.manifest_path, json.dumps(data, separators=(",", ":")).encode())
         self._flushed = time.monotonic()
 
     def write(self, space: str, group: str, keys: Sequence[str], tensors: dict[str, Tensor]) -> Path:
@@ -282,7 +266,7 @@ class FeatureStore:
         stored = {n: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
                   for n, t in tensors.items()}
         rel = f"shards/{space[:16]}/{_safe_name(group)}.{_sha256_json(list(keys))[:16]}.safetensors"
-        _write_atomic(self.root / rel, safetensors_save(stored, metadata={"dinosavi_store": str(STORE_VERSION)}))
+        write_atomic(self.root / rel, safetensors_save(stored, metadata={"dinosavi_store": str(STORE_VERSION)}))
         rows = {n: t.view(T, -1).view(torch.uint8).numpy() for n, t in stored.items()}
         with self._lock:
             for i, key in enumerate(keys):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from dinosavi.atomic import write_atomic
 from dinosavi.metrics.davis import db_statistics
 from dinosavi.metrics.objects import DISCOVERY_METRICS
 
@@ -35,18 +34,6 @@ class ObjectStats:
     f_mean: float
     f_recall: float
     f_decay: float
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _fmt(x: float) -> str:
@@ -121,7 +108,7 @@ class ScoreTable:
         ]
         texts = [global_csv, seq_csv, json.dumps(payload, indent=2, allow_nan=True) + "\n"]
         for path, text in zip(paths, texts):
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return paths
 
 
@@ -159,7 +146,7 @@ class DiscoveryTable:
         payload = {"split": split, "global": g, "per_sequence": self.rows}
         paths = [out / f"discovery-{split}.csv", out / f"discovery-{split}.json"]
         for path, text in zip(paths, ["\n".join(lines) + "\n", json.dumps(payload, indent=2, allow_nan=True) + "\n"]):
-            _write_atomic(path, text)
+            write_atomic(path, text)
         return paths
 
 

@@ -21,18 +21,19 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
+from dinosavi.atomic import atomic_path
 from dinosavi.data.davis import Sequence
 from dinosavi.viz.overlay import mask_grid, overlay
 from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, spread, write_report
 from dinosavi.viz.video import write_overlay_video
 
-__all__ = ["RunOutputs", "write_slot_maps"]
+__all__ = ["RunOutputs", "save_jpeg", "write_slot_maps"]
 
 
-def _save_jpeg(path: Path, image: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(image).save(tmp, format="JPEG", quality=85)
-    tmp.replace(path)
+def save_jpeg(path: Path, image: np.ndarray, quality: int = 85) -> None:
+    """Save an ``(H, W, 3)`` uint8 RGB image as a JPEG, atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="JPEG", quality=quality)
 
 
 def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:
@@ -51,7 +52,7 @@ def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoo
 
     def write(t: int) -> None:
         grid = mask_grid(seq.frames[t], masks[t]).permute(1, 2, 0).numpy()
-        _save_jpeg(folder / f"{seq.frame_names[t]}.jpg", grid)
+        save_jpeg(folder / f"{seq.frame_names[t]}.jpg", grid)
 
     return [pool.submit(write, t) for t in range(len(masks))]
 

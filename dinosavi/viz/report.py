@@ -10,8 +10,6 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from dinosavi.atomic import write_atomic
 from dinosavi.viz.overlay import overlay
 
 __all__ = ["SequenceEntry", "jpeg_data_uri", "overlay_thumbnails", "render_report", "spread", "write_report"]
@@ -154,14 +153,5 @@ def write_report(path: str | Path, title: str, entries: list[SequenceEntry], glo
                  notes: list[str] | None = None) -> Path:
     """Render the report and write it atomically (temp file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(title, entries, global_scores, notes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".html.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, render_report(title, entries, global_scores, notes))
     return path

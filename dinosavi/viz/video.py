@@ -8,8 +8,6 @@ Shapes: ``T`` frames, ``H, W`` pixels.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -18,6 +16,7 @@ import av
 import numpy as np
 from torch import Tensor
 
+from dinosavi.atomic import atomic_path
 from dinosavi.viz.overlay import overlay
 
 __all__ = ["video_codec", "write_overlay_video", "write_video"]
@@ -52,10 +51,7 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = DAVIS
         ValueError: no frames, a frame that is not ``(H, W, 3)`` uint8, or frames of different sizes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4.tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         count = 0
         with av.open(tmp, mode="w", format="mp4") as container:
             stream: av.video.stream.VideoStream | None = None
@@ -83,10 +79,6 @@ def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = DAVIS
                 raise ValueError(f"write_video({path}): no frames")
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
