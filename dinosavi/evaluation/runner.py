@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ from dinosavi.models.background import background_mask
 from dinosavi.viz.outputs import RunOutputs, save_jpeg, write_slot_maps
 from dinosavi.viz.overlay import overlay
 
-__all__ = ["evaluate_checkpoint", "frame_features", "run_sequences", "write_sequence"]
+__all__ = ["evaluate_checkpoint", "frame_features", "frame_outputs", "run_sequences", "write_sequence"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +79,12 @@ def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: n
     save_jpeg(path, overlay(frame, labels, palette), quality=90)
 
 
-def frame_features(
+def frame_outputs(
     encoder: FrozenEncoder, frames: Tensor, rule: ResizeRule, batch_size: int,
     space: FeatureSpace | None = None, paths: list[Path] | None = None, name: str = "sequence",
-) -> Iterator[Tensor]:
-    """Per-frame features ``(D, h, w)`` of ``frames: (T, 3, H, W)`` uint8, encoded ``batch_size`` at a time.
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Per-frame features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None without a CLS token) of
+    ``frames: (T, 3, H, W)`` uint8, encoded ``batch_size`` at a time.
 
     With a feature-store ``space`` (of ``rule``, see ``features.store``) and the frames' source files
     ``paths``, the sequence ``name`` is read from the store; when absent or corrupt it is encoded and
@@ -92,10 +94,22 @@ def frame_features(
         if paths is None or len(paths) != len(frames):
             raise ValueError(f"{name}: the feature store needs one source path per frame, got {paths}")
         stored, _ = space.get(name, [file_digest(p) for p in paths], lambda: frames)
-        yield from stored.features
-        return
-    for chunk in frames.split(batch_size):
-        yield from encoder.encode(chunk, rule, batch_size).features
+        chunks: Iterable[tuple[Tensor, Tensor | None]] = [(stored.features, stored.cls_attention)]
+    else:
+        chunks = ((out.features, out.cls_attention) for out in
+                  (encoder.encode(chunk, rule, batch_size) for chunk in frames.split(batch_size)))
+    for features, attention in chunks:
+        for t in range(len(features)):
+            yield features[t], None if attention is None else attention[t]
+
+
+def frame_features(
+    encoder: FrozenEncoder, frames: Tensor, rule: ResizeRule, batch_size: int,
+    space: FeatureSpace | None = None, paths: list[Path] | None = None, name: str = "sequence",
+) -> Iterator[Tensor]:
+    """Per-frame features ``(D, h, w)`` only; arguments as in :func:`frame_outputs`."""
+    for features, _ in frame_outputs(encoder, frames, rule, batch_size, space, paths, name):
+        yield features
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dict[str, float]:
@@ -141,14 +155,15 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
 
     def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
+        outputs = frame_outputs(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
+                                dataset.frame_paths(seq.name), seq.name)
+        first, cls_attention = next(outputs)  # the first frame's CLS attention locates the background
         background = None
-        if wants_background:
-            cls_attention = encoder.encode(seq.frames[:1].to(device), rule, 1).cls_attention
-            background = None if cls_attention is None else background_mask(cls_attention)[0]
+        if wants_background and cls_attention is not None:
+            background = background_mask(cls_attention[None])[0]
         result = segment_sequence(
             model,
-            frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
-                           dataset.frame_paths(seq.name), seq.name),
+            chain([first], (features for features, _ in outputs)),
             seq.labels[0] if opts.lock_on else None,
             size=(seq.frames.shape[-2], seq.frames.shape[-1]),
             lock_on=opts.lock_on, num_bg_slots=opts.num_bg_slots, slots_per_class=opts.slots_per_class,

@@ -207,3 +207,25 @@ def test_train_reads_the_store(tiny_synthetic, tmp_path, monkeypatch):
     path = run_train(cfg, tmp_path / "run", overrides)
     assert load_checkpoint(path).step == 2
     assert len(FeatureStore(tmp_path / "store")) == 3 * 6  # the 3 training videos, train resolution
+
+
+def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
+    from dinosavi.evaluation.runner import frame_outputs
+
+    encoder = build_encoder("vit_tiny_random").freeze()
+    groups = davis_groups(tiny_synthetic, ["val"])
+    frames = groups[0].decode()
+    rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
+    reference = encoder.encode(frames, rule, 4)
+    assert reference.cls_attention is not None
+    online = list(frame_outputs(encoder, frames, rule, 3))  # chunks of 3: frames split across encode calls
+    space = FeatureSpace(FeatureStore(tmp_path / "store"), encoder, Resolution(rule), batch_size=4)
+    frame_outputs_args = (encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)
+    list(frame_outputs(*frame_outputs_args))
+    stored = list(frame_outputs(*frame_outputs_args))
+    assert len(online) == len(stored) == len(frames)
+    for (f_on, a_on), (f_st, a_st), a_ref in zip(online, stored, reference.cls_attention):
+        assert a_on is not None and a_st is not None
+        torch.testing.assert_close(a_on, a_ref)
+        torch.testing.assert_close(a_st, a_ref, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(f_st, f_on, atol=2e-3, rtol=1e-3)
