@@ -270,7 +270,6 @@ class DavisClips(FrameClips):
     ) -> None:
         davis = DavisDataset(root, split=split, year=year, quality=quality, annotations="none")
         super().__init__(davis, frames_per_clip, stride, clips_per_video, size, seed, root=davis.root)
-        self.root = davis.root
 
 
 def find_videos(root: Path) -> list[Path]:
