@@ -9,6 +9,7 @@ import logging
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
 from dinosavi.data.davis import DavisDataset, SequenceDataset
@@ -82,12 +83,16 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
         decoder = TransformerDecoder(
             cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, cfg.num_heads, pe_size
         )
-    predictor = SaviPredictor(cfg.slot_dim, cfg.num_heads) if cfg.predictor == "savi" else None
+    predictor: nn.Module | None = None
+    if cfg.predictor == "savi":
+        predictor = SaviPredictor(cfg.slot_dim, cfg.num_heads)
+    elif cfg.predictor == "identity":
+        predictor = nn.Identity()
     time_decoders = [TimeDecoder(cfg.time_decoder, cfg.slot_dim, cfg.num_heads) for _ in cfg.time_steps]
     return SlotModel(
         feature_dim, cfg.slot_dim, cfg.hidden_dim, num_slots, cfg.num_iters, decoder,
         ini_iters=cfg.ini_iters, predictor=predictor, time_steps=[int(k) for k in cfg.time_steps],
-        time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None,
+        time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None, input_pe=cfg.input_pe,
     )
 
 

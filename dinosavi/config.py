@@ -112,7 +112,10 @@ class ModelConfig:
 
     ``num_slots`` is an int, or ``[bg, fg]`` with ``bgfg`` (background/foreground slot groups).
     ``ini_iters`` None uses ``num_iters`` on freshly sampled slots. ``predictor``: ``savi`` carries
-    slots to the next frame (self-attention + MLP), ``none`` samples fresh slots every frame (DINOSAUR).
+    slots to the next frame (self-attention + MLP), ``identity`` carries them unchanged, ``none`` samples
+    fresh slots every frame (DINOSAUR, ``ini_iters`` iterations on every frame). ``input_pe``: ``linear``
+    adds a soft position embedding of the patch coordinates to the features before the input MLP
+    (slot attention on CNN features needs it), ``none`` adds nothing (ViT features carry position).
     ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
     (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
     of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
@@ -127,6 +130,7 @@ class ModelConfig:
     num_iters: int = 3
     ini_iters: int | None = None
     predictor: str = "none"
+    input_pe: str = "none"
     num_heads: int = 4
     time_steps: list[int] = field(default_factory=lambda: [0])
     time_decoder: str = "identity"
@@ -174,8 +178,10 @@ class EvalConfig:
     ``output`` picks the masks: ``alpha`` (decoder) or ``slot`` (slot-attention weights).
     ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
     With background/foreground slot groups the ``num_bg_slots`` come from the background group.
-    ``track_mode`` (null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft IoU of
-    their masks or the cosine similarity of slots, softmaxed with ``track_temperature``.
+    ``track_mode`` (``auto``, null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft
+    IoU of their masks or the cosine similarity of slots, softmaxed with ``track_temperature``; ``auto``
+    tracks per-frame models (fresh slots every frame) by ``overlap`` and leaves models that carry their
+    slots as they are.
     """
 
     lock_on: bool = True
@@ -187,7 +193,7 @@ class EvalConfig:
     output: str = "alpha"
     num_iters: int | None = None
     ini_iters: int | None = None
-    track_mode: str | None = None
+    track_mode: str | None = "auto"
     track_temperature: float = 0.1
     overlays: bool = True
     videos: bool = True

@@ -49,7 +49,7 @@ class SlotTracker:
 
     def __init__(self, mode: str, temperature: float = 0.1) -> None:
         if mode not in TRACK_MODES:
-            raise ValueError(f"Unknown eval.track_mode `{mode}`; expected null or one of {list(TRACK_MODES)}")
+            raise ValueError(f"Unknown eval.track_mode `{mode}`; expected auto, null or one of {list(TRACK_MODES)}")
         if temperature <= 0:
             raise ValueError(f"eval.track_temperature must be > 0, got {temperature}")
         self.mode, self.temperature = mode, temperature

@@ -4,14 +4,17 @@ Lock-on (``lock_on=True``): at the first frame each object of the given mask get
 slots that may only attend to its patches, ``num_bg_slots`` slots take the background, and
 ``num_extra_slots`` slots take foreground patches (from the encoder's CLS attention) that no annotated
 object covers, so unannotated objects do not leak into tracked ones; they count as background.
-Later frames start from the previous frame's slots with no mask. A class's score is the max over its
-slots' masks; scores are upsampled to the frame size before the argmax.
+Later frames are unmasked and follow the model's time loop: a model with a predictor carries the locked
+slots on; a per-frame model binds fresh slots and tracking hands each the class of the track it
+continues. A class's score is the max over its slots' masks; scores are upsampled to the frame size
+before the argmax.
 
 Unsupervised (``lock_on=False``): ``num_slots`` slots (the model's by default) bind freely; slot ``s``
 is segment ``s + 1`` of every frame. With background/foreground slot groups and a CLS-attention
 background, the groups are restricted to their patches at the first frame, as in training.
 
-Either way, ``track_mode`` re-orders slots frame to frame (:mod:`dinosavi.evaluation.tracking`).
+Either way, ``track_mode`` re-orders slots frame to frame (:mod:`dinosavi.evaluation.tracking`); by
+default per-frame models are tracked and models that carry their slots are not.
 
 Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, W`` pixels,
 ``h, w`` feature grid, ``N = h*w``.
@@ -21,14 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from dinosavi.evaluation.tracking import SlotTracker
 from dinosavi.models.background import bgfg_slot_masks
-from dinosavi.models.dinosaur import Dinosaur
+from dinosavi.models.slot_model import SlotModel
 
 __all__ = ["SegmentResult", "lock_on_mask", "patch_labels", "segment_sequence"]
 
@@ -121,7 +126,7 @@ def lock_on_mask(
 
 @torch.no_grad()
 def segment_sequence(
-    model: Dinosaur,
+    model: SlotModel,
     features: Iterable[Tensor],
     first_labels: Tensor | None,
     *,
@@ -135,11 +140,15 @@ def segment_sequence(
     output: str = "alpha",
     num_iters: int | None = None,
     ini_iters: int | None = None,
-    track_mode: str | None = None,
+    track_mode: str | None = "auto",
     track_temperature: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> SegmentResult:
     """Segment a video, from its first-frame mask (lock-on) or with every slot a segment.
+
+    Frames go through the model's one time loop (:meth:`dinosavi.models.slot_model.SlotModel.scan`), as
+    in training: a model with a predictor carries its slots from frame to frame; a per-frame model
+    (DINOSAUR) binds fresh slots at every frame, and slot identity across frames comes from tracking.
 
     Args:
         model: the trained slot model (in eval mode).
@@ -156,11 +165,13 @@ def segment_sequence(
         background: ``(h, w)`` bool CLS-attention background of frame 0
             (:func:`dinosavi.models.background.background_mask`), or None.
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
-        num_iters: iterations for frames after the first; the model's when None.
-        ini_iters: iterations at the first frame; the model's ``ini_iters`` when None.
-        track_mode: None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
+        num_iters: iterations on carried slots; the model's when None.
+        ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
+            model's ``ini_iters`` when None.
+        track_mode: ``auto`` (``overlap`` for a per-frame model, none for a model that carries its
+            slots), None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
         track_temperature: softmax temperature of the tracking similarities.
-        generator: source of the initial slots.
+        generator: source of the initial slots (and of the fresh slots of a per-frame model).
     """
     if output not in ("alpha", "slot"):
         raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
@@ -175,36 +186,35 @@ def segment_sequence(
     if lock_on and num_slots is not None:
         raise ValueError("eval.num_slots applies to lock_on=false; lock-on uses num_bg_slots + "
                          "slots_per_class x objects + num_extra_slots slots")
+    if track_mode == "auto":
+        track_mode = None if model.carries_slots else "overlap"
     tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
 
-    slots = None
-    masks, labels = [], []
-    classes = torch.empty(0, dtype=torch.long)
-    num_classes = 0
+    frames = iter(features)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("segment_sequence got no frames")
+    h, w = first.shape[-2:]
+    bg = None if background is None else background.to(device).reshape(h, w)
     mask: Tensor | None
-    for f in features:
-        f = f.to(device)
-        h, w = f.shape[-2:]
-        if slots is None:
-            bg = None if background is None else background.to(device).reshape(h, w)
-            if lock_on:
-                assert first_labels is not None
-                counts, mask, classes = _lock_on_slots(model, first_labels, (h, w), num_bg_slots, slots_per_class,
-                                                       num_extra_slots, bg)
-            else:
-                counts = model.num_slots if num_slots is None else num_slots
-                mask = _group_mask(counts, bg) if model.slot_init.num_groups == 2 else None
-            init = model.init_slots(1, counts, generator)
-            if not lock_on:  # every slot a segment
-                classes = torch.arange(1, init.shape[1] + 1, device=device)
-            num_classes = int(classes.max()) if classes.numel() else 0
-            first_iters = ini_iters or getattr(model, "ini_iters", None) or num_iters
-            slots, attention = model.bind(f[None], init, first_iters, None if mask is None else mask[None])
-        else:
-            slots, attention = model.bind(f[None], model.propagate(slots), num_iters)
-        m = model.decode(slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+    if lock_on:
+        assert first_labels is not None
+        counts, mask, classes = _lock_on_slots(model, first_labels, (h, w), num_bg_slots, slots_per_class,
+                                               num_extra_slots, bg)
+    else:
+        counts = model.num_slots if num_slots is None else num_slots
+        mask = _group_mask(counts, bg) if model.slot_init.num_groups == 2 else None
+        classes = torch.arange(1, (counts if isinstance(counts, int) else sum(counts)) + 1, device=device)
+    num_classes = int(classes.max()) if classes.numel() else 0
+    tokens = (model.embed(f.to(device)[None]) for f in chain([first], frames))
+    steps = model.scan(tokens, model.init_slots(1, counts, generator), [None if mask is None else mask[None]],
+                       counts, generator, ini_iters=ini_iters, num_iters=num_iters)
+    masks, labels = [], []
+    for out in steps:
+        attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
+        m = model.decode(out.slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
-            m = m[tracker.assign(slots[0], m)]
+            m = m[tracker.assign(out.slots[0], m)]
         masks.append(m.cpu())
         labels.append(_classify(m, classes, num_classes, size).cpu())
     pred = torch.stack(labels)
@@ -215,7 +225,7 @@ def segment_sequence(
 
 
 def _lock_on_slots(
-    model: Dinosaur,
+    model: SlotModel,
     first_labels: Tensor,
     grid: tuple[int, int],
     num_bg_slots: int,

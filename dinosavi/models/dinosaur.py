@@ -16,9 +16,10 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from dinosavi.models.decoders import DecoderOutput, SlotDecoder
+from dinosavi.models.pos_embed import grid
 from dinosavi.models.slot_attention import SlotAttention, SlotInit
 
-__all__ = ["Dinosaur", "FrameOutput"]
+__all__ = ["INPUT_PES", "Dinosaur", "FrameOutput"]
 
 
 @dataclass
@@ -38,6 +39,9 @@ class FrameOutput:
     reconstruction: Tensor
 
 
+INPUT_PES = ("none", "linear")
+
+
 class Dinosaur(nn.Module):
     """Per-frame slot model: feature MLP, slot attention, slot decoder.
 
@@ -49,6 +53,7 @@ class Dinosaur(nn.Module):
         num_iters: default slot-attention iterations.
         decoder: decodes slots to ``feature_dim`` channels.
         num_groups: slot groups of the initialisation (0: one shared Gaussian).
+        input_pe: ``none``, or ``linear``: a soft position embedding added to the normalised features.
     """
 
     def __init__(
@@ -60,8 +65,11 @@ class Dinosaur(nn.Module):
         num_iters: int,
         decoder: SlotDecoder,
         num_groups: int = 0,
+        input_pe: str = "none",
     ) -> None:
         super().__init__()
+        if input_pe not in INPUT_PES:
+            raise ValueError(f"Unknown model.input_pe `{input_pe}`; expected one of {INPUT_PES}")
         self.feature_dim = feature_dim
         self.num_slots = num_slots if isinstance(num_slots, int) else tuple(num_slots)
         self.num_iters = num_iters
@@ -71,6 +79,7 @@ class Dinosaur(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden_dim, slot_dim),
         )
+        self.input_pe = nn.Linear(4, feature_dim) if input_pe == "linear" else None
         self.slot_init = SlotInit(slot_dim, num_groups)
         self.slot_attention = SlotAttention(slot_dim, slot_dim, hidden_dim)
         self.decoder = decoder
@@ -81,6 +90,16 @@ class Dinosaur(nn.Module):
         """Sample ``(B, S, slot_dim)`` initial slots (``num_slots`` defaults to the model's)."""
         return self.slot_init(batch_size, self.num_slots if num_slots is None else num_slots, generator)
 
+    def embed(self, features: Tensor) -> Tensor:
+        """Slot-attention inputs of one frame: features ``(B, D, h, w)`` -> tokens ``(B, N, slot_dim)``."""
+        h, w = features.shape[-2:]
+        x = self.input_mlp[0](rearrange(features, "b d h w -> b (h w) d"))
+        if self.input_pe is not None:
+            ys, xs = grid(h, w, features.device)
+            coords = rearrange(torch.stack([ys, xs, -ys, -xs]), "c h w -> (h w) c").to(x.dtype)
+            x = x + self.input_pe(coords)
+        return self.input_mlp[1:](x)
+
     def bind(
         self, features: Tensor, slots: Tensor, num_iters: int | None = None, mask: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
@@ -88,7 +107,7 @@ class Dinosaur(nn.Module):
 
         Args:
             features: ``(B, D, h, w)``.
-            slots: ``(B, S, slot_dim)`` initial or carried-in slots.
+            slots: ``(B, S, slot_dim)`` initial slots.
             num_iters: iterations; the model's default when None.
             mask: ``(B, S, N)`` boolean attention mask.
 
@@ -96,13 +115,8 @@ class Dinosaur(nn.Module):
             slots ``(B, S, slot_dim)`` and attention ``(B, S, h, w)``.
         """
         h = features.shape[-2]
-        inputs = self.input_mlp(rearrange(features, "b d h w -> b (h w) d"))
-        out = self.slot_attention(inputs, slots, num_iters or self.num_iters, mask)
+        out = self.slot_attention(self.embed(features), slots, num_iters or self.num_iters, mask)
         return out.slots, rearrange(out.attention, "b s (h w) -> b s h w", h=h)
-
-    def propagate(self, slots: Tensor) -> Tensor:
-        """Slots ``(B, S, slot_dim)`` of frame ``t`` -> initial slots of frame ``t+1``: unchanged per frame."""
-        return slots
 
     def decode(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
         """Decode ``slots: (B, S, slot_dim)`` to the current frame on a grid of ``size = (h, w)``."""

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PE_TYPES", "PositionalEncoding"]
+__all__ = ["PE_TYPES", "PositionalEncoding", "grid"]
 
 PE_TYPES = ("linear", "sine", "learnt")
 
 
-def _grid(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def grid(h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """Pixel-centre coordinates in [-1, 1]: ``(h, w)`` each."""
     ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h * 2 - 1
     xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w * 2 - 1
@@ -53,7 +53,7 @@ class PositionalEncoding(nn.Module):
             if (h, w) == self.size:
                 return self.weight[0]
             return F.interpolate(self.weight, size=(h, w), mode="bilinear", align_corners=False)[0]
-        y, x = _grid(h, w, device or torch.device("cpu"))
+        y, x = grid(h, w, device or torch.device("cpu"))
         if self.pe_type == "linear":
             return torch.stack([y, x])
         # Frequencies scaled to the base grid: one period spans the base grid at the lowest frequency.

@@ -1,7 +1,8 @@
 """What carries slots through time: the predictor between frames and the time decoders of the loss.
 
 The predictor maps the slots bound at frame ``t`` to the initial slots of frame ``t+1`` (SAVi, Kipf
-et al., 2022); ``none`` means slots are not carried (DINOSAUR: fresh slots every frame). A time decoder
+et al., 2022); ``identity`` carries them unchanged; ``none`` means slots are not carried (DINOSAUR: fresh
+slots every frame). A time decoder
 maps the slots of frame ``t`` to the slots that decode frame ``t+k`` for one time step ``k``.
 
 Shapes: ``B`` batch, ``S`` slots, ``D`` slot size.
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 
 __all__ = ["PREDICTORS", "TIME_DECODERS", "SaviPredictor", "TimeDecoder"]
 
-PREDICTORS = ("savi", "none")
+PREDICTORS = ("savi", "identity", "none")
 TIME_DECODERS = ("linear", "attn", "identity")
 
 

@@ -1,20 +1,29 @@
 """DINOSAVi: the per-frame DINOSAUR modules in a loop over time, trained to predict present and future features.
 
-At the first frame slots are sampled and bound with ``ini_iters`` slot-attention iterations; each later
-frame starts from the predictor's output of the previous frame's slots and binds them with ``num_iters``
-iterations. With predictor ``none`` every frame starts from fresh slots (``ini_iters`` iterations):
-that is DINOSAUR, computed for all frames in one batched pass. For each time step ``k`` of
-``time_steps`` a time decoder maps the slots of frame ``t`` to slots that decode frame ``t+k``; all
-frames x time steps go through the decoder in one batched call. The loss is the mean over time steps
-of the MSE to the layer-normalised frozen features.
+:meth:`SlotModel.scan` is the one loop over frames; training (:meth:`SlotModel.clip_loss`) and every
+inference path (:func:`dinosavi.evaluation.vos.segment_sequence`) go through it, so a model does at frame
+``t`` of a long evaluation what it was trained to do at frame ``t`` of a clip. At the first frame slots
+are sampled (or given, e.g. locked onto first-frame objects) and bound with ``ini_iters`` slot-attention
+iterations. At each later frame:
 
-Shapes: ``B`` batch, ``T`` frames, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid,
-``N = h*w``, ``P`` time steps.
+- predictor ``savi`` or ``identity``: the previous frame's slots, carried through the predictor, are bound
+  with ``num_iters`` iterations (SAVi, Kipf et al., 2022);
+- predictor ``none`` (DINOSAUR): fresh slots are sampled and bound with ``ini_iters`` iterations, exactly
+  as at the first frame; frames are independent, so training binds all frames of a clip in one batched
+  call of the same loop. Slot identity across frames then comes from matching
+  (:mod:`dinosavi.evaluation.tracking`).
+
+For each time step ``k`` of ``time_steps`` a time decoder maps the slots of frame ``t`` to slots that
+decode frame ``t+k``; all frames x time steps go through the decoder in one batched call. The loss is the
+mean over time steps of the MSE to the layer-normalised frozen features.
+
+Shapes: ``B`` batch, ``T`` frames, ``S`` slots, ``D`` feature channels, ``C`` slot size, ``h, w`` feature
+grid, ``N = h*w``, ``P`` time steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +35,7 @@ from dinosavi.models.background import background_mask, bgfg_slot_masks
 from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.predictor import TimeDecoder
+from dinosavi.models.slot_attention import SlotAttentionOutput
 
 __all__ = ["ClipLoss", "SlotModel"]
 
@@ -56,8 +66,8 @@ class SlotModel(Dinosaur):
         num_iters: slot-attention iterations on frames after the first.
         decoder: decodes slots to ``feature_dim`` channels.
         ini_iters: iterations on freshly sampled slots; ``num_iters`` when None.
-        predictor: maps slots of frame ``t`` to the initial slots of ``t+1``; None samples fresh slots
-            every frame (DINOSAUR).
+        predictor: maps slots of frame ``t`` to the initial slots of ``t+1`` (``nn.Identity()`` carries
+            them unchanged); None samples fresh slots every frame (DINOSAUR).
         time_steps: the frame offsets ``k >= 0`` the slots of frame ``t`` are decoded to.
         time_decoders: one per time step; identity when None.
         bgfg_strategy: None (no groups), or ``initial``/``always``: with ``num_slots = [bg, fg]``, the
@@ -79,13 +89,14 @@ class SlotModel(Dinosaur):
         time_steps: Sequence[int] = (0,),
         time_decoders: Sequence[TimeDecoder] | None = None,
         bgfg_strategy: str | None = None,
+        input_pe: str = "none",
     ) -> None:
         if bgfg_strategy is not None and (isinstance(num_slots, int) or len(num_slots) != 2):
             raise ValueError(f"bgfg slot groups need num_slots = [bg, fg], got {num_slots}")
         if bgfg_strategy is None and not isinstance(num_slots, int):
             raise ValueError(f"num_slots = {list(num_slots)} ([bg, fg]) needs bgfg enabled; else give one integer")
         super().__init__(feature_dim, slot_dim, hidden_dim, num_slots, num_iters, decoder,
-                         num_groups=0 if bgfg_strategy is None else 2)
+                         num_groups=0 if bgfg_strategy is None else 2, input_pe=input_pe)
         if not time_steps or any(k < 0 for k in time_steps) or len(set(time_steps)) != len(time_steps):
             raise ValueError(f"time_steps must be distinct offsets >= 0, got {list(time_steps)}")
         self.ini_iters = num_iters if ini_iters is None else ini_iters
@@ -100,9 +111,52 @@ class SlotModel(Dinosaur):
         # the time decoder that gives the present frame's masks (step 0, else the nearest step)
         self.present = self.time_steps.index(min(self.time_steps))
 
-    def propagate(self, slots: Tensor) -> Tensor:
-        """Slots ``(B, S, slot_dim)`` of frame ``t`` -> initial slots of ``t+1`` (unchanged without predictor)."""
-        return slots if self.predictor is None else self.predictor(slots)
+    @property
+    def carries_slots(self) -> bool:
+        """Whether slots are carried from frame to frame (a predictor) or drawn afresh (DINOSAUR)."""
+        return self.predictor is not None
+
+    def scan(
+        self,
+        tokens: Iterable[Tensor],
+        first_slots: Tensor,
+        masks: Iterable[Tensor | None] | None = None,
+        num_slots: int | Sequence[int] | None = None,
+        generator: torch.Generator | None = None,
+        ini_iters: int | None = None,
+        num_iters: int | None = None,
+    ) -> Iterator[SlotAttentionOutput]:
+        """The one loop over frames: bind each frame's tokens, starting from the previous frame's slots.
+
+        Args:
+            tokens: per frame, ``(B, N, C)`` slot-attention inputs (:meth:`embed`), in order; a generator
+                streams long videos.
+            first_slots: ``(B, S, C)`` slots entering the first frame.
+            masks: per frame, a ``(B, S, N)`` boolean attention mask or None; missing frames are unmasked.
+            num_slots: the slot count(s) of fresh draws for later frames without a predictor; the model's
+                when None.
+            generator: random source of those draws.
+            ini_iters: iterations on sampled slots (the first frame; every frame without a predictor);
+                the model's when None.
+            num_iters: iterations on carried slots; the model's when None.
+
+        Yields:
+            Per frame, the bound slots ``(B, S, C)`` and the last iteration's attention ``(B, S, N)``.
+        """
+        mask_iter = iter(masks) if masks is not None else iter(())
+        fresh_iters, carried_iters = ini_iters or self.ini_iters, num_iters or self.num_iters
+        slots: Tensor | None = None
+        for x in tokens:
+            mask = next(mask_iter, None)
+            if slots is None:
+                start, iters = first_slots, fresh_iters
+            elif self.predictor is None:  # DINOSAUR: every frame as the first
+                start, iters = self.init_slots(x.shape[0], num_slots, generator).to(x.dtype), fresh_iters
+            else:
+                start, iters = self.predictor(slots), carried_iters
+            out = self.slot_attention(x, start, iters, mask)
+            slots = out.slots
+            yield out
 
     def decode(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
         """Decode ``slots: (B, S, slot_dim)`` to the present frame on a grid of ``size = (h, w)``."""
@@ -131,7 +185,8 @@ class SlotModel(Dinosaur):
                 f"clips of {T} frames are too short for time_steps={list(self.time_steps)}; "
                 f"data.frames_per_clip must be at least {max(self.time_steps) + 1}"
             )
-        inputs = self.input_mlp(rearrange(features[:, :bound], "b t d h w -> b t (h w) d"))  # (B, T', N, C)
+        inputs = rearrange(self.embed(rearrange(features[:, :bound], "b t d h w -> (b t) d h w")),
+                           "(b t) n c -> b t n c", b=B)  # (B, T', N, C)
         masks = self._bgfg_masks(cls_attention, bound) if self.bgfg_strategy is not None else None
         slots = self._bind_clip(inputs, masks, shard)  # (B, T', S, C)
         P = len(self.time_steps)
@@ -152,23 +207,14 @@ class SlotModel(Dinosaur):
     def _bind_clip(self, inputs: Tensor, masks: Tensor | None, shard: tuple[int, int]) -> Tensor:
         """Slots of every frame: ``inputs (B, T', N, C)``, ``masks (B, T', S, N)`` -> ``(B, T', S, C)``."""
         B, T = inputs.shape[:2]
-        if self.predictor is None:  # fresh slots every frame: all frames at once
-            init = self._init_shard(B, T, shard)
-            flat_masks = None if masks is None else rearrange(masks, "b t s n -> (b t) s n")
-            out = self.slot_attention(
-                rearrange(inputs, "b t n c -> (b t) n c"), rearrange(init, "b t s c -> (b t) s c"),
-                self.ini_iters, flat_masks,
-            )
+        if self.predictor is None:  # frames are independent: the whole clip is one batched first frame
+            init = rearrange(self._init_shard(B, T, shard), "b t s c -> (b t) s c")
+            flat_masks = [None if masks is None else rearrange(masks, "b t s n -> (b t) s n")]
+            out = next(self.scan([rearrange(inputs, "b t n c -> (b t) n c")], init, flat_masks))
             return rearrange(out.slots, "(b t) s c -> b t s c", b=B)
-        slots = self._init_shard(B, 1, shard)[:, 0]
-        per_frame = []
-        for t in range(T):
-            if t > 0:
-                slots = self.predictor(slots)
-            iters = self.ini_iters if t == 0 else self.num_iters
-            slots = self.slot_attention(inputs[:, t], slots, iters, None if masks is None else masks[:, t]).slots
-            per_frame.append(slots)
-        return torch.stack(per_frame, dim=1)
+        frame_masks = None if masks is None else masks.unbind(1)
+        init = self._init_shard(B, 1, shard)[:, 0]
+        return torch.stack([out.slots for out in self.scan(inputs.unbind(1), init, frame_masks)], dim=1)
 
     def _bgfg_masks(self, cls_attention: Tensor | None, frames: int) -> Tensor:
         """``(B, T', S, N)`` bgfg attention masks from ``cls_attention (B, T, heads, h, w)``."""

@@ -20,8 +20,8 @@ from dinosavi.encoders.registry import build_encoder
 from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.models.decoders import AlphaDecoder
-from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.slot_model import SlotModel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,14 +45,16 @@ def test_lock_on_mask_restricts_slots_to_their_object():
     ] * 2
 
 
-def binding_model(feature_dim: int) -> Dinosaur:
+def binding_model(feature_dim: int) -> SlotModel:
     """A slot model whose binding is soft k-means on layer-normalised features, built by hand.
 
     Slot attention then assigns each patch to the slot whose mean feature it is most similar to: what a
-    trained model learns to do. It checks the evaluation path independently of how long training ran.
+    trained model learns to do. Slots are carried from frame to frame unchanged (identity predictor), so
+    soft k-means continues from the previous frame's clusters. It checks the evaluation path
+    independently of how long training ran.
     """
     dec = AlphaDecoder(feature_dim, feature_dim, 1, 1, 8, PositionalEncoding("linear"))
-    model = Dinosaur(feature_dim, feature_dim, 2 * feature_dim, 4, 3, dec)
+    model = SlotModel(feature_dim, feature_dim, 2 * feature_dim, 4, 3, dec, predictor=torch.nn.Identity())
     eye = torch.eye(feature_dim)
     with torch.no_grad():
         for p in model.parameters():
@@ -79,7 +81,7 @@ def synthetic_val(tiny_synthetic):
     return encoder, [(s.labels, encoder.encode(s.frames, rule).features) for s in data]
 
 
-def _jf(model: Dinosaur, sequences, **kwargs) -> float:
+def _jf(model: SlotModel, sequences, **kwargs) -> float:
     scores = []
     for labels, features in sequences:
         result = segment_sequence(model, features, labels[0], num_bg_slots=8,
@@ -93,11 +95,10 @@ def test_binding_model_tracks_and_broken_ones_do_not(synthetic_val):
     encoder, sequences = synthetic_val
     model = binding_model(encoder.feature_dim)
     working = _jf(model, sequences, output="slot")
-    # broken 1: slots re-drawn at every frame, so slot identities (and classes) are random
-    original_propagate = model.propagate
-    model.propagate = lambda slots: model.init_slots(1, slots.shape[1], torch.Generator().manual_seed(7))
-    random_slots = _jf(model, sequences, output="slot")
-    model.propagate = original_propagate
+    # broken 1: slots re-drawn at every frame without tracking, so slot identities (and classes) are random
+    model.predictor = None
+    random_slots = _jf(model, sequences, output="slot", track_mode=None)
+    model.predictor = torch.nn.Identity()
     # broken 2: no lock-on mask at the first frame, so slots are not tied to the objects they stand for
     import dinosavi.evaluation.vos as vos
 
@@ -224,12 +225,13 @@ def _slot_model(**overrides):
 def test_first_frame_uses_the_model_ini_iters(monkeypatch):
     model = _slot_model(num_slots=4, num_iters=1, ini_iters=5, predictor="savi")
     calls = []
-    original = model.bind
-    monkeypatch.setattr(model, "bind", lambda f, s, n=None, m=None: calls.append(n) or original(f, s, n, m))
+    original = model.slot_attention.forward
+    monkeypatch.setattr(model.slot_attention, "forward",
+                        lambda x, s, n, m=None: calls.append(n) or original(x, s, n, m))
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[4:12, 4:12] = 1
     segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=2)
-    assert calls == [5, None, None]  # 5 at the first frame, the model's num_iters after
+    assert calls == [5, 1, 1]  # 5 at the first frame, the model's num_iters after
 
 
 def test_lock_on_with_background_foreground_groups():
@@ -292,7 +294,7 @@ def test_unsupervised_discovery_beats_a_model_that_does_not_bind(synthetic_val):
 
     encoder, sequences = synthetic_val
 
-    def scores(model: Dinosaur) -> tuple[float, float]:
+    def scores(model: SlotModel) -> tuple[float, float]:
         fg_ari, jf = [], []
         for labels, features in sequences:
             result = segment_sequence(model, features, None, size=tuple(labels.shape[-2:]), lock_on=False,
@@ -322,11 +324,19 @@ def test_grouped_unsupervised_restricts_groups_at_the_first_frame():
     assert result.labels.max() <= 5
 
 
-def _shuffling(model: Dinosaur, seed: int = 5) -> None:
-    """Break slot identity: the carried slots are permuted at random before every frame."""
-    g = torch.Generator().manual_seed(seed)
-    original = model.propagate
-    model.propagate = lambda slots: original(slots)[:, torch.randperm(slots.shape[1], generator=g)]
+class _Shuffle(torch.nn.Module):
+    """A predictor that breaks slot identity: the carried slots are permuted at random before every frame."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.g = torch.Generator().manual_seed(seed)
+
+    def forward(self, slots: torch.Tensor) -> torch.Tensor:
+        return slots[:, torch.randperm(slots.shape[1], generator=self.g)]
+
+
+def _shuffling(model: SlotModel, seed: int = 5) -> None:
+    model.predictor = _Shuffle(seed)
 
 
 @pytest.mark.parametrize("mode", ["slotsim", "overlap"])

@@ -85,9 +85,32 @@ def test_savi_carries_slots_and_ini_iters():
     model.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
     model.clip_loss(torch.randn(2, 4, D, 6, 7))
     assert calls == [5, 1, 1, 1]
-    slots = torch.randn(2, 4, 16)
-    assert not torch.equal(model.propagate(slots), slots)
-    assert torch.equal(build_model(_cfg(), D).propagate(slots), slots)
+    assert model.carries_slots and build_model(_cfg(predictor="identity"), D).carries_slots
+    assert not build_model(_cfg(), D).carries_slots
+
+
+def test_scan_of_a_per_frame_model_draws_fresh_slots_every_frame():
+    """Frame by frame (evaluation) equals the whole clip as one batched frame (training), draw for draw."""
+    model = build_model(_cfg(predictor="none", ini_iters=3, num_iters=1), D).eval()
+    feats = torch.randn(1, 4, D, 6, 7)
+    tokens = model.embed(feats[0])  # (T, N, C)
+    calls = []
+    forward = model.slot_attention.forward
+    model.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
+    g = torch.Generator().manual_seed(0)
+    looped = [out.slots for out in model.scan(tokens.unsqueeze(1), model.init_slots(1, generator=g), generator=g)]
+    assert calls == [3, 3, 3, 3]  # ini_iters on every frame, never num_iters
+    batched = next(model.scan([tokens], model.init_slots(4, generator=torch.Generator().manual_seed(0))))
+    torch.testing.assert_close(torch.cat(looped), batched.slots)
+
+
+def test_scan_of_a_temporal_model_carries_slots():
+    model = build_model(_cfg(predictor="identity", ini_iters=2, num_iters=1), D).eval()
+    tokens = model.embed(torch.randn(3, D, 6, 7)).unsqueeze(1)  # T x (1, N, C)
+    init = model.init_slots(1)
+    outs = list(model.scan(tokens, init))
+    expected = model.slot_attention(tokens[1], outs[0].slots, 1).slots  # identity predictor: carried as is
+    torch.testing.assert_close(outs[1].slots, expected)
 
 
 def test_clip_too_short_names_frames_per_clip():
