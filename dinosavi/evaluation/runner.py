@@ -37,7 +37,7 @@ from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
 from dinosavi.metrics.davis import VOID_LABEL, evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
-from dinosavi.metrics.objects import discovery_scores
+from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.results import DiscoveryTable, ScoreTable, format_table
 from dinosavi.models.background import background_mask
 from dinosavi.viz.outputs import RunOutputs, save_jpeg, write_slot_maps
@@ -236,8 +236,8 @@ def run_sequences(
             else:
                 matched = match_segments(seq.labels, predicted, max_proposals=max_proposals)
                 j, f = matched.j, matched.f
-                discovery.add(seq.name, discovery_scores(torch.where(seq.labels == VOID_LABEL, 0, seq.labels),
-                                                         predicted))
+                truth = torch.where(seq.labels == VOID_LABEL, 0, seq.labels)
+                discovery.add(seq.name, discovery_scores(truth, predicted), fg_ari_per_frame(truth, predicted))
             table.add(seq.name, j, f)
             pending += outputs.add(seq, labels, j, f, pool)
             if slot_maps is not None:

@@ -12,9 +12,9 @@ from torch import Tensor
 
 from dinosavi.metrics.davis import _as_tensor
 
-__all__ = ["DISCOVERY_METRICS", "discovery_scores", "fg_ari", "mean_best_overlap", "miou"]
+__all__ = ["DISCOVERY_METRICS", "discovery_scores", "fg_ari", "fg_ari_per_frame", "mean_best_overlap", "miou"]
 
-DISCOVERY_METRICS = ("FG-ARI", "FG-ARI-frame", "mBO", "mBO-frame", "mIoU")
+DISCOVERY_METRICS = ("FG-ARI", "FG-ARI-frame", "FG-ARI-early", "FG-ARI-late", "mBO", "mBO-frame", "mIoU")
 
 
 def fg_ari(true_mask: Tensor | np.ndarray, pred_mask: Tensor | np.ndarray, ignore_background: bool = True) -> Tensor:
@@ -149,12 +149,28 @@ def miou(
     return float(iou[rows, cols].sum() / iou.shape[0])
 
 
+def fg_ari_per_frame(true: Tensor | np.ndarray, pred: Tensor | np.ndarray) -> Tensor:
+    """FG-ARI of every frame on its own: ``(T, H, W)`` ids -> ``(T,)`` float64, NaN for frames without
+    foreground (the drift curve of a video)."""
+    t, p = _video(true, "true"), _video(pred, "pred")
+    if t.shape != p.shape:
+        raise ValueError(f"`true` {tuple(t.shape)} and `pred` {tuple(p.shape)} must match")
+    scores = fg_ari(t.flatten(1), p.flatten(1))
+    return torch.where((t != 0).flatten(1).any(1), scores, torch.full_like(scores, float("nan")))
+
+
+def _nanmean(x: Tensor) -> float:
+    x = x[~x.isnan()]
+    return float(x.mean()) if x.numel() else float("nan")
+
+
 def discovery_scores(true: Tensor | np.ndarray, pred: Tensor | np.ndarray) -> dict[str, float]:
     """Object-discovery scores of one video, background (id 0) excluded, as reported on MOVi.
 
     ``FG-ARI``: over the whole video as one partition (SAVi); ``FG-ARI-frame``: the mean over frames
-    with foreground; ``mBO`` / ``mBO-frame``: :func:`mean_best_overlap` at video / frame level;
-    ``mIoU``: :func:`miou`.
+    with foreground; ``FG-ARI-early`` / ``FG-ARI-late``: the same over the first quarter of the frames
+    (0-5 of 24) and over the second half (12-23 of 24), which shows drift; ``mBO`` / ``mBO-frame``:
+    :func:`mean_best_overlap` at video / frame level; ``mIoU``: :func:`miou`.
 
     Args:
         true: (T, H, W) ground-truth ids; 0 is background (void 255 should be mapped to 0 first).
@@ -166,11 +182,13 @@ def discovery_scores(true: Tensor | np.ndarray, pred: Tensor | np.ndarray) -> di
     t, p = _video(true, "true"), _video(pred, "pred")
     if t.shape != p.shape:
         raise ValueError(f"`true` {tuple(t.shape)} and `pred` {tuple(p.shape)} must match")
-    per_frame = fg_ari(t.flatten(1), p.flatten(1))
-    has_fg = (t != 0).flatten(1).any(1)
+    per_frame = fg_ari_per_frame(t, p)
+    T = len(per_frame)
     return {
         "FG-ARI": float(fg_ari(t.reshape(1, -1), p.reshape(1, -1))[0]),
-        "FG-ARI-frame": float(per_frame[has_fg].mean()) if bool(has_fg.any()) else float("nan"),
+        "FG-ARI-frame": _nanmean(per_frame),
+        "FG-ARI-early": _nanmean(per_frame[: -(-T // 4)]),
+        "FG-ARI-late": _nanmean(per_frame[T // 2 :]),
         "mBO": mean_best_overlap(t, p, video_level=True),
         "mBO-frame": mean_best_overlap(t, p, video_level=False),
         "mIoU": miou(t, p),

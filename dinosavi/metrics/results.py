@@ -114,40 +114,57 @@ class ScoreTable:
 
 @dataclass
 class DiscoveryTable:
-    """Object-discovery scores per sequence (:func:`dinosavi.metrics.objects.discovery_scores`)."""
+    """Object-discovery scores per sequence (:func:`dinosavi.metrics.objects.discovery_scores`), and
+    optionally each sequence's per-frame FG-ARI (the drift curve)."""
 
     rows: dict[str, dict[str, float]] = field(default_factory=dict)
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, sequence: str, scores: dict[str, float]) -> None:
-        """Add one sequence's scores (one value per name in ``DISCOVERY_METRICS``)."""
+    def add(self, sequence: str, scores: dict[str, float], per_frame: Tensor | None = None) -> None:
+        """Add one sequence's scores (one value per name in ``DISCOVERY_METRICS``) and its ``(T,)``
+        per-frame FG-ARI."""
         if sequence in self.rows:
             raise ValueError(f"sequence `{sequence}` was already added")
         missing = [m for m in DISCOVERY_METRICS if m not in scores]
         if missing:
             raise ValueError(f"sequence `{sequence}`: scores lack {missing}")
         self.rows[sequence] = {m: float(scores[m]) for m in DISCOVERY_METRICS}
+        if per_frame is not None:
+            self.curves[sequence] = [float(v) for v in per_frame]
 
     def global_means(self) -> dict[str, float]:
         """Mean over sequences of each score, NaNs (sequences without objects) skipped."""
         if not self.rows:
             raise ValueError("no sequence was added to the DiscoveryTable")
         cols = np.array([[r[m] for m in DISCOVERY_METRICS] for r in self.rows.values()])
-        with np.errstate(invalid="ignore"):
-            means = [float(np.nanmean(c)) if not np.isnan(c).all() else float("nan") for c in cols.T]
-        return dict(zip(DISCOVERY_METRICS, means))
+        return dict(zip(DISCOVERY_METRICS, (_nanmean(c) for c in cols.T)))
+
+    def frame_curve(self) -> list[float]:
+        """FG-ARI per frame index, the mean over the sequences that have that frame (NaNs skipped)."""
+        length = max((len(c) for c in self.curves.values()), default=0)
+        padded = np.full((len(self.curves), length), np.nan)
+        for i, curve in enumerate(self.curves.values()):
+            padded[i, : len(curve)] = curve
+        return [_nanmean(col) for col in padded.T]
 
     def write(self, out_dir: str | Path, split: str) -> list[Path]:
         """Write ``discovery-<split>.csv`` (a ``mean`` row, then one row per sequence, ``%.3f``) and
-        ``discovery-<split>.json`` (full precision), atomically."""
+        ``discovery-<split>.json`` (full precision, with the per-frame curves), atomically."""
         out = Path(out_dir)
         g = self.global_means()
         lines = ["Sequence," + ",".join(DISCOVERY_METRICS), "mean," + ",".join(_fmt(g[m]) for m in DISCOVERY_METRICS)]
         lines += [f"{name}," + ",".join(_fmt(r[m]) for m in DISCOVERY_METRICS) for name, r in self.rows.items()]
-        payload = {"split": split, "global": g, "per_sequence": self.rows}
+        payload = {"split": split, "global": g, "per_sequence": self.rows,
+                   "FG-ARI per frame index": self.frame_curve(), "per_sequence_per_frame_fg_ari": self.curves}
         paths = [out / f"discovery-{split}.csv", out / f"discovery-{split}.json"]
         for path, text in zip(paths, ["\n".join(lines) + "\n", json.dumps(payload, indent=2, allow_nan=True) + "\n"]):
             write_atomic(path, text)
         return paths
+
+
+def _nanmean(values: np.ndarray) -> float:
+    kept = values[~np.isnan(values)]
+    return float(kept.mean()) if kept.size else float("nan")
 
 
 def format_table(table: ScoreTable) -> str:
