@@ -93,6 +93,7 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
         feature_dim, cfg.slot_dim, cfg.hidden_dim, num_slots, cfg.num_iters, decoder,
         ini_iters=cfg.ini_iters, predictor=predictor, time_steps=[int(k) for k in cfg.time_steps],
         time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None, input_pe=cfg.input_pe,
+        blend=cfg.blend,
     )
 
 

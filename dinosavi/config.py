@@ -116,6 +116,9 @@ class ModelConfig:
     fresh slots every frame (DINOSAUR, ``ini_iters`` iterations on every frame). ``input_pe``: ``linear``
     adds a soft position embedding of the patch coordinates to the features before the input MLP
     (slot attention on CNN features needs it), ``none`` adds nothing (ViT features carry position).
+    ``blend``: ``alpha`` blends the decoded slots with the decoder's alpha masks (DINOSAUR), ``attention``
+    with the slot-attention weights (they are then the masks; the reconstruction error reaches the
+    grouping directly; future time steps keep their alpha).
     ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
     (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
     of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
@@ -131,6 +134,7 @@ class ModelConfig:
     ini_iters: int | None = None
     predictor: str = "none"
     input_pe: str = "none"
+    blend: str = "alpha"
     num_heads: int = 4
     time_steps: list[int] = field(default_factory=lambda: [0])
     time_decoder: str = "identity"

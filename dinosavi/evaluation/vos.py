@@ -212,7 +212,7 @@ def segment_sequence(
     masks, labels = [], []
     for out in steps:
         attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
-        m = model.decode(out.slots, (h, w)).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+        m = model.decode(out.slots, (h, w), attention).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
             m = m[tracker.assign(out.slots[0], m)]
         masks.append(m.cpu())

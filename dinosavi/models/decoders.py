@@ -5,6 +5,10 @@ MLP decoder, a shared per-slot MLP over tokens with a learned positional embeddi
 ``transformer``: learned per-patch queries cross-attend to the slots (DINOSAUR's decoder without the
 autoregressive part); its alpha masks are the cross-attention weights, softmax over slots.
 
+``alpha`` and ``mlp`` decode every slot at every position to features plus an alpha logit; the features are
+blended with the softmax of the logits over slots, or with given ``weights`` (e.g. the slot-attention
+masks, ``model.blend=attention``), which then are the masks.
+
 Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid, ``N = h*w``.
 """
 
@@ -39,9 +43,15 @@ class DecoderOutput:
 
 
 class SlotDecoder(nn.Module):
-    """Interface of the decoders: ``forward(slots: (B, S, slot_dim), size: (h, w)) -> DecoderOutput``."""
+    """Interface of the decoders: ``forward(slots: (B, S, slot_dim), size: (h, w), weights) -> DecoderOutput``.
 
-    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
+    ``weights``: ``(B, S, h, w)`` blending weights (summing to 1 over slots) to use instead of the decoder's
+    own alpha masks; decoders that cannot take them (``blends_weights`` False) raise.
+    """
+
+    blends_weights = True
+
+    def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
         raise NotImplementedError
 
 
@@ -87,8 +97,8 @@ class AlphaDecoder(SlotDecoder):
             nn.Conv2d(i, o, kernel_size, padding=kernel_size // 2) for i, o in itertools.pairwise(dims)
         )
 
-    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``."""
+    def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``, blended by alpha or ``weights``."""
         B, S, _ = slots.shape
         h, w = size
         pe = self.pos_embed(h, w, slots.device).to(slots.dtype)  # (P, h, w)
@@ -102,7 +112,7 @@ class AlphaDecoder(SlotDecoder):
                 if i < len(self.convs) - 1:
                     x = F.relu(x)
             x = rearrange(x, "(b s) c h w -> b s (h w) c", b=B)
-        return _alpha_blend(x, size)
+        return _blend(x, size, weights)
 
     def _decode_pointwise(self, slots: Tensor, pe: Tensor) -> Tensor:
         """1x1 decoder as matrix products: ``(B, S, slot_dim)`` -> ``(B, S, N, D+1)``."""
@@ -116,9 +126,10 @@ class AlphaDecoder(SlotDecoder):
         return x
 
 
-def _alpha_blend(x: Tensor, size: tuple[int, int]) -> DecoderOutput:
-    """Blend per-slot outputs ``(B, S, N, D+1)`` (last channel: alpha logit) with a softmax over slots."""
-    alpha = x[..., -1].softmax(dim=1)  # (B, S, N)
+def _blend(x: Tensor, size: tuple[int, int], weights: Tensor | None) -> DecoderOutput:
+    """Blend per-slot outputs ``(B, S, N, D+1)`` (last channel: alpha logit) with a softmax over slots of
+    the logits, or with ``weights: (B, S, h, w)``."""
+    alpha = x[..., -1].softmax(dim=1) if weights is None else rearrange(weights, "b s h w -> b s (h w)")
     features = torch.einsum("bsn,bsnd->bnd", alpha, x[..., :-1])
     return DecoderOutput(
         reconstruction=rearrange(features, "b (h w) d -> b d h w", h=size[0]),
@@ -151,14 +162,14 @@ class MLPDecoder(SlotDecoder):
             nn.Linear(i, o) for i, o in itertools.pairwise(dims)
         )
 
-    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``."""
+    def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``, blended by alpha or ``weights``."""
         pe = rearrange(self.pos_embed(*size).to(slots.dtype), "c h w -> (h w) c")  # (N, slot_dim)
         first = self.layers[0]
         x = first(slots)[:, :, None, :] + F.linear(pe, first.weight)  # (B, S, N, C)
         for layer in self.layers[1:]:
             x = layer(F.relu(x))
-        return _alpha_blend(x, size)
+        return _blend(x, size, weights)
 
 
 class TransformerDecoder(SlotDecoder):
@@ -201,8 +212,14 @@ class TransformerDecoder(SlotDecoder):
         )
         self.out = nn.Sequential(nn.LayerNorm(slot_dim), nn.Linear(slot_dim, out_dim))
 
-    def forward(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``."""
+    blends_weights = False
+
+    def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` on a grid of ``size = (h, w)``; it has no per-slot features to
+        blend, so ``weights`` must be None."""
+        if weights is not None:
+            raise ValueError("the transformer decoder mixes slots by cross-attention and cannot blend by given "
+                             "weights; use model.blend=alpha or decoder alpha/mlp")
         B = slots.shape[0]
         q = rearrange(self.queries(*size).to(slots.dtype), "c h w -> (h w) c").expand(B, -1, -1)  # (B, N, C)
         kv = self.norm_slots(slots)

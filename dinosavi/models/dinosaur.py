@@ -19,7 +19,7 @@ from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.pos_embed import grid
 from dinosavi.models.slot_attention import SlotAttention, SlotInit
 
-__all__ = ["INPUT_PES", "Dinosaur", "FrameOutput"]
+__all__ = ["BLENDS", "INPUT_PES", "Dinosaur", "FrameOutput"]
 
 
 @dataclass
@@ -40,6 +40,7 @@ class FrameOutput:
 
 
 INPUT_PES = ("none", "linear")
+BLENDS = ("alpha", "attention")
 
 
 class Dinosaur(nn.Module):
@@ -54,6 +55,9 @@ class Dinosaur(nn.Module):
         decoder: decodes slots to ``feature_dim`` channels.
         num_groups: slot groups of the initialisation (0: one shared Gaussian).
         input_pe: ``none``, or ``linear``: a soft position embedding added to the normalised features.
+        blend: what mixes the decoded slots into the reconstruction and gives the masks: ``alpha``, the
+            decoder's alpha logits (DINOSAUR), or ``attention``, the slot-attention weights of the last
+            iteration, so the reconstruction error reaches the grouping directly.
     """
 
     def __init__(
@@ -66,10 +70,17 @@ class Dinosaur(nn.Module):
         decoder: SlotDecoder,
         num_groups: int = 0,
         input_pe: str = "none",
+        blend: str = "alpha",
     ) -> None:
         super().__init__()
         if input_pe not in INPUT_PES:
             raise ValueError(f"Unknown model.input_pe `{input_pe}`; expected one of {INPUT_PES}")
+        if blend not in BLENDS:
+            raise ValueError(f"Unknown model.blend `{blend}`; expected one of {BLENDS}")
+        if blend == "attention" and not decoder.blends_weights:
+            raise ValueError(f"model.blend=attention needs a decoder with per-slot features (alpha, mlp); "
+                             f"{type(decoder).__name__} has none")
+        self.blend = blend
         self.feature_dim = feature_dim
         self.num_slots = num_slots if isinstance(num_slots, int) else tuple(num_slots)
         self.num_iters = num_iters
@@ -118,9 +129,18 @@ class Dinosaur(nn.Module):
         out = self.slot_attention(self.embed(features), slots, num_iters or self.num_iters, mask)
         return out.slots, rearrange(out.attention, "b s (h w) -> b s h w", h=h)
 
-    def decode(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` to the current frame on a grid of ``size = (h, w)``."""
-        return self.decoder(slots, size)
+    def decode(self, slots: Tensor, size: tuple[int, int], attention: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` to the current frame on a grid of ``size = (h, w)``; with
+        ``blend=attention`` the frame's ``(B, S, h, w)`` slot attention blends them."""
+        return self.decoder(slots, size, self._weights(attention))
+
+    def _weights(self, attention: Tensor | None) -> Tensor | None:
+        if self.blend == "alpha":
+            return None
+        if attention is None:
+            raise ValueError("a model with blend=attention decodes the present frame with its slot attention; "
+                             "pass the attention of the slots")
+        return attention
 
     def forward(
         self,
@@ -134,5 +154,5 @@ class Dinosaur(nn.Module):
         if slots is None:
             slots = self.init_slots(features.shape[0], generator=generator)
         slots, attention = self.bind(features, slots, num_iters, mask)
-        decoded = self.decode(slots, (features.shape[-2], features.shape[-1]))
+        decoded = self.decode(slots, (features.shape[-2], features.shape[-1]), attention)
         return FrameOutput(slots, attention, decoded.alpha, decoded.reconstruction)

@@ -90,13 +90,14 @@ class SlotModel(Dinosaur):
         time_decoders: Sequence[TimeDecoder] | None = None,
         bgfg_strategy: str | None = None,
         input_pe: str = "none",
+        blend: str = "alpha",
     ) -> None:
         if bgfg_strategy is not None and (isinstance(num_slots, int) or len(num_slots) != 2):
             raise ValueError(f"bgfg slot groups need num_slots = [bg, fg], got {num_slots}")
         if bgfg_strategy is None and not isinstance(num_slots, int):
             raise ValueError(f"num_slots = {list(num_slots)} ([bg, fg]) needs bgfg enabled; else give one integer")
         super().__init__(feature_dim, slot_dim, hidden_dim, num_slots, num_iters, decoder,
-                         num_groups=0 if bgfg_strategy is None else 2, input_pe=input_pe)
+                         num_groups=0 if bgfg_strategy is None else 2, input_pe=input_pe, blend=blend)
         if not time_steps or any(k < 0 for k in time_steps) or len(set(time_steps)) != len(time_steps):
             raise ValueError(f"time_steps must be distinct offsets >= 0, got {list(time_steps)}")
         self.ini_iters = num_iters if ini_iters is None else ini_iters
@@ -158,9 +159,10 @@ class SlotModel(Dinosaur):
             slots = out.slots
             yield out
 
-    def decode(self, slots: Tensor, size: tuple[int, int]) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` to the present frame on a grid of ``size = (h, w)``."""
-        return self.decoder(self.time_decoders[self.present](slots), size)
+    def decode(self, slots: Tensor, size: tuple[int, int], attention: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` to the present frame on a grid of ``size = (h, w)``; with
+        ``blend=attention`` the frame's ``(B, S, h, w)`` slot attention blends them."""
+        return self.decoder(self.time_decoders[self.present](slots), size, self._weights(attention))
 
     def clip_loss(
         self, features: Tensor, cls_attention: Tensor | None = None, shard: tuple[int, int] = (0, 1)
@@ -188,13 +190,20 @@ class SlotModel(Dinosaur):
         inputs = rearrange(self.embed(rearrange(features[:, :bound], "b t d h w -> (b t) d h w")),
                            "(b t) n c -> b t n c", b=B)  # (B, T', N, C)
         masks = self._bgfg_masks(cls_attention, bound) if self.bgfg_strategy is not None else None
-        slots = self._bind_clip(inputs, masks, shard)  # (B, T', S, C)
+        slots, attention = self._bind_clip(inputs, masks, shard)  # (B, T', S, C), (B, T', S, N)
         P = len(self.time_steps)
         future = torch.stack([td(rearrange(slots, "b t s c -> (b t) s c")) for td in self.time_decoders])
-        out = self.decoder(rearrange(future, "p bt s c -> (p bt) s c"), (h, w))
-        prediction = rearrange(out.reconstruction, "(p b t) d h w -> p b t d h w", p=P, b=B)
+        if self.blend == "attention":  # the present step blends by attention, future steps by their alpha
+            weights = rearrange(attention, "b t s (h w) -> (b t) s h w", h=h)
+            outs = [self.decoder(future[p], (h, w), weights if p == self.present else None) for p in range(P)]
+            reconstruction = torch.cat([o.reconstruction for o in outs])
+            alphas = torch.cat([o.alpha for o in outs])
+        else:
+            out = self.decoder(rearrange(future, "p bt s c -> (p bt) s c"), (h, w))
+            reconstruction, alphas = out.reconstruction, out.alpha
+        prediction = rearrange(reconstruction, "(p b t) d h w -> p b t d h w", p=P, b=B)
         loss, logs = temporal_reconstruction_loss(prediction, features, self.time_steps)
-        alpha = rearrange(out.alpha, "(p b t) s h w -> p b t s h w", p=P, b=B)[self.present]
+        alpha = rearrange(alphas, "(p b t) s h w -> p b t s h w", p=P, b=B)[self.present]
         return ClipLoss(loss, logs, alpha)
 
     def _init_shard(self, batch_size: int, frames: int, shard: tuple[int, int]) -> Tensor:
@@ -204,17 +213,20 @@ class SlotModel(Dinosaur):
         init = rearrange(init, "(b t) s c -> b t s c", t=frames)
         return init[rank * batch_size : (rank + 1) * batch_size]
 
-    def _bind_clip(self, inputs: Tensor, masks: Tensor | None, shard: tuple[int, int]) -> Tensor:
-        """Slots of every frame: ``inputs (B, T', N, C)``, ``masks (B, T', S, N)`` -> ``(B, T', S, C)``."""
+    def _bind_clip(self, inputs: Tensor, masks: Tensor | None, shard: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Slots and attention of every frame: ``inputs (B, T', N, C)``, ``masks (B, T', S, N)`` ->
+        ``(B, T', S, C)``, ``(B, T', S, N)``."""
         B, T = inputs.shape[:2]
         if self.predictor is None:  # frames are independent: the whole clip is one batched first frame
             init = rearrange(self._init_shard(B, T, shard), "b t s c -> (b t) s c")
             flat_masks = [None if masks is None else rearrange(masks, "b t s n -> (b t) s n")]
             out = next(self.scan([rearrange(inputs, "b t n c -> (b t) n c")], init, flat_masks))
-            return rearrange(out.slots, "(b t) s c -> b t s c", b=B)
+            return (rearrange(out.slots, "(b t) s c -> b t s c", b=B),
+                    rearrange(out.attention, "(b t) s n -> b t s n", b=B))
         frame_masks = None if masks is None else masks.unbind(1)
         init = self._init_shard(B, 1, shard)[:, 0]
-        return torch.stack([out.slots for out in self.scan(inputs.unbind(1), init, frame_masks)], dim=1)
+        outs = list(self.scan(inputs.unbind(1), init, frame_masks))
+        return torch.stack([o.slots for o in outs], dim=1), torch.stack([o.attention for o in outs], dim=1)
 
     def _bgfg_masks(self, cls_attention: Tensor | None, frames: int) -> Tensor:
         """``(B, T', S, N)`` bgfg attention masks from ``cls_attention (B, T, heads, h, w)``."""
