@@ -2,6 +2,8 @@
 
 Every writer in the package (CSVs, JSON, PNGs, JPEGs, MP4s, safetensors shards and checkpoints)
 writes to a temporary file beside its target and renames it over the target only when it succeeded.
+An ``OSError`` on the way (a full disk, a read-only folder) is re-raised with a message naming the
+target and saying that the previous file, if any, is unchanged; the temporary file is removed.
 """
 
 from __future__ import annotations
@@ -15,18 +17,39 @@ from pathlib import Path
 __all__ = ["atomic_path", "write_atomic"]
 
 
+def _write_error(path: Path, error: OSError, existed: bool) -> OSError:
+    """``error`` restated with the target and what became of it (same errno, so the same OSError subclass)."""
+    kept = f"the previous {path.name} is unchanged" if existed else "nothing was written"
+    message = f"Cannot write {path}: {error.strerror or error}; {kept}"
+    return OSError(error.errno, message) if error.errno is not None else OSError(message)
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds,
-    removed when it raises. The parent folder is created."""
+def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds
+    (flushed to disk first when ``fsync``), removed when it raises. The parent folder is created.
+
+    Raises:
+        OSError: creating, writing or renaming failed; the message names ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _write_error(path, error, existed) from error
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        if fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, error, existed) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -39,3 +62,4 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         handle.write(data.encode() if isinstance(data, str) else data)
         handle.flush()
         os.fsync(handle.fileno())
+

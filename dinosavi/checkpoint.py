@@ -1,8 +1,9 @@
 """Checkpoints as safetensors: weights, optimizer state and RNG states, with the resolved config inside.
 
 One file holds everything needed to rebuild the model (the config is stored in the safetensors
-metadata as JSON) and to continue training. Files are written to a temporary name and renamed, so a
-crash never leaves a half-written checkpoint under the final name.
+metadata as JSON) and to continue training. Files are written to a temporary name, flushed to disk
+and renamed, so a crash, a full disk or a read-only folder never leaves a half-written checkpoint
+under the final name and never touches the previous one.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+    """Write a checkpoint atomically (temporary file in the same folder, flushed, then renamed).
 
     Args:
         path: destination ``.safetensors`` file.
@@ -143,9 +144,12 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: the file could not be written (full disk, read-only folder); the message names the
+            file, and an existing checkpoint at ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config, "extra": extra or {}}
     if optimizer is not None:
@@ -157,7 +161,7 @@ def save_checkpoint(
         rng_tensors, meta["rng"] = _rng_to_file(rng)
         tensors.update(rng_tensors)
     metadata = {"format": FORMAT, "dinosavi": json.dumps(meta)}
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path
 

@@ -1,3 +1,6 @@
+"""Checkpoints: exact round trips, atomic writes that keep the previous file, errors."""
+
+import errno
 import json
 
 import pytest
@@ -61,10 +64,46 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("dinosavi.checkpoint.save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=rf"Cannot write {path}: disk full; the previous w.safetensors is unchanged"):
         save_checkpoint(path, model, {"v": 2}, 1)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+    assert load_checkpoint(path).config == {"v": 1}
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "rename"])
+def test_full_disk_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch, failing):
+    model, opt, sched = _setup()
+    _step(model, opt, sched)
+    path = save_checkpoint(tmp_path / "last.safetensors", model, {"v": 1}, 1, opt, sched, capture_rng())
+    before = path.read_bytes()
+    no_space = OSError(errno.ENOSPC, "No space left on device")
+
+    def fail(*args, **kwargs):
+        raise no_space
+
+    target = {"write": "dinosavi.checkpoint.save_file", "fsync": "os.fsync", "rename": "os.replace"}[failing]
+    monkeypatch.setattr(target, fail)
+    with pytest.raises(OSError, match=rf"Cannot write {path}: No space left on device; the previous") as info:
+        save_checkpoint(path, model, {"v": 2}, 2, opt, sched, capture_rng())
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    assert load_checkpoint(path).step == 1
+
+
+def test_read_only_folder_is_named(tmp_path, monkeypatch):
+    model, _, _ = _setup()
+    path = save_checkpoint(tmp_path / "w.safetensors", model, {"v": 1}, 0)
+
+    def read_only(*args, **kwargs):  # what mkstemp meets in a read-only folder (chmod does not stop root)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    with pytest.raises(PermissionError, match=rf"Cannot write {path}: Permission denied; the previous"):
+        save_checkpoint(path, model, {"v": 2}, 1)
+    monkeypatch.undo()
+    assert load_checkpoint(path).config == {"v": 1}
 
 
 def test_bad_files_are_named(tmp_path):
