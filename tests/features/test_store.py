@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -127,6 +128,64 @@ def test_damaged_shard_is_reported_and_recomputed(damage, tiny_synthetic, tmp_pa
     repaired = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests)
     assert repaired is not None
     torch.testing.assert_close(repaired.features, reference.features, atol=2e-3, rtol=1e-3)
+
+
+def test_one_flipped_byte_anywhere_in_the_tensor_data_is_caught(tiny_synthetic, tmp_path, vit, caplog):
+    group = davis_groups(tiny_synthetic, ["val"])[0]
+    digests = [file_digest(p) for p in group.paths]
+    FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).get(group.name, digests, group.decode)
+    (shard,) = (tmp_path / "store" / "shards").rglob("*.safetensors")
+    clean = shard.read_bytes()
+    start = 8 + int.from_bytes(clean[:8], "little")
+    positions = sorted({*range(start, len(clean), max(1, (len(clean) - start) // 61)), len(clean) - 1})
+    assert len(positions) > 60
+    for position in positions:
+        damaged = bytearray(clean)
+        damaged[position] ^= 0x01
+        shard.write_bytes(bytes(damaged))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dinosavi.features.store"):
+            assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests) is None, position
+        assert str(shard) in caplog.text and "checksum mismatch" in caplog.text
+    shard.write_bytes(clean)
+    assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests) is not None
+
+
+def test_failed_writes_keep_what_was_stored(tiny_synthetic, tmp_path, vit, monkeypatch):
+    """A full disk during a shard or manifest write: an error naming the file, earlier entries stay readable."""
+    first, second = davis_groups(tiny_synthetic, ["train"])[:2]
+    store = FeatureStore(tmp_path / "store")
+    space = FeatureSpace(store, vit, TRAIN)
+    keep = [file_digest(p) for p in first.paths]
+    reference, _ = space.get(first.name, keep, first.decode)
+    other = [file_digest(p) for p in second.paths]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)  # the shard's write fails
+    with pytest.raises(OSError, match=r"Cannot write .*shards.*\.safetensors: No space left on device"):
+        space.get(second.name, other, second.decode)
+    monkeypatch.undo()
+    write = FeatureStore.flush.__globals__["write_atomic"]
+
+    def manifest_fails(path, data):
+        if path.name == "manifest.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setitem(FeatureStore.flush.__globals__, "write_atomic", manifest_fails)
+    with pytest.raises(OSError, match="No space left on device"):
+        space.get(second.name, other, second.decode)  # the shard is written, the manifest is not
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+    reopened = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN)
+    stored = reopened.read(keep)
+    assert stored is not None and torch.equal(stored.features, space.read(keep).features)
+    torch.testing.assert_close(stored.features, reference.features, atol=2e-3, rtol=1e-3)
+    assert reopened.read(other) is None
+    monkeypatch.undo()
+    store.flush()  # the failed flush left the manifest dirty: the next one records the second shard
+    assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(other) is not None
 
 
 def test_interrupted_run_resumes(tiny_synthetic, tmp_path, vit, monkeypatch):
