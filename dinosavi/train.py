@@ -8,6 +8,13 @@ Launched with ``torchrun --nproc_per_node=N -m dinosavi mode=train ...`` the loo
 process takes ``data.batch_size / N`` clips of every global batch, and random slot initialisations are
 drawn for the global batch, so N processes follow the loss curve of one process up to float rounding.
 Only rank 0 writes TensorBoard logs and checkpoints.
+
+Interruptions: Ctrl-C (SIGINT) saves a checkpoint and re-raises. SIGTERM, which cluster schedulers send
+before they kill a job, and SIGUSR1, which some send before a requeue, finish the current step, save a
+resumable checkpoint and exit with status ``128 + signal`` (143, 138); ``resume=<last.safetensors>``
+continues exactly where the run stopped. Under torchrun the processes agree on the step to stop at.
+Data-loader workers ignore both signals, so a signal sent to the whole process group cannot kill them
+mid-batch.
 """
 
 from __future__ import annotations
@@ -15,9 +22,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import torch
@@ -36,9 +46,12 @@ from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.viz.overlay import mask_grid
 
-__all__ = ["PRECISIONS", "train"]
+__all__ = ["PRECISIONS", "STOP_SIGNALS", "train"]
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +62,10 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     Args:
         cfg: the resolved config (schema :class:`dinosavi.config.Config`).
         run_dir: where TensorBoard logs and ``checkpoints/`` go (rank 0 only).
+
+    Raises:
+        SystemExit: status ``128 + signal`` after SIGTERM or SIGUSR1, once a resumable checkpoint is saved.
+        KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
     ddp = _Distributed.from_env()
     try:
@@ -116,10 +133,14 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.safetensors"
 
+    saved_at = -1
+
     def save(name: str) -> Path:
+        nonlocal saved_at
         path = ckpt_dir / f"{name}.safetensors"
-        if ddp.rank != 0:
+        if ddp.rank != 0 or saved_at == step:
             return path
+        saved_at = step
         extra = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "grad_scaler": scaler.state_dict()}
         save_checkpoint(path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
         save_checkpoint(last_path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
@@ -127,10 +148,11 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
         return path
 
     model.train()
+    stopped: signal.Signals | None = None
     columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
+        with _StopSignals() as stop, Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
             task = progress.add_task("train", total=cfg.train.max_steps, completed=step, loss=float("nan"))
             while step < cfg.train.max_steps:
                 dataset.set_epoch(epoch)
@@ -142,6 +164,7 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                     dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                     generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
+                    worker_init_fn=_ignore_stop_signals,
                 )
                 for batch in loader:
                     t0 = time.perf_counter()
@@ -176,8 +199,13 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                         save(f"step-{step:07d}")
                     if step >= cfg.train.max_steps:
                         break
+                    if ddp.any(stop.received is not None):
+                        stopped = stop.received or signal.SIGTERM  # None: a signal reached another process
+                        break
                 else:
                     epoch, batch_in_epoch = epoch + 1, 0
+                if stopped is not None:
+                    break
     except KeyboardInterrupt:
         log.warning("interrupted at step %d; saving", step)
         save(f"step-{step:07d}")
@@ -187,7 +215,42 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     final = save(f"step-{step:07d}")
     if writer is not None:
         writer.close()
+    if stopped is not None:
+        log.warning("received %s: stopped at step %d of %d and saved %s; continue with resume=%s",
+                    stopped.name, step, cfg.train.max_steps, final, last_path)
+        raise SystemExit(128 + stopped)
     return final
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGUSR1 into a flag the loop reads after each step (so the checkpoint is taken
+    between steps, never inside one); restores the previous handlers on exit. Installed only in the main
+    thread, where Python delivers signals."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM/SIGUSR1 to the main process, which stops them."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class _Objective(nn.Module):
@@ -208,6 +271,7 @@ class _Distributed:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
     def from_env(cls) -> _Distributed:
@@ -219,9 +283,18 @@ class _Distributed:
 
     def init(self, device: torch.device) -> None:
         """Join the process group (NCCL on CUDA, gloo on CPU) when launched with several processes."""
+        self.device = device
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             log.info("process %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set in any process (one all-reduce under torchrun), so all stop at one step."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
 
     def mean(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
         """Scalars averaged over the processes (one all-reduce), detached, as float32."""

@@ -159,6 +159,37 @@ def test_sigkill_then_resume_is_bit_exact(tiny_synthetic, tmp_path):
         assert torch.equal(resumed.optimizer["state"][key]["exp_avg"], value["exp_avg"])  # type: ignore[index]
 
 
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_is_bit_exact(tiny_synthetic, tmp_path):
+    """A scheduler's SIGTERM to the whole process group (data-loader worker included) mid-run: a resumable
+    checkpoint, exit status 143, and resuming ends with the weights of an uninterrupted run."""
+    common = [f"hparam={HEADLINE}", *SMALL, "train.max_steps=12", "data.batch_size=2", "train.save_every=2"]
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dinosavi", *_cli_overrides(tiny_synthetic, run, *common, "data.num_workers=1")],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    last = run / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    stopped_at = load_checkpoint(last).step
+    assert 2 <= stopped_at < 12, "training ended before the signal"
+    assert (run / "checkpoints" / f"step-{stopped_at:07d}.safetensors").is_file()
+    log = (run / "dinosavi.log").read_text()
+    assert f"received SIGTERM: stopped at step {stopped_at} of 12" in log and "Traceback" not in stderr
+    resumed = load_checkpoint(_train(tiny_synthetic, tmp_path / "resumed", f"resume={last}"))
+    full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", *common))
+    assert resumed.step == full.step == 12
+    for key, value in full.model.items():
+        assert torch.equal(resumed.model[key], value), key
+    for key, value in full.optimizer["state"].items():  # type: ignore[index]
+        assert torch.equal(resumed.optimizer["state"][key]["exp_avg"], value["exp_avg"])  # type: ignore[index]
+
+
 def _fail_at(monkeypatch, call: int, make) -> None:
     """Make the ``call``-th clip loss of a run go wrong with ``make(out)``."""
     from dinosavi.models.slot_model import SlotModel
@@ -196,6 +227,28 @@ def test_ctrl_c_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
         _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=5", "train.save_every=10")
     assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").step == 2
     assert (tmp_path / "checkpoints" / "step-0000002.safetensors").is_file()
+
+
+def test_sigusr1_finishes_the_step_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
+    def requeue(out):
+        os.kill(os.getpid(), signal.SIGUSR1)  # arrives during the 3rd step's forward pass
+        return out
+
+    before = signal.getsignal(signal.SIGUSR1)
+    _fail_at(monkeypatch, 3, requeue)
+    with pytest.raises(SystemExit) as info:
+        _train(tiny_synthetic, tmp_path / "run", "hparam=demo", "train.max_steps=5", "train.save_every=10")
+    assert info.value.code == 128 + signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) == before  # the handler is the caller's again
+    last = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    assert load_checkpoint(last).step == 3
+    assert (tmp_path / "run" / "checkpoints" / "step-0000003.safetensors").is_file()
+    monkeypatch.undo()
+    resumed = load_checkpoint(_train(tiny_synthetic, tmp_path / "resumed", f"resume={last}"))
+    full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", "hparam=demo", "train.max_steps=5"))
+    assert resumed.step == 5
+    for key, value in full.model.items():
+        assert torch.equal(resumed.model[key], value), key
 
 
 def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
