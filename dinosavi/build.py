@@ -6,11 +6,13 @@ Modules elsewhere take plain typed arguments; these functions read the config se
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import torch
 from omegaconf import DictConfig
 
 from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
+from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
@@ -106,13 +108,19 @@ def ensure_dataset(cfg: DataConfig) -> None:
         ensure_synthetic(cfg.root, spec)
 
 
-def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule) -> ClipIndex:
+def build_train_dataset(
+    cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule,
+    known_bad: Mapping[str, BadFile] | None = None,
+) -> ClipIndex:
     """What training iterates over: raw clips ``(T, 3, H, W)`` uint8 (encoded online by the trainer), or
     dicts of ``frames`` and precomputed ``features`` when ``features.store`` (read from the on-disk
     store, missing frames encoded and written first) or ``features.in_memory`` is set.
+
+    Unreadable files are skipped (``skip_bad``, see :mod:`dinosavi.data.badfiles`); ``known_bad`` lists
+    files (by path) to skip without reading them.
     """
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
-    clips = build_clip_dataset(cfg.data, split, size, cfg.seed)
+    clips = build_clip_dataset(cfg.data, split, size, cfg.seed, skip_bad=True, known_bad=known_bad)
     if cfg.features.store:
         from dinosavi.data.videos import FrameClips, VideoClips
         from dinosavi.features.cache import StoreClips
@@ -141,15 +149,19 @@ def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
 
 
-def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed: int) -> ClipIndex:
-    """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips."""
+def build_clip_dataset(
+    cfg: DataConfig, split: str, size: tuple[int, int], seed: int, skip_bad: bool = False,
+    known_bad: Mapping[str, BadFile] | None = None,
+) -> ClipIndex:
+    """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips.
+    ``skip_bad`` and ``known_bad`` as in :class:`dinosavi.data.videos.FrameClips`."""
     ensure_dataset(cfg)
     if cfg.name == "videos":
         from dinosavi.data.videos import VideoClips
 
         return VideoClips(
             cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed,
+            clips_per_video=cfg.clips_per_video, size=size, seed=seed, skip_bad=skip_bad, known_bad=known_bad,
         )
     if cfg.name == "movi":
         from dinosavi.data.movi import MoviDataset
@@ -157,11 +169,13 @@ def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed:
 
         return FrameClips(
             MoviDataset(cfg.root, split), frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root,
+            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root, skip_bad=skip_bad,
+            known_bad=known_bad,
         )
     from dinosavi.data.videos import DavisClips
 
     return DavisClips(
         cfg.root, split, frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
         clips_per_video=cfg.clips_per_video, size=size, seed=seed, year=cfg.year, quality=cfg.quality,
+        skip_bad=skip_bad, known_bad=known_bad,
     )

@@ -9,6 +9,12 @@ process takes ``data.batch_size / N`` clips of every global batch, and random sl
 drawn for the global batch, so N processes follow the loss curve of one process up to float rounding.
 Only rank 0 writes TensorBoard logs and checkpoints.
 
+Unreadable files (see :mod:`dinosavi.data.badfiles`): a video with an unreadable or truncated file is
+skipped, logged with its path, counted in TensorBoard (``data/skipped_videos``) and listed on disk so
+later runs do not read it again; past ``data.max_bad_fraction`` of the videos training saves a
+checkpoint and stops with an error. Data-loader workers hand what they skipped to the main process
+with each batch.
+
 Interruptions: Ctrl-C (SIGINT) saves a checkpoint and re-raises. SIGTERM, which cluster schedulers send
 before they kill a job, and SIGUSR1, which some send before a requeue, finish the current step, save a
 resumable checkpoint and exit with status ``128 + signal`` (143, 138); ``resume=<last.safetensors>``
@@ -36,12 +42,14 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
 from dinosavi.build import build_encoder, build_model, build_train_dataset, resolve_device, resolve_split
 from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dinosavi.data.badfiles import BadFileIndex, Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
+from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.viz.overlay import mask_grid
@@ -98,7 +106,12 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     if ddp.world_size > 1:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     rule = ResizeRule(size=size)
-    dataset = build_train_dataset(cfg, split, encoder, rule)
+    bad_files = BadFileIndex(cfg.data.root)
+    dataset = build_train_dataset(cfg, split, encoder, rule, known_bad=bad_files.load())
+    skipped = SkipLog(cfg.data.root, dataset.num_found, cfg.data.max_bad_fraction, bad_files)
+    skipped.add(dataset.take_skips())
+    if skipped.over_limit:
+        raise skipped.error()
     global_batch = cfg.data.batch_size
     if global_batch % ddp.world_size:
         raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the "
@@ -161,13 +174,16 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                     rank=ddp.rank, world_size=ddp.world_size, batch_size=batch_size,
                 )
                 loader = DataLoader(
-                    dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                    _WithSkips(dataset), batch_size=batch_size, sampler=sampler, drop_last=True,
+                    collate_fn=_collate_with_skips,
                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                     generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
                     worker_init_fn=_ignore_stop_signals,
                 )
-                for batch in loader:
+                for batch, skips in loader:
                     t0 = time.perf_counter()
+                    for skip in skipped.add(skips):
+                        dataset.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
                     clips, features, cls_attention = _features(batch, encoder, rule, cfg.encoder.batch_size, device)
                     with autocast:
                         out: ClipLoss = objective(features, cls_attention, (ddp.rank, ddp.world_size))
@@ -194,12 +210,17 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                         writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                         writer.add_scalar("train/clips_per_s", global_batch / (time.perf_counter() - t0), step)
+                        writer.add_scalar("data/skipped_videos", skipped.count, step)
                         writer.add_image("masks", mask_grid(clips[0, 0], out.alpha[0, 0].detach().float()), step)
                     if step % cfg.train.save_every == 0 and step < cfg.train.max_steps:
                         save(f"step-{step:07d}")
                     if step >= cfg.train.max_steps:
                         break
-                    if ddp.any(stop.received is not None):
+                    stop_now, too_many_bad = ddp.any(stop.received is not None, skipped.over_limit)
+                    if too_many_bad:
+                        save(f"step-{step:07d}")
+                        raise skipped.error(f"; training stopped at step {step} (continue with resume={last_path})")
+                    if stop_now:
                         stopped = stop.received or signal.SIGTERM  # None: a signal reached another process
                         break
                 else:
@@ -215,11 +236,34 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     final = save(f"step-{step:07d}")
     if writer is not None:
         writer.close()
+    if skipped.count:
+        log.warning("skipped %d of %d videos of %s as unreadable (listed in %s)", skipped.count, skipped.num_videos,
+                    cfg.data.root, bad_files.path)
     if stopped is not None:
         log.warning("received %s: stopped at step %d of %d and saved %s; continue with resume=%s",
                     stopped.name, step, cfg.train.max_steps, final, last_path)
         raise SystemExit(128 + stopped)
     return final
+
+
+class _WithSkips(Dataset):
+    """The items of ``dataset``, each with the skips found while reading it, so that the main process
+    learns about unreadable files that data-loader workers met."""
+
+    def __init__(self, dataset: ClipIndex) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, list[Skip]]:
+        item = self.dataset[index]
+        return item, self.dataset.take_skips()
+
+
+def _collate_with_skips(items: list[tuple[Any, list[Skip]]]) -> tuple[Any, list[Skip]]:
+    """Batch the items as the default collate does; gather their skips in one list."""
+    return default_collate([item for item, _ in items]), [skip for _, skips in items for skip in skips]
 
 
 class _StopSignals:
@@ -288,13 +332,13 @@ class _Distributed:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             log.info("process %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
 
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is set in any process (one all-reduce under torchrun), so all stop at one step."""
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Whether each flag is set in any process (one all-reduce under torchrun), so all act at one step."""
         if self.world_size == 1:
-            return flag
-        value = torch.tensor([float(flag)], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
+            return flags
+        values = torch.tensor([float(f) for f in flags], device=self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in values.tolist())
 
     def mean(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
         """Scalars averaged over the processes (one all-reduce), detached, as float32."""

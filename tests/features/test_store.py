@@ -288,3 +288,27 @@ def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
         torch.testing.assert_close(a_on, a_ref)
         torch.testing.assert_close(a_st, a_ref, atol=1e-3, rtol=1e-3)
         torch.testing.assert_close(f_st, f_on, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["store", "memory"])
+def test_precomputed_features_skip_a_sequence_with_a_corrupt_frame(kind, tiny_synthetic, tmp_path, vit):
+    from dinosavi.data.badfiles import UnreadableFileError
+    from dinosavi.features.memory import FeatureClips
+
+    root = tmp_path / "davis"
+    shutil.copytree(tiny_synthetic, root)
+    corrupt = root / "JPEGImages" / "480p" / "synth-0000" / "00002.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+
+    def build(skip_bad: bool):
+        clips = DavisClips(root, "train", frames_per_clip=3, clips_per_video=2, size=(64, 64), skip_bad=skip_bad)
+        if kind == "memory":
+            return FeatureClips(clips, vit, ResizeRule(size=(64, 64)), batch_size=4)
+        return StoreClips(clips, FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN))
+
+    with pytest.raises(UnreadableFileError, match=str(corrupt)):
+        build(skip_bad=False)
+    clips = build(skip_bad=True)
+    assert set(clips.bad) == {0} and [(s.video, s.path) for s in clips.take_skips()] == [(0, str(corrupt))]
+    for a, b in ((0, 2), (1, 3)):  # synth-0000's clip slots come from synth-0001
+        torch.testing.assert_close(clips[a]["features"], clips[b]["features"])
