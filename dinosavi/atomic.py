@@ -4,17 +4,20 @@ Every writer in the package (CSVs, JSON, PNGs, JPEGs, MP4s, safetensors shards a
 writes to a temporary file beside its target and renames it over the target only when it succeeded.
 An ``OSError`` on the way (a full disk, a read-only folder) is re-raised with a message naming the
 target and saying that the previous file, if any, is unchanged; the temporary file is removed.
+
+:func:`remove_on_failure` does the same for a whole output folder: files a failed run wrote are removed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_atomic"]
+__all__ = ["atomic_path", "remove_on_failure", "write_atomic"]
 
 
 def _write_error(path: Path, error: OSError, existed: bool) -> OSError:
@@ -63,3 +66,26 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
 
+
+@contextmanager
+def remove_on_failure(folder: str | Path) -> Iterator[None]:
+    """Remove what the block added under ``folder`` if it raises; files that were there before stay.
+
+    For runs whose outputs are only useful complete (an evaluation's PNGs, CSVs and report): a run that
+    fails part-way leaves the folder as it found it (the log and config written before stay).
+    """
+    folder = Path(folder)
+    existed = folder.is_dir()
+    before = set(folder.rglob("*")) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if folder.is_dir():
+            for path in sorted(set(folder.rglob("*")) - before, key=lambda p: len(p.parts)):  # parents first
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)  # a new folder holds only new files
+                elif path.exists() or path.is_symlink():
+                    path.unlink(missing_ok=True)
+            if not existed and not any(folder.iterdir()):
+                folder.rmdir()
+        raise

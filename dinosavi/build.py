@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -29,6 +30,7 @@ __all__ = [
     "build_model",
     "build_sequences",
     "build_train_dataset",
+    "check_data_root",
     "ensure_dataset",
     "resolve_device",
     "resolve_split",
@@ -37,6 +39,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DATASETS = ("davis", "synthetic", "videos", "movi")
+_LAYOUTS = {
+    "davis": "a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/",
+    "synthetic": "a DAVIS-layout folder (generated there when absent)",
+    "movi": "a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/",
+    "videos": "a folder of .mp4, .webm or .avi files",
+}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,19 +101,34 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
     )
 
 
-def ensure_dataset(cfg: DataConfig) -> None:
-    """Generate the synthetic set at ``data.root`` when it is absent; check the name otherwise."""
+def check_data_root(cfg: DataConfig) -> None:
+    """Check that ``data.name`` is known and ``data.root`` is a folder.
+
+    Raises:
+        ValueError: an unknown dataset name.
+        FileNotFoundError: ``data.root`` is missing (names the key, the path and the expected layout).
+    """
     if cfg.name not in DATASETS:
         raise ValueError(f"Unknown dataset `{cfg.name}`; expected one of {DATASETS}")
-    if cfg.name == "synthetic":
-        from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
-
-        s = cfg.synthetic
-        spec = SyntheticSpec(
-            num_videos=s.num_videos, num_frames=s.num_frames, height=s.height, width=s.width,
-            val_videos=s.val_videos, seed=s.seed,
+    if not Path(cfg.root).is_dir():
+        raise FileNotFoundError(
+            f"data.root={cfg.root} is not a folder (data={cfg.name}); expected {_LAYOUTS[cfg.name]}"
         )
-        ensure_synthetic(cfg.root, spec)
+
+
+def ensure_dataset(cfg: DataConfig) -> None:
+    """Generate the synthetic set at ``data.root`` when it is absent; check the name and the root otherwise."""
+    if cfg.name != "synthetic":
+        check_data_root(cfg)
+        return
+    from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    s = cfg.synthetic
+    spec = SyntheticSpec(
+        num_videos=s.num_videos, num_frames=s.num_frames, height=s.height, width=s.width,
+        val_videos=s.val_videos, seed=s.seed,
+    )
+    ensure_synthetic(cfg.root, spec)
 
 
 def build_train_dataset(
@@ -140,12 +163,13 @@ def build_train_dataset(
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
     MOVi frame folders (``movi``)."""
+    if cfg.name == "videos":
+        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
+    check_data_root(cfg)
     if cfg.name == "movi":
         from dinosavi.data.movi import MoviDataset
 
         return MoviDataset(cfg.root, split)
-    if cfg.name == "videos":
-        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
     return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
 
 

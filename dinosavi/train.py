@@ -45,7 +45,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
-from dinosavi.build import build_encoder, build_model, build_train_dataset, resolve_device, resolve_split
+from dinosavi.build import (
+    build_encoder,
+    build_model,
+    build_train_dataset,
+    ensure_dataset,
+    resolve_device,
+    resolve_split,
+)
 from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from dinosavi.data.badfiles import BadFileIndex, Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
@@ -94,6 +101,7 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     config_dict: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 
+    ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
     encoder = build_encoder(cfg.encoder).to(device)
     if cfg.model.bgfg and encoder.num_heads is None:
         raise ValueError(

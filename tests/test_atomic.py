@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from dinosavi.atomic import atomic_path, write_atomic
+from dinosavi.atomic import atomic_path, remove_on_failure, write_atomic
 
 
 def test_write_atomic_replaces_and_creates_folders(tmp_path):
@@ -43,3 +43,23 @@ def test_os_error_names_the_target_and_keeps_its_errno(tmp_path, monkeypatch):
         write_atomic(tmp_path / "fresh.json", "new")
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
 
+
+def test_remove_on_failure_removes_only_what_the_block_added(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "old.png").write_bytes(b"kept")
+    (tmp_path / "dinosavi.log").write_text("log")
+    with pytest.raises(ValueError, match="bad mask"), remove_on_failure(tmp_path):
+        (tmp_path / "results" / "new.png").write_bytes(b"partial")
+        (tmp_path / "overlays" / "seq").mkdir(parents=True)
+        (tmp_path / "overlays" / "seq" / "0.jpg").write_bytes(b"partial")
+        raise ValueError("bad mask")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "dinosavi.log", "results", "results/old.png"]
+    with remove_on_failure(tmp_path):
+        (tmp_path / "done.csv").write_text("ok")
+    assert (tmp_path / "done.csv").is_file()
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ValueError), remove_on_failure(fresh):
+        (fresh / "a").mkdir(parents=True)
+        raise ValueError
+    assert not fresh.exists()

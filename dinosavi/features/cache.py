@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from dinosavi.build import check_data_root
 from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
@@ -253,6 +254,7 @@ def run_cache(cfg: DictConfig, run_dir: Path, encoder: FrozenEncoder) -> CacheSt
     """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``."""
     if not cfg.features.store:
         raise ValueError("mode=cache needs features.store=<folder>")
+    check_data_root(cfg.data)
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     wanted = resolutions(list(cfg.features.resolutions), size, cfg.eval.short_side, encoder.patch_size)
     if cfg.data.name == "videos":
