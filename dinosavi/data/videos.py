@@ -243,7 +243,9 @@ class ClipIndex(Dataset):
                 self._found.append(skip)
 
     def mark_known_bad(self, known_bad: Mapping[str, BadFile]) -> None:
-        """Mark the videos one of whose files is listed in ``known_bad``."""
+        """With ``skip_bad``, mark the videos one of whose files is listed in ``known_bad``."""
+        if not (self.skip_bad and known_bad):
+            return
         for video, paths in enumerate(self._files()):
             for path in paths:
                 if str(path) in known_bad:
