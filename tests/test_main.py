@@ -128,7 +128,7 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "eval-garbage-resume": (("mode=eval", "resume={not_safetensors}", "data.root={davis}"),
                             r"{not_safetensors} is not a readable safetensors checkpoint"),
     "eval-extra-slots-cnn": (("mode=eval", "resume={cnn}", "data.root={davis}", "eval.num_extra_slots=2", *EVAL),
-                             r"eval\.num_extra_slots=2 .* encoder `efficientnet_lite0` has no CLS token"),
+                             r"eval\.num_extra_slots needs the CLS-attention .*=2\); encoder `efficientnet_lite0`"),
     "propagate-rgb-mask": (("mode=propagate", "encoder=vit_tiny_random", "data.root={davis}", "data.split=rgbmask",
                             "propagate.short_side=64", *EVAL), r"{davis}/Annotations/480p/rgbmask/00002\.png has PIL"),
     "propagate-missing-root": (("mode=propagate", "encoder=vit_tiny_random", "data.root={missing}"),
@@ -142,7 +142,7 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "score-wrong-size-mask": (("mode=score", "results={results}", "data.root={davis}", "data.split=wrongsize"),
                               r"{davis}/Annotations/480p/wrongsize/00003\.png is 80x72"),
 }
-SUBPROCESS = {"train-missing-root", "eval-wrong-size-mask", "unknown-mode"}  # through `python -m dinosavi` itself
+SUBPROCESS = {"eval-wrong-size-mask", "unknown-mode"}  # through `python -m dinosavi` itself
 
 
 def _fill(text: str, inputs: Inputs, escape: bool = False) -> str:

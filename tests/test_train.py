@@ -232,6 +232,7 @@ def test_ctrl_c_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
 
 
 def test_sigusr1_finishes_the_step_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
+    """SIGUSR1 (a requeue warning) arriving mid-step: the step finishes, a checkpoint is saved, exit 138."""
     def requeue(out):
         os.kill(os.getpid(), signal.SIGUSR1)  # arrives during the 3rd step's forward pass
         return out
@@ -245,12 +246,7 @@ def test_sigusr1_finishes_the_step_saves_and_exits(tiny_synthetic, tmp_path, mon
     last = tmp_path / "run" / "checkpoints" / "last.safetensors"
     assert load_checkpoint(last).step == 3
     assert (tmp_path / "run" / "checkpoints" / "step-0000003.safetensors").is_file()
-    monkeypatch.undo()
-    resumed = load_checkpoint(_train(tiny_synthetic, tmp_path / "resumed", f"resume={last}"))
-    full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", "hparam=demo", "train.max_steps=5"))
-    assert resumed.step == 5
-    for key, value in full.model.items():
-        assert torch.equal(resumed.model[key], value), key
+    assert load_checkpoint(last).optimizer is not None  # resumable (that resuming is exact: the SIGTERM test)
 
 
 def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):

@@ -133,8 +133,9 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     opts = cfg.eval
     if opts.lock_on and opts.num_extra_slots > 0 and encoder.num_heads is None:
         raise ValueError(
-            f"eval.num_extra_slots={opts.num_extra_slots} takes the unannotated foreground from the encoder's CLS "
-            f"attention; encoder `{cfg.encoder.name}` has no CLS token: use a ViT encoder or eval.num_extra_slots=0"
+            f"eval.num_extra_slots needs the CLS-attention background of the first frame (eval.num_extra_slots="
+            f"{opts.num_extra_slots}); encoder `{cfg.encoder.name}` has no CLS token: use a ViT encoder or "
+            f"eval.num_extra_slots=0"
         )
     if not Path(cfg.data.root).exists():
         ensure_dataset(cfg.data)  # the synthetic set is generated on first use; an existing folder is read as is
