@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DATASETS = ("davis", "synthetic", "videos", "movi")
 _LAYOUTS = {
     "davis": "a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/",
-    "synthetic": "a DAVIS-layout folder (generated there when absent)",
+    "synthetic": "a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
     "movi": "a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/",
     "videos": "a folder of .mp4, .webm or .avi files",
 }
