@@ -57,9 +57,11 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    """``mode=help`` (or no arguments) prints help without making a run directory; else Hydra runs."""
+    """``mode=help``, or no ``mode=`` (``python -m dinosavi seed=1``), prints help without making a run
+    directory; else Hydra runs (also for Hydra's own flags such as ``--cfg job``)."""
     args = sys.argv[1:]
-    if not args or "mode=help" in args:
+    sets_mode = any(a.split("=", 1)[0].lstrip("+~") == "mode" for a in args)
+    if "mode=help" in args or not (sets_mode or any(a.startswith("-") for a in args)):
         from dinosavi.modes import print_help
 
         print_help([a for a in args if a != "mode=help"])

@@ -6,12 +6,15 @@ Modules elsewhere take plain typed arguments; these functions read the config se
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
 from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
+from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
@@ -28,6 +31,7 @@ __all__ = [
     "build_model",
     "build_sequences",
     "build_train_dataset",
+    "check_data_root",
     "ensure_dataset",
     "resolve_device",
     "resolve_split",
@@ -36,6 +40,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DATASETS = ("davis", "synthetic", "videos", "movi")
+_LAYOUTS = {
+    "davis": "a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/",
+    "synthetic": "a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
+    "movi": "a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/",
+    "videos": "a folder of .mp4, .webm or .avi files",
+}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,28 +107,49 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
     )
 
 
-def ensure_dataset(cfg: DataConfig) -> None:
-    """Generate the synthetic set at ``data.root`` when it is absent; check the name otherwise."""
+def check_data_root(cfg: DataConfig) -> None:
+    """Check that ``data.name`` is known and ``data.root`` is a folder.
+
+    Raises:
+        ValueError: an unknown dataset name.
+        FileNotFoundError: ``data.root`` is missing (names the key, the path and the expected layout).
+    """
     if cfg.name not in DATASETS:
         raise ValueError(f"Unknown dataset `{cfg.name}`; expected one of {DATASETS}")
-    if cfg.name == "synthetic":
-        from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
-
-        s = cfg.synthetic
-        spec = SyntheticSpec(
-            num_videos=s.num_videos, num_frames=s.num_frames, height=s.height, width=s.width,
-            val_videos=s.val_videos, seed=s.seed,
+    if not Path(cfg.root).is_dir():
+        raise FileNotFoundError(
+            f"data.root={cfg.root} is not a folder (data={cfg.name}); expected {_LAYOUTS[cfg.name]}"
         )
-        ensure_synthetic(cfg.root, spec)
 
 
-def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule) -> ClipIndex:
+def ensure_dataset(cfg: DataConfig) -> None:
+    """Generate the synthetic set at ``data.root`` when it is absent; check the name and the root otherwise."""
+    if cfg.name != "synthetic":
+        check_data_root(cfg)
+        return
+    from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    s = cfg.synthetic
+    spec = SyntheticSpec(
+        num_videos=s.num_videos, num_frames=s.num_frames, height=s.height, width=s.width,
+        val_videos=s.val_videos, seed=s.seed,
+    )
+    ensure_synthetic(cfg.root, spec)
+
+
+def build_train_dataset(
+    cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule,
+    known_bad: Mapping[str, BadFile] | None = None,
+) -> ClipIndex:
     """What training iterates over: raw clips ``(T, 3, H, W)`` uint8 (encoded online by the trainer), or
     dicts of ``frames`` and precomputed ``features`` when ``features.store`` (read from the on-disk
     store, missing frames encoded and written first) or ``features.in_memory`` is set.
+
+    Unreadable files are skipped (``skip_bad``, see :mod:`dinosavi.data.badfiles`); ``known_bad`` lists
+    files (by path) to skip without reading them.
     """
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
-    clips = build_clip_dataset(cfg.data, split, size, cfg.seed)
+    clips = build_clip_dataset(cfg.data, split, size, cfg.seed, skip_bad=True, known_bad=known_bad)
     if cfg.features.store:
         from dinosavi.data.videos import FrameClips, VideoClips
         from dinosavi.features.cache import StoreClips
@@ -138,24 +169,29 @@ def build_train_dataset(cfg: DictConfig, split: str, encoder: FrozenEncoder, rul
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
     MOVi frame folders (``movi``)."""
+    if cfg.name == "videos":
+        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
+    check_data_root(cfg)
     if cfg.name == "movi":
         from dinosavi.data.movi import MoviDataset
 
         return MoviDataset(cfg.root, split)
-    if cfg.name == "videos":
-        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
     return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
 
 
-def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed: int) -> ClipIndex:
-    """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips."""
+def build_clip_dataset(
+    cfg: DataConfig, split: str, size: tuple[int, int], seed: int, skip_bad: bool = False,
+    known_bad: Mapping[str, BadFile] | None = None,
+) -> ClipIndex:
+    """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips.
+    ``skip_bad`` and ``known_bad`` as in :class:`dinosavi.data.videos.FrameClips`."""
     ensure_dataset(cfg)
     if cfg.name == "videos":
         from dinosavi.data.videos import VideoClips
 
         return VideoClips(
             cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed,
+            clips_per_video=cfg.clips_per_video, size=size, seed=seed, skip_bad=skip_bad, known_bad=known_bad,
         )
     if cfg.name == "movi":
         from dinosavi.data.movi import MoviDataset
@@ -163,11 +199,13 @@ def build_clip_dataset(cfg: DataConfig, split: str, size: tuple[int, int], seed:
 
         return FrameClips(
             MoviDataset(cfg.root, split), frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root,
+            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root, skip_bad=skip_bad,
+            known_bad=known_bad,
         )
     from dinosavi.data.videos import DavisClips
 
     return DavisClips(
         cfg.root, split, frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
         clips_per_video=cfg.clips_per_video, size=size, seed=seed, year=cfg.year, quality=cfg.quality,
+        skip_bad=skip_bad, known_bad=known_bad,
     )

@@ -1,13 +1,21 @@
 """Checkpoints as safetensors: weights, optimizer state and RNG states, with the resolved config inside.
 
 One file holds everything needed to rebuild the model (the config is stored in the safetensors
-metadata as JSON) and to continue training. Files are written to a temporary name and renamed, so a
-crash never leaves a half-written checkpoint under the final name.
+metadata as JSON) and to continue training. Files are written to a temporary name, flushed to disk
+and renamed, so a crash, a full disk or a read-only folder never leaves a half-written checkpoint
+under the final name and never touches the previous one.
+
+Integrity: the metadata records a sha256 of every tensor (its dtype, shape and bytes) and a sha256 of
+the metadata JSON itself; loading recomputes both, so one flipped byte anywhere in the tensor data
+(or in the config) is an error naming the file and the tensor. Checkpoints written before digests
+existed (format ``dinosavi-checkpoint/1``) still load, with a warning that they cannot be verified.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +23,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from dinosavi.atomic import atomic_path
 
-__all__ = ["FORMAT", "Checkpoint", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint"]
+__all__ = ["FORMAT", "Checkpoint", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint",
+           "tensor_digest"]
 
-FORMAT = "dinosavi-checkpoint/1"
+log = logging.getLogger(__name__)
+
+FORMAT = "dinosavi-checkpoint/2"
+LEGACY_FORMAT = "dinosavi-checkpoint/1"  # no digests: loads with a warning
 
 
 @dataclass
@@ -119,6 +131,19 @@ def _rng_from_file(tensors: dict[str, Tensor], meta: dict[str, Any]) -> dict[str
     return state
 
 
+def tensor_digest(tensor: Tensor) -> str:
+    """sha256 over a CPU tensor's dtype, shape and bytes (as safetensors stores them)."""
+    t = tensor.detach().contiguous()
+    digest = hashlib.sha256(f"{t.dtype}|{tuple(t.shape)}|".encode())
+    if t.numel():
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _meta_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def save_checkpoint(
     path: str | Path,
     model: nn.Module,
@@ -129,7 +154,8 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+    """Write a checkpoint atomically (temporary file in the same folder, flushed, then renamed), with a
+    sha256 digest of every tensor and of the metadata.
 
     Args:
         path: destination ``.safetensors`` file.
@@ -143,9 +169,12 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        OSError: the file could not be written (full disk, read-only folder); the message names the
+            file, and an existing checkpoint at ``path`` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config, "extra": extra or {}}
     if optimizer is not None:
@@ -156,8 +185,10 @@ def save_checkpoint(
     if rng is not None:
         rng_tensors, meta["rng"] = _rng_to_file(rng)
         tensors.update(rng_tensors)
-    metadata = {"format": FORMAT, "dinosavi": json.dumps(meta)}
-    with atomic_path(path) as tmp:
+    meta["digests"] = {name: tensor_digest(t) for name, t in tensors.items()}
+    text = json.dumps(meta)
+    metadata = {"format": FORMAT, "dinosavi": text, "dinosavi_sha256": _meta_digest(text)}
+    with atomic_path(path, fsync=True) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path
 
@@ -165,24 +196,26 @@ def save_checkpoint(
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    Every tensor is checked against the digest recorded when it was saved (see the module docstring);
+    a checkpoint of the legacy format, which has none, loads with a warning.
+
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a dinosavi checkpoint or is damaged.
+        ValueError: the file is not a dinosavi checkpoint, or it is damaged: truncated, unreadable, or a
+            tensor (named) or the metadata does not match its digest.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path} is not a readable safetensors checkpoint: {e}") from e
-    if metadata.get("format") != FORMAT or "dinosavi" not in metadata:
+    if metadata.get("format") not in (FORMAT, LEGACY_FORMAT) or "dinosavi" not in metadata:
         raise ValueError(f"{path} is not a dinosavi checkpoint (expected metadata format {FORMAT!r})")
-    meta = json.loads(metadata["dinosavi"])
+    meta = _verified_meta(path, metadata, tensors)
     groups: dict[str, dict[str, Tensor]] = {"model": {}, "optimizer": {}, "rng": {}}
     for key, value in tensors.items():
         prefix, rest = key.split(".", 1)
@@ -196,6 +229,29 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         rng=_rng_from_file(groups["rng"], meta["rng"]) if "rng" in meta else None,
         extra=meta.get("extra", {}),
     )
+
+
+def _verified_meta(path: Path, metadata: dict[str, str], tensors: dict[str, Tensor]) -> dict[str, Any]:
+    """The checkpoint's JSON metadata, after checking it and every tensor against their digests."""
+    text = metadata["dinosavi"]
+    if metadata["format"] == LEGACY_FORMAT:
+        log.warning("%s was written before checkpoints carried digests (format %s); its tensors cannot be "
+                    "verified. Save it again to add them.", path, LEGACY_FORMAT)
+        return json.loads(text)
+    if metadata.get("dinosavi_sha256") != _meta_digest(text):
+        raise ValueError(f"{path} is damaged: its metadata (config, step, digests) does not match the sha256 "
+                         f"recorded when it was saved")
+    meta = json.loads(text)
+    digests: dict[str, str] = meta.get("digests", {})
+    unknown = sorted(set(tensors) ^ set(digests))
+    if unknown:
+        raise ValueError(f"{path} is damaged: tensor `{unknown[0]}` is "
+                         f"{'not recorded in its digests' if unknown[0] in tensors else 'missing'}")
+    for name, tensor in tensors.items():
+        if tensor_digest(tensor) != digests[name]:
+            raise ValueError(f"{path} is damaged: tensor `{name}` {tuple(tensor.shape)} does not match the sha256 "
+                             f"recorded when it was saved (a changed byte); use another checkpoint")
+    return meta
 
 
 def _is_json(value: Any) -> bool:

@@ -59,6 +59,8 @@ class DataConfig:
 
     ``split`` None means the mode's default: ``train`` for training, ``val`` for evaluation.
     ``frame_rate`` resamples video files (``data=videos``); None keeps every frame.
+    ``max_bad_fraction``: training skips videos with unreadable files and stops with an error only when
+    their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
     """
 
     name: str = MISSING
@@ -72,6 +74,7 @@ class DataConfig:
     stride: int = 1
     clips_per_video: int = 4
     frame_rate: float | None = None
+    max_bad_fraction: float = 0.01
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 

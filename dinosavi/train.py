@@ -8,6 +8,19 @@ Launched with ``torchrun --nproc_per_node=N -m dinosavi mode=train ...`` the loo
 process takes ``data.batch_size / N`` clips of every global batch, and random slot initialisations are
 drawn for the global batch, so N processes follow the loss curve of one process up to float rounding.
 Only rank 0 writes TensorBoard logs and checkpoints.
+
+Unreadable files (see :mod:`dinosavi.data.badfiles`): a video with an unreadable or truncated file is
+skipped, logged with its path, counted in TensorBoard (``data/skipped_videos``) and listed on disk so
+later runs do not read it again; past ``data.max_bad_fraction`` of the videos training saves a
+checkpoint and stops with an error. Data-loader workers hand what they skipped to the main process
+with each batch.
+
+Interruptions: Ctrl-C (SIGINT) saves a checkpoint and re-raises. SIGTERM, which cluster schedulers send
+before they kill a job, and SIGUSR1, which some send before a requeue, finish the current step, save a
+resumable checkpoint and exit with status ``128 + signal`` (143, 138); ``resume=<last.safetensors>``
+continues exactly where the run stopped. Under torchrun the processes agree on the step to stop at.
+Data-loader workers ignore both signals, so a signal sent to the whole process group cannot kill them
+mid-batch.
 """
 
 from __future__ import annotations
@@ -15,9 +28,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 from typing import Any
 
 import torch
@@ -26,19 +42,31 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
-from dinosavi.build import build_encoder, build_model, build_train_dataset, resolve_device, resolve_split
+from dinosavi.build import (
+    build_encoder,
+    build_model,
+    build_train_dataset,
+    ensure_dataset,
+    resolve_device,
+    resolve_split,
+)
 from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dinosavi.data.badfiles import BadFileIndex, Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
+from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.viz.overlay import mask_grid
 
-__all__ = ["PRECISIONS", "train"]
+__all__ = ["PRECISIONS", "STOP_SIGNALS", "train"]
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +77,10 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
     Args:
         cfg: the resolved config (schema :class:`dinosavi.config.Config`).
         run_dir: where TensorBoard logs and ``checkpoints/`` go (rank 0 only).
+
+    Raises:
+        SystemExit: status ``128 + signal`` after SIGTERM or SIGUSR1, once a resumable checkpoint is saved.
+        KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
     ddp = _Distributed.from_env()
     try:
@@ -69,6 +101,7 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     config_dict: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
 
+    ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
     encoder = build_encoder(cfg.encoder).to(device)
     if cfg.model.bgfg and encoder.num_heads is None:
         raise ValueError(
@@ -81,7 +114,12 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     if ddp.world_size > 1:
         objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
     rule = ResizeRule(size=size)
-    dataset = build_train_dataset(cfg, split, encoder, rule)
+    bad_files = BadFileIndex(cfg.data.root)
+    dataset = build_train_dataset(cfg, split, encoder, rule, known_bad=bad_files.load())
+    skipped = SkipLog(cfg.data.root, dataset.num_found, cfg.data.max_bad_fraction, bad_files)
+    skipped.add(dataset.take_skips())
+    if skipped.over_limit:
+        raise skipped.error()
     global_batch = cfg.data.batch_size
     if global_batch % ddp.world_size:
         raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the "
@@ -116,10 +154,14 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.safetensors"
 
+    saved_at = -1
+
     def save(name: str) -> Path:
+        nonlocal saved_at
         path = ckpt_dir / f"{name}.safetensors"
-        if ddp.rank != 0:
+        if ddp.rank != 0 or saved_at == step:
             return path
+        saved_at = step
         extra = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "grad_scaler": scaler.state_dict()}
         save_checkpoint(path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
         save_checkpoint(last_path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
@@ -127,10 +169,11 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
         return path
 
     model.train()
+    stopped: signal.Signals | None = None
     columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
+        with _StopSignals() as stop, Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
             task = progress.add_task("train", total=cfg.train.max_steps, completed=step, loss=float("nan"))
             while step < cfg.train.max_steps:
                 dataset.set_epoch(epoch)
@@ -139,12 +182,16 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                     rank=ddp.rank, world_size=ddp.world_size, batch_size=batch_size,
                 )
                 loader = DataLoader(
-                    dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+                    _WithSkips(dataset), batch_size=batch_size, sampler=sampler, drop_last=True,
+                    collate_fn=_collate_with_skips,
                     num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
                     generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
+                    worker_init_fn=_ignore_stop_signals,
                 )
-                for batch in loader:
+                for batch, skips in loader:
                     t0 = time.perf_counter()
+                    for skip in skipped.add(skips):
+                        dataset.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
                     clips, features, cls_attention = _features(batch, encoder, rule, cfg.encoder.batch_size, device)
                     with autocast:
                         out: ClipLoss = objective(features, cls_attention, (ddp.rank, ddp.world_size))
@@ -171,13 +218,23 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
                         writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
                         writer.add_scalar("train/grad_norm", grad_norm.item(), step)
                         writer.add_scalar("train/clips_per_s", global_batch / (time.perf_counter() - t0), step)
+                        writer.add_scalar("data/skipped_videos", skipped.count, step)
                         writer.add_image("masks", mask_grid(clips[0, 0], out.alpha[0, 0].detach().float()), step)
                     if step % cfg.train.save_every == 0 and step < cfg.train.max_steps:
                         save(f"step-{step:07d}")
                     if step >= cfg.train.max_steps:
                         break
+                    stop_now, too_many_bad = ddp.any(stop.received is not None, skipped.over_limit)
+                    if too_many_bad:
+                        save(f"step-{step:07d}")
+                        raise skipped.error(f"; training stopped at step {step} (continue with resume={last_path})")
+                    if stop_now:
+                        stopped = stop.received or signal.SIGTERM  # None: a signal reached another process
+                        break
                 else:
                     epoch, batch_in_epoch = epoch + 1, 0
+                if stopped is not None:
+                    break
     except KeyboardInterrupt:
         log.warning("interrupted at step %d; saving", step)
         save(f"step-{step:07d}")
@@ -187,7 +244,65 @@ def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
     final = save(f"step-{step:07d}")
     if writer is not None:
         writer.close()
+    if skipped.count:
+        log.warning("skipped %d of %d videos of %s as unreadable (listed in %s)", skipped.count, skipped.num_videos,
+                    cfg.data.root, bad_files.path)
+    if stopped is not None:
+        log.warning("received %s: stopped at step %d of %d and saved %s; continue with resume=%s",
+                    stopped.name, step, cfg.train.max_steps, final, last_path)
+        raise SystemExit(128 + stopped)
     return final
+
+
+class _WithSkips(Dataset):
+    """The items of ``dataset``, each with the skips found while reading it, so that the main process
+    learns about unreadable files that data-loader workers met."""
+
+    def __init__(self, dataset: ClipIndex) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, list[Skip]]:
+        item = self.dataset[index]
+        return item, self.dataset.take_skips()
+
+
+def _collate_with_skips(items: list[tuple[Any, list[Skip]]]) -> tuple[Any, list[Skip]]:
+    """Batch the items as the default collate does; gather their skips in one list."""
+    return default_collate([item for item, _ in items]), [skip for _, skips in items for skip in skips]
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGUSR1 into a flag the loop reads after each step (so the checkpoint is taken
+    between steps, never inside one); restores the previous handlers on exit. Installed only in the main
+    thread, where Python delivers signals."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:
+            self.received = signal.Signals(signum)
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM/SIGUSR1 to the main process, which stops them."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 class _Objective(nn.Module):
@@ -208,6 +323,7 @@ class _Distributed:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
     def from_env(cls) -> _Distributed:
@@ -219,9 +335,18 @@ class _Distributed:
 
     def init(self, device: torch.device) -> None:
         """Join the process group (NCCL on CUDA, gloo on CPU) when launched with several processes."""
+        self.device = device
         if self.world_size > 1 and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             log.info("process %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
+
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Whether each flag is set in any process (one all-reduce under torchrun), so all act at one step."""
+        if self.world_size == 1:
+            return flags
+        values = torch.tensor([float(f) for f in flags], device=self.device)
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in values.tolist())
 
     def mean(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
         """Scalars averaged over the processes (one all-reduce), detached, as float32."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
-from dinosavi.atomic import atomic_path, write_atomic
+from dinosavi.atomic import atomic_path, remove_on_failure, write_atomic
 
 
 def test_write_atomic_replaces_and_creates_folders(tmp_path):
@@ -23,3 +25,41 @@ def test_failure_keeps_the_old_file_and_cleans_up(tmp_path):
         raise RuntimeError("encoder died")
     assert target.read_bytes() == b"saved by the user"
     assert [p.name for p in tmp_path.iterdir()] == ["result.png"]
+
+
+def test_os_error_names_the_target_and_keeps_its_errno(tmp_path, monkeypatch):
+    target = tmp_path / "manifest.json"
+    write_atomic(target, "old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)
+    with pytest.raises(OSError, match=rf"Cannot write {target}: No space left on device; the previous manifest"
+                       ) as info:
+        write_atomic(target, "new")
+    assert info.value.errno == errno.ENOSPC
+    with pytest.raises(OSError, match="nothing was written"):
+        write_atomic(tmp_path / "fresh.json", "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
+
+
+def test_remove_on_failure_removes_only_what_the_block_added(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "old.png").write_bytes(b"kept")
+    (tmp_path / "dinosavi.log").write_text("log")
+    with pytest.raises(ValueError, match="bad mask"), remove_on_failure(tmp_path):
+        (tmp_path / "results" / "new.png").write_bytes(b"partial")
+        (tmp_path / "overlays" / "seq").mkdir(parents=True)
+        (tmp_path / "overlays" / "seq" / "0.jpg").write_bytes(b"partial")
+        raise ValueError("bad mask")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "dinosavi.log", "results", "results/old.png"]
+    with remove_on_failure(tmp_path):
+        (tmp_path / "done.csv").write_text("ok")
+    assert (tmp_path / "done.csv").is_file()
+    fresh = tmp_path / "fresh"
+    with pytest.raises(ValueError), remove_on_failure(fresh):
+        (fresh / "a").mkdir(parents=True)
+        raise ValueError
+    assert not fresh.exists()

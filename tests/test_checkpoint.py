@@ -1,9 +1,14 @@
+"""Checkpoints: exact round trips, atomic writes, digests that catch a flipped byte, legacy files, errors."""
+
+import errno
 import json
+import logging
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
-from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dinosavi.checkpoint import LEGACY_FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
 
 
 def _setup():
@@ -61,10 +66,122 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("dinosavi.checkpoint.save_file", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=rf"Cannot write {path}: disk full; the previous w.safetensors is unchanged"):
         save_checkpoint(path, model, {"v": 2}, 1)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+    assert load_checkpoint(path).config == {"v": 1}
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync", "rename"])
+def test_full_disk_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch, failing):
+    model, opt, sched = _setup()
+    _step(model, opt, sched)
+    path = save_checkpoint(tmp_path / "last.safetensors", model, {"v": 1}, 1, opt, sched, capture_rng())
+    before = path.read_bytes()
+    no_space = OSError(errno.ENOSPC, "No space left on device")
+
+    def fail(*args, **kwargs):
+        raise no_space
+
+    target = {"write": "dinosavi.checkpoint.save_file", "fsync": "os.fsync", "rename": "os.replace"}[failing]
+    monkeypatch.setattr(target, fail)
+    with pytest.raises(OSError, match=rf"Cannot write {path}: No space left on device; the previous") as info:
+        save_checkpoint(path, model, {"v": 2}, 2, opt, sched, capture_rng())
+    assert info.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
+    assert load_checkpoint(path).step == 1
+
+
+def test_read_only_folder_is_named(tmp_path, monkeypatch):
+    model, _, _ = _setup()
+    path = save_checkpoint(tmp_path / "w.safetensors", model, {"v": 1}, 0)
+
+    def read_only(*args, **kwargs):  # what mkstemp meets in a read-only folder (chmod does not stop root)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    with pytest.raises(PermissionError, match=rf"Cannot write {path}: Permission denied; the previous"):
+        save_checkpoint(path, model, {"v": 2}, 1)
+    monkeypatch.undo()
+    assert load_checkpoint(path).config == {"v": 1}
+
+
+def _data_layout(path):
+    """(start of the data section, {tensor name: (begin, end)} offsets into it) of a safetensors file."""
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    return 8 + size, {k: tuple(v["data_offsets"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def _flip(path, position):
+    data = bytearray(path.read_bytes())
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def full_checkpoint(tmp_path):
+    model, opt, sched = _setup()
+    _step(model, opt, sched)
+    return save_checkpoint(tmp_path / "c.safetensors", model, {"model": {"x": 1}}, 1, opt, sched, capture_rng())
+
+
+def test_one_flipped_byte_anywhere_in_the_tensor_data_fails_naming_the_tensor(full_checkpoint):
+    clean = full_checkpoint.read_bytes()
+    start, offsets = _data_layout(full_checkpoint)
+    end = start + max(e for _, e in offsets.values())
+    positions = sorted({*range(start, end, max(1, (end - start) // 97)), end - 1})
+    assert len(positions) > 90
+    for position in positions:
+        full_checkpoint.write_bytes(clean)
+        _flip(full_checkpoint, position)
+        (name,) = [k for k, (b, e) in offsets.items() if b <= position - start < e]
+        with pytest.raises(ValueError, match=rf"{full_checkpoint} is damaged: tensor `{name}`"):
+            load_checkpoint(full_checkpoint)
+    full_checkpoint.write_bytes(clean)
+    assert load_checkpoint(full_checkpoint).step == 1
+
+
+def test_a_flipped_byte_in_the_header_fails(full_checkpoint):
+    clean = full_checkpoint.read_bytes()
+    start, _ = _data_layout(full_checkpoint)
+    for position in range(0, start, max(1, start // 151)):
+        full_checkpoint.write_bytes(clean)
+        _flip(full_checkpoint, position)
+        with pytest.raises(ValueError, match=str(full_checkpoint)):
+            load_checkpoint(full_checkpoint)
+
+
+def test_changed_config_fails(full_checkpoint):
+    tensors = load_file(str(full_checkpoint))
+    from safetensors import safe_open
+
+    with safe_open(str(full_checkpoint), framework="pt") as f:
+        metadata = f.metadata()
+    metadata["dinosavi"] = metadata["dinosavi"].replace('"x": 1', '"x": 2')
+    save_file(tensors, str(full_checkpoint), metadata=metadata)
+    with pytest.raises(ValueError, match="damaged: its metadata"):
+        load_checkpoint(full_checkpoint)
+
+
+def test_legacy_checkpoint_loads_with_a_warning(full_checkpoint, caplog):
+    from safetensors import safe_open
+
+    tensors = load_file(str(full_checkpoint))
+    with safe_open(str(full_checkpoint), framework="pt") as f:
+        meta = json.loads(f.metadata()["dinosavi"])
+    del meta["digests"]
+    legacy = full_checkpoint.with_name("legacy.safetensors")
+    save_file(tensors, str(legacy), metadata={"format": LEGACY_FORMAT, "dinosavi": json.dumps(meta)})
+    with caplog.at_level(logging.WARNING, logger="dinosavi.checkpoint"):
+        ckpt = load_checkpoint(legacy)
+    assert "cannot be verified" in caplog.text and str(legacy) in caplog.text
+    assert ckpt.step == 1 and ckpt.optimizer is not None
+    for key, value in load_checkpoint(full_checkpoint).model.items():
+        assert torch.equal(ckpt.model[key], value)
 
 
 def test_bad_files_are_named(tmp_path):

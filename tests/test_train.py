@@ -1,5 +1,7 @@
 """Training: one step of every preset, TensorBoard and checkpoints, exact resume, DDP, failures."""
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -159,6 +161,37 @@ def test_sigkill_then_resume_is_bit_exact(tiny_synthetic, tmp_path):
         assert torch.equal(resumed.optimizer["state"][key]["exp_avg"], value["exp_avg"])  # type: ignore[index]
 
 
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_is_bit_exact(tiny_synthetic, tmp_path):
+    """A scheduler's SIGTERM to the whole process group (data-loader worker included) mid-run: a resumable
+    checkpoint, exit status 143, and resuming ends with the weights of an uninterrupted run."""
+    common = [f"hparam={HEADLINE}", *SMALL, "train.max_steps=8", "data.batch_size=2", "train.save_every=2"]
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dinosavi", *_cli_overrides(tiny_synthetic, run, *common, "data.num_workers=1")],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    last = run / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    stopped_at = load_checkpoint(last).step
+    assert 2 <= stopped_at < 8, "training ended before the signal"
+    assert (run / "checkpoints" / f"step-{stopped_at:07d}.safetensors").is_file()
+    log = (run / "dinosavi.log").read_text()
+    assert f"received SIGTERM: stopped at step {stopped_at} of 8" in log and "Traceback" not in stderr
+    resumed = load_checkpoint(_train(tiny_synthetic, tmp_path / "resumed", f"resume={last}"))
+    full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", *common))
+    assert resumed.step == full.step == 8
+    for key, value in full.model.items():
+        assert torch.equal(resumed.model[key], value), key
+    for key, value in full.optimizer["state"].items():  # type: ignore[index]
+        assert torch.equal(resumed.optimizer["state"][key]["exp_avg"], value["exp_avg"])  # type: ignore[index]
+
+
 def _fail_at(monkeypatch, call: int, make) -> None:
     """Make the ``call``-th clip loss of a run go wrong with ``make(out)``."""
     from dinosavi.models.slot_model import SlotModel
@@ -196,6 +229,24 @@ def test_ctrl_c_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
         _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=5", "train.save_every=10")
     assert load_checkpoint(tmp_path / "checkpoints" / "last.safetensors").step == 2
     assert (tmp_path / "checkpoints" / "step-0000002.safetensors").is_file()
+
+
+def test_sigusr1_finishes_the_step_saves_and_exits(tiny_synthetic, tmp_path, monkeypatch):
+    """SIGUSR1 (a requeue warning) arriving mid-step: the step finishes, a checkpoint is saved, exit 138."""
+    def requeue(out):
+        os.kill(os.getpid(), signal.SIGUSR1)  # arrives during the 3rd step's forward pass
+        return out
+
+    before = signal.getsignal(signal.SIGUSR1)
+    _fail_at(monkeypatch, 3, requeue)
+    with pytest.raises(SystemExit) as info:
+        _train(tiny_synthetic, tmp_path / "run", "hparam=demo", "train.max_steps=5", "train.save_every=10")
+    assert info.value.code == 128 + signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) == before  # the handler is the caller's again
+    last = tmp_path / "run" / "checkpoints" / "last.safetensors"
+    assert load_checkpoint(last).step == 3
+    assert (tmp_path / "run" / "checkpoints" / "step-0000003.safetensors").is_file()
+    assert load_checkpoint(last).optimizer is not None  # resumable (that resuming is exact: the SIGTERM test)
 
 
 def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
@@ -257,3 +308,82 @@ def test_headline_preset_trains_on_a_folder_of_mp4_files(tmp_path):
     ckpt = load_checkpoint(run_train(cfg, tmp_path / "run", overrides))
     assert ckpt.step == 2 and ckpt.config["data"]["name"] == "videos"
     assert all(torch.isfinite(v).all() for v in ckpt.model.values())
+
+
+def _video_overrides(root: Path, *extra: str) -> list[str]:
+    return [
+        "mode=train", f"hparam={HEADLINE}", *SMALL, "encoder=vit_tiny_random", "data=videos", f"data.root={root}",
+        "data.batch_size=2", "data.clips_per_video=2", "train.input_size=[48,64]", "train.log_every=1", *extra,
+    ]
+
+
+def _train_videos(run_dir: Path, overrides: list[str]) -> Path:
+    cfg = compose_config(*overrides)
+    seed_everything(cfg.seed)
+    return run_train(cfg, run_dir, overrides)
+
+
+@pytest.fixture
+def broken_videos(tmp_path):
+    """A Kinetics-like folder: three good .mp4 files, a truncated one, a zero-byte one and one whose frame
+    data is garbled (it opens; decoding fails, so it is found while training)."""
+    from tests.data.test_videos import write_broken_videos, write_video
+
+    root = tmp_path / "kinetics"
+    for name in ("abseiling/a.mp4", "abseiling/b.mp4", "juggling/c.mp4"):
+        write_video(root / name, num_frames=50, fps=25)
+    return root, write_broken_videos(root / "juggling")
+
+
+def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp_path, monkeypatch, caplog):
+    from dinosavi.data.badfiles import INDEX_NAME
+
+    root, bad = broken_videos
+    # 4 openable videos x 2 clips / batch 2 = 4 steps per epoch: 6 steps cross into a second epoch
+    overrides = _video_overrides(root, "train.max_steps=6", "data.max_bad_fraction=0.6")
+    import dinosavi.data.videos as videos
+
+    decoded: list[str] = []
+    iter_frames = videos._iter_frames
+    monkeypatch.setattr(videos, "_iter_frames", lambda path, rate: decoded.append(path.name) or iter_frames(path, rate))
+    with caplog.at_level(logging.WARNING):
+        first = load_checkpoint(_train_videos(tmp_path / "first", overrides))
+    assert first.step == 6
+    for path in bad.values():
+        assert f"skipping unreadable file {path}" in caplog.text
+    assert decoded.count("garbled.mp4") == 1  # found bad once, not retried in the next epoch
+    assert _tb_scalars(tmp_path / "first", "data/skipped_videos")[-1] == 3
+    listed = json.loads((root / INDEX_NAME).read_text())["files"]
+    assert sorted(listed) == ["juggling/empty.mp4", "juggling/garbled.mp4", "juggling/truncated.mp4"]
+
+    # bad files found in a data-loader worker reach the main process the same way
+    (root / INDEX_NAME).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        workers = load_checkpoint(_train_videos(tmp_path / "workers", [*overrides, "data.num_workers=1"]))
+    assert f"skipping unreadable file {bad['garbled']}" in caplog.text
+    assert _tb_scalars(tmp_path / "workers", "data/skipped_videos")[-1] == 3
+
+    # a later run reads the list: the broken files are neither opened nor decoded, and the clips are the same
+    decoded.clear()
+    probed: list[str] = []
+    probe = videos._probe_length
+    monkeypatch.setattr(videos, "_probe_length", lambda path, rate: probed.append(path.name) or probe(path, rate))
+    listed_run = load_checkpoint(_train_videos(tmp_path / "listed", overrides))
+    assert "garbled.mp4" not in decoded and "empty.mp4" not in probed and "truncated.mp4" not in probed
+    for key, value in first.model.items():
+        assert torch.equal(workers.model[key], value) and torch.equal(listed_run.model[key], value), key
+
+
+def test_too_many_broken_files_stop_training_with_a_clear_error(broken_videos, tmp_path):
+    root, bad = broken_videos
+    with pytest.raises(ValueError, match=r"2 of the 6 videos .* data.max_bad_fraction=0.01") as info:
+        _train_videos(tmp_path / "start", _video_overrides(root, "train.max_steps=2"))
+    assert str(bad["empty"]) in str(info.value) and str(bad["truncated"]) in str(info.value)
+    # found while training: a resumable checkpoint, then the error
+    bad["empty"].unlink()
+    bad["truncated"].unlink()
+    with pytest.raises(ValueError, match=r"1 of the 4 videos .*garbled\.mp4.*training stopped at step \d+ "
+                                         r"\(continue with resume=.*last\.safetensors\)"):
+        _train_videos(tmp_path / "run", _video_overrides(root, "train.max_steps=6", "data.max_bad_fraction=0.2"))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors").step >= 1

@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from dinosavi.atomic import atomic_path
+from dinosavi.data.badfiles import UnreadableFileError
 
 __all__ = [
     "DECODE_THREADS",
@@ -116,7 +117,7 @@ def open_image(path: Path) -> Image.Image:
 
     Raises:
         FileNotFoundError: The file does not exist (names it).
-        ValueError: The file is corrupt or not an image (names it).
+        UnreadableFileError: (a ValueError) The file is corrupt, truncated or not an image (names it).
     """
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
@@ -124,7 +125,7 @@ def open_image(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"Cannot read image {path}: corrupt or not an image ({error})") from error
+        raise UnreadableFileError(path, f"Cannot read image {path}: corrupt or not an image ({error})") from error
     return image
 
 
@@ -156,7 +157,9 @@ def read_frames(paths: SequenceABC[str | Path], num_threads: int = DECODE_THREAD
         (T, 3, H, W) uint8 RGB.
 
     Raises:
-        ValueError: No paths, a corrupt image, or frames of different sizes (names the file).
+        UnreadableFileError: (a ValueError) A corrupt image, or a frame whose size differs from the
+            first's (names the file).
+        ValueError: No paths.
     """
     if len(paths) == 0:
         raise ValueError("read_frames got no image paths; expected at least one frame")
@@ -168,8 +171,8 @@ def read_frames(paths: SequenceABC[str | Path], num_threads: int = DECODE_THREAD
     expected = arrays[0].shape
     for path, array in zip(paths, arrays):
         if array.shape != expected:
-            raise ValueError(
-                f"Frame {path} has size {array.shape[1]}x{array.shape[0]} (WxH); expected "
+            raise UnreadableFileError(
+                path, f"Frame {path} has size {array.shape[1]}x{array.shape[0]} (WxH); expected "
                 f"{expected[1]}x{expected[0]} like {paths[0]}"
             )
     stacked = torch.from_numpy(np.stack(arrays))  # (T, H, W, 3)

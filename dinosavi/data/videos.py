@@ -4,6 +4,13 @@ Clip positions are a pure function of ``(seed, epoch, video)``: call ``set_epoch
 epoch (in the main process, before the DataLoader workers start, i.e. without
 ``persistent_workers``) to get new clips; the same ``(seed, epoch)`` gives the same clips.
 Videos shorter than one clip are skipped with a logged warning.
+
+Unreadable files (see :mod:`dinosavi.data.badfiles`): a video file that cannot even be opened is
+dropped when the dataset is built (``excluded``). With ``skip_bad`` (training), a clip whose video
+turns out unreadable later is replaced by the same clip slot of the next readable video and the
+video is marked bad (``bad``); files listed as bad (``known_bad``) are not read again. Without it,
+an unreadable file is an error naming it. Either way clip positions do not depend on when a file was
+found bad, so a resumed run draws the clips an uninterrupted one draws.
 """
 
 from __future__ import annotations
@@ -11,9 +18,10 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -22,6 +30,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
+from dinosavi.data.badfiles import BadFile, Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, SequenceDataset, read_frames
 
 __all__ = [
@@ -77,10 +86,10 @@ def _iter_frames(path: Path, frame_rate: float | None) -> Iterator[np.ndarray]:
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as error:
-        raise ValueError(f"Cannot open video {path}: {error}") from error
+        raise UnreadableFileError(path, f"Cannot open video {path}: {error}") from error
     with container:
         if not container.streams.video:
-            raise ValueError(f"{path} has no video stream; expected a video file")
+            raise UnreadableFileError(path, f"{path} has no video stream; expected a video file")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate or 25)
@@ -98,7 +107,7 @@ def _iter_frames(path: Path, frame_rate: float | None) -> Iterator[np.ndarray]:
                     yield image
                     target += 1
         except av.error.FFmpegError as error:
-            raise ValueError(f"Cannot decode video {path}: {error}") from error
+            raise UnreadableFileError(path, f"Cannot decode video {path}: {error}") from error
 
 
 def _check_rate(frame_rate: float | None) -> None:
@@ -118,12 +127,12 @@ def decode_video(path: str | Path, frame_rate: float | None = None) -> Tensor:
         (T, 3, H, W) uint8 RGB.
 
     Raises:
-        ValueError: The file cannot be opened or decoded, or holds no frames.
+        UnreadableFileError: (a ValueError) The file cannot be opened or decoded, or holds no frames.
     """
     _check_rate(frame_rate)
     frames = list(_iter_frames(Path(path), frame_rate))
     if not frames:
-        raise ValueError(f"Video {path} has no decodable frames")
+        raise UnreadableFileError(path, f"Video {path} has no decodable frames")
     return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -154,13 +163,30 @@ def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class ClipIndex(Dataset):
-    """Shared clip bookkeeping: ``len = videos * clips_per_video``, starts per (seed, epoch, video)."""
+    """Shared clip bookkeeping: ``len = videos * clips_per_video``, starts per (seed, epoch, video), and
+    the skipping of unreadable videos (see the module docstring).
+
+    Subclasses implement :meth:`_clip` and set ``sources`` (the file or folder of each video).
+
+    Attributes:
+        skip_bad: replace the clips of unreadable videos instead of raising.
+        bad: video index -> why it is skipped.
+        excluded: files dropped when the dataset was built (``Skip.video == -1``).
+        num_found: videos found, dropped ones included (the denominator of the skipped share).
+    """
 
     def __init__(
-        self, lengths: list[int], frames_per_clip: int, stride: int, clips_per_video: int, seed: int
+        self, lengths: list[int], frames_per_clip: int, stride: int, clips_per_video: int, seed: int,
+        skip_bad: bool = False,
     ) -> None:
         self.lengths, self.frames_per_clip, self.stride = lengths, frames_per_clip, stride
         self.clips_per_video, self.seed, self.epoch = clips_per_video, seed, 0
+        self.skip_bad = skip_bad
+        self.sources: list[Path] = []
+        self.bad: dict[int, Skip] = {}
+        self.excluded: list[Skip] = []
+        self.num_found = len(lengths)
+        self._found: list[Skip] = []  # skips not yet handed to the trainer
 
     def set_epoch(self, epoch: int) -> None:
         """Select the clips of ``epoch`` (deterministic given the seed)."""
@@ -173,16 +199,73 @@ class ClipIndex(Dataset):
         """Every frame of video ``video`` (after resampling): ``(T, 3, H, W)`` uint8 at the clip size."""
         raise NotImplementedError
 
+    def _clip(self, video: int, start: int) -> Any:
+        """The clip of ``video`` that starts at frame ``start``; raises ``UnreadableFileError``."""
+        raise NotImplementedError
+
+    def _start(self, video: int, clip: int) -> int:
+        rng = np.random.default_rng([self.seed, self.epoch, video])
+        starts = clip_starts(
+            self.lengths[video], self.frames_per_clip, self.stride, self.clips_per_video, rng
+        )
+        return starts[clip]
+
     def _locate(self, index: int) -> tuple[int, int]:
         """(video index, start frame) of clip ``index``."""
         if not 0 <= index < len(self):
             raise IndexError(f"clip index {index} out of range for {len(self)} clips")
         video, clip = divmod(index, self.clips_per_video)
-        rng = np.random.default_rng([self.seed, self.epoch, video])
-        starts = clip_starts(
-            self.lengths[video], self.frames_per_clip, self.stride, self.clips_per_video, rng
-        )
-        return video, starts[clip]
+        return video, self._start(video, clip)
+
+    def __getitem__(self, index: int) -> Any:
+        """Clip ``index``; with ``skip_bad``, the same clip slot of the next readable video when its own
+        video is unreadable."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
+        video, clip = divmod(index, self.clips_per_video)
+        for offset in range(len(self.lengths)):
+            candidate = (video + offset) % len(self.lengths)
+            if candidate in self.bad:
+                continue
+            try:
+                return self._clip(candidate, self._start(candidate, clip))
+            except UnreadableFileError as error:
+                if not self.skip_bad:
+                    raise
+                self.mark_bad(Skip(candidate, str(error.path), str(error)))
+        raise ValueError(f"every video of this dataset is unreadable: {sorted(s.path for s in self.bad.values())}")
+
+    def mark_bad(self, skip: Skip, report: bool = True) -> None:
+        """Skip video ``skip.video`` from now on; ``report`` hands it to the next :meth:`take_skips`."""
+        if skip.video >= 0 and skip.video not in self.bad:
+            self.bad[skip.video] = skip
+            if report:
+                self._found.append(skip)
+
+    def mark_known_bad(self, known_bad: Mapping[str, BadFile]) -> None:
+        """With ``skip_bad``, mark the videos one of whose files is listed in ``known_bad``."""
+        if not (self.skip_bad and known_bad):
+            return
+        for video, paths in enumerate(self._files()):
+            for path in paths:
+                if str(path) in known_bad:
+                    self.mark_bad(Skip(video, str(path), known_bad[str(path)].reason))
+                    break
+
+    def _files(self) -> list[list[Path]]:
+        """The files of each video."""
+        return [[source] for source in self.sources]
+
+    def adopt_skips(self, source: ClipIndex) -> None:
+        """Take over ``source``'s record of unreadable videos (datasets built on its clip positions)."""
+        self.skip_bad, self.sources, self.num_found = source.skip_bad, source.sources, source.num_found
+        self.bad, self.excluded, self._found = dict(source.bad), source.excluded, source._found
+
+    def take_skips(self) -> list[Skip]:
+        """Skips found since the last call (in this process), dropped files included on the first call."""
+        found, self._found = self.excluded + self._found, []
+        self.excluded = []
+        return found
 
 
 def _keep_long_enough(
@@ -208,6 +291,8 @@ class FrameClips(ClipIndex):
         size: (H, W) output size.
         seed: Seed of the clip positions.
         root: Named in the error when no sequence is long enough.
+        skip_bad: Replace the clips of a sequence with an unreadable frame (training) instead of raising.
+        known_bad: Files listed as unreadable (by path): their sequences are skipped unread.
 
     Raises:
         ValueError: No sequence is long enough for one clip.
@@ -222,21 +307,28 @@ class FrameClips(ClipIndex):
         size: tuple[int, int] = (224, 224),
         seed: int = 0,
         root: str | Path = "the dataset",
+        skip_bad: bool = False,
+        known_bad: Mapping[str, BadFile] | None = None,
     ) -> None:
         paths = {name: source.frame_paths(name) for name in source.sequence_names}
         span = (frames_per_clip - 1) * stride + 1
         names, lengths = _keep_long_enough(Path(root), list(paths), [len(p) for p in paths.values()], span)
-        super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed)
+        super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed, skip_bad)
         self.size, self.sequence_names = size, names
         self.paths = [paths[name] for name in names]  # frame files of each kept sequence
+        self.sources = [p[0].parent for p in self.paths]
+        self.num_found = len(paths)
+        self.mark_known_bad(known_bad or {})
+
+    def _files(self) -> list[list[Path]]:
+        return self.paths
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
         return _resize(read_frames(self.paths[video]), self.size)
 
-    def __getitem__(self, index: int) -> Tensor:
-        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
-        video, start = self._locate(index)
+    def _clip(self, video: int, start: int) -> Tensor:
+        """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
         stop = start + (self.frames_per_clip - 1) * self.stride + 1
         return _resize(read_frames(self.paths[video][start : stop : self.stride]), self.size)
 
@@ -249,7 +341,7 @@ class DavisClips(FrameClips):
         split: Split file name, e.g. ``"train"``.
         year: Folder under ``ImageSets``.
         quality: Folder under ``JPEGImages``.
-        frames_per_clip, stride, clips_per_video, size, seed: as in :class:`FrameClips`.
+        frames_per_clip, stride, clips_per_video, size, seed, skip_bad, known_bad: as in :class:`FrameClips`.
 
     Raises:
         FileNotFoundError: Missing split file or sequence folder.
@@ -267,9 +359,12 @@ class DavisClips(FrameClips):
         seed: int = 0,
         year: str = "2017",
         quality: str = "480p",
+        skip_bad: bool = False,
+        known_bad: Mapping[str, BadFile] | None = None,
     ) -> None:
         davis = DavisDataset(root, split=split, year=year, quality=quality, annotations="none")
-        super().__init__(davis, frames_per_clip, stride, clips_per_video, size, seed, root=davis.root)
+        super().__init__(davis, frames_per_clip, stride, clips_per_video, size, seed, root=davis.root,
+                         skip_bad=skip_bad, known_bad=known_bad)
 
 
 def find_videos(root: Path) -> list[Path]:
@@ -299,9 +394,14 @@ class VideoClips(ClipIndex):
         size: (H, W) output size.
         seed: Seed of the clip positions.
         num_threads: Threads probing the videos' metadata.
+        skip_bad: Drop videos that cannot be opened and replace the clips of videos that fail to decode
+            later (training), instead of raising.
+        known_bad: Files listed as unreadable (by path): skipped without decoding them (those that could
+            not be opened are not opened again).
 
     Raises:
         FileNotFoundError: ``root`` is missing or holds no video file.
+        UnreadableFileError: A video cannot be opened (without ``skip_bad``; names it).
         ValueError: No video is long enough for one clip; ``frame_rate`` is not positive.
     """
 
@@ -314,30 +414,44 @@ class VideoClips(ClipIndex):
         size: tuple[int, int] = (224, 224),
         seed: int = 0,
         num_threads: int = 4,
+        skip_bad: bool = False,
+        known_bad: Mapping[str, BadFile] | None = None,
     ) -> None:
         _check_rate(frame_rate)
         self.root, self.frame_rate, self.size = Path(root), frame_rate, size
         videos = find_videos(self.root)
+        known_bad = known_bad or {}
+        self._unopenable = {p: b.reason for p, b in known_bad.items() if not b.opens} if skip_bad else {}
         with ThreadPoolExecutor(max(1, num_threads)) as pool:
-            lengths = list(pool.map(self._safe_probe, videos))
-        names, kept = _keep_long_enough(self.root, [str(v) for v in videos], lengths, frames_per_clip)
-        super().__init__(kept, frames_per_clip, 1, clips_per_video, seed)
+            probed = list(pool.map(self._safe_probe, videos))
+        excluded = [Skip(-1, str(v), error) for v, (_, error) in zip(videos, probed) if error is not None]
+        if excluded and not skip_bad:
+            raise UnreadableFileError(excluded[0].path, excluded[0].reason)
+        readable = [(v, n) for v, (n, error) in zip(videos, probed) if error is None]
+        if not readable:
+            raise ValueError(f"No video in {self.root} can be opened: {excluded[0].reason} ...")
+        names, kept = _keep_long_enough(self.root, [str(v) for v, _ in readable], [n for _, n in readable],
+                                        frames_per_clip)
+        super().__init__(kept, frames_per_clip, 1, clips_per_video, seed, skip_bad)
         self.videos = [Path(n) for n in names]
+        self.sources, self.excluded, self.num_found = self.videos, excluded, len(videos)
+        self.mark_known_bad(known_bad)
 
-    def _safe_probe(self, path: Path) -> int:
+    def _safe_probe(self, path: Path) -> tuple[int, str | None]:
+        """(frames, None), or (0, why) when the file cannot be opened (or was listed as such)."""
+        if str(path) in self._unopenable:
+            return 0, self._unopenable[str(path)]
         try:
-            return _probe_length(path, self.frame_rate)
+            return _probe_length(path, self.frame_rate), None
         except (av.error.FFmpegError, OSError) as error:
-            log.warning("Skipping unreadable video %s: %s", path, error)
-            return 0
+            return 0, f"Cannot open video {path}: {error}"
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of video ``video`` at ``frame_rate``: ``(T, 3, H, W)`` uint8 at ``size``."""
         return _resize(decode_video(self.videos[video], self.frame_rate), self.size)
 
-    def __getitem__(self, index: int) -> Tensor:
-        """Clip ``index``: (T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
-        video, start = self._locate(index)
+    def _clip(self, video: int, start: int) -> Tensor:
+        """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
         stop = start + self.frames_per_clip
         window: deque[np.ndarray] = deque(maxlen=self.frames_per_clip)  # the last T frames decoded
         for count, frame in enumerate(_iter_frames(self.videos[video], self.frame_rate), start=1):
@@ -345,7 +459,7 @@ class VideoClips(ClipIndex):
             if count == stop:
                 break
         if not window:
-            raise ValueError(f"Video {self.videos[video]} has no decodable frames")
+            raise UnreadableFileError(self.videos[video], f"Video {self.videos[video]} has no decodable frames")
         clip = list(window) + [window[-1]] * (self.frames_per_clip - len(window))
         tensor = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2).contiguous()
         return _resize(tensor, self.size)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.progress import Progress
 from torch import Tensor
 
+from dinosavi.atomic import remove_on_failure
 from dinosavi.build import (
     build_encoder,
     build_model,
@@ -130,6 +131,12 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     model.load_state_dict(ckpt.model, strict=True)
     model.eval()
     opts = cfg.eval
+    if opts.lock_on and opts.num_extra_slots > 0 and encoder.num_heads is None:
+        raise ValueError(
+            f"eval.num_extra_slots needs the CLS-attention background of the first frame (eval.num_extra_slots="
+            f"{opts.num_extra_slots}); encoder `{cfg.encoder.name}` has no CLS token: use a ViT encoder or "
+            f"eval.num_extra_slots=0"
+        )
     if not Path(cfg.data.root).exists():
         ensure_dataset(cfg.data)  # the synthetic set is generated on first use; an existing folder is read as is
     split = resolve_split(cfg.data, "eval")
@@ -217,7 +224,27 @@ def run_sequences(
     Returns:
         The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV, plus the discovery
         scores with ``unsupervised``).
+
+    Raises:
+        Whatever reading or segmenting a sequence raises (a missing frame, a mask of the wrong size or
+        mode, ...); the files this run wrote under ``out_dir`` are removed first, so a failed run
+        leaves no partial results.
     """
+    with remove_on_failure(out_dir):
+        return _run_sequences(dataset, segment, out_dir, split, title, options, details, protocol, max_proposals)
+
+
+def _run_sequences(
+    dataset: SequenceDataset,
+    segment: Callable[[Sequence], tuple[Tensor, Tensor | None]],
+    out_dir: Path,
+    split: str,
+    title: str,
+    options: DictConfig,
+    details: str,
+    protocol: str,
+    max_proposals: int,
+) -> dict[str, float]:
     table, discovery = ScoreTable(), DiscoveryTable()
     pending: list[Future[None]] = []
     outputs = RunOutputs(out_dir, title, videos=options.videos, report=options.report)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,8 @@ from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
+from dinosavi.build import check_data_root
+from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
@@ -117,10 +119,22 @@ class _Prepared:
     digests: list[str]
     missing: list[FeatureSpace]
     frames: Tensor | None
+    error: UnreadableFileError | None = None
 
 
-def _prepare(group: SourceGroup, store: FeatureStore, spaces: Sequence[FeatureSpace]) -> _Prepared:
-    """Hash the sources, verify the stored entries, decode the frames when some space lacks them."""
+def _prepare(group: SourceGroup, store: FeatureStore, spaces: Sequence[FeatureSpace],
+             skip_unreadable: bool = False) -> _Prepared:
+    """Hash the sources, verify the stored entries, decode the frames when some space lacks them.
+    With ``skip_unreadable`` an unreadable source is returned as ``error`` instead of raised."""
+    try:
+        return _prepare_group(group, store, spaces)
+    except UnreadableFileError as error:
+        if not skip_unreadable:
+            raise
+        return _Prepared(group, [], [], None, error)
+
+
+def _prepare_group(group: SourceGroup, store: FeatureStore, spaces: Sequence[FeatureSpace]) -> _Prepared:
     digests = group.digests(store)
     frames = None
     if digests is None:  # a video seen for the first time: its length comes from decoding it
@@ -136,13 +150,13 @@ def _prepare(group: SourceGroup, store: FeatureStore, spaces: Sequence[FeatureSp
 
 
 def _prefetch(groups: Sequence[SourceGroup], store: FeatureStore, spaces: Sequence[FeatureSpace],
-              depth: int = 2) -> Iterator[_Prepared]:
+              depth: int = 2, skip_unreadable: bool = False) -> Iterator[_Prepared]:
     """:func:`_prepare` each group on a background thread, ``depth`` groups ahead, in order."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         queue: list[Future[_Prepared]] = []
         try:
             for group in groups:
-                queue.append(pool.submit(_prepare, group, store, spaces))
+                queue.append(pool.submit(_prepare, group, store, spaces, skip_unreadable))
                 if len(queue) > depth:
                     yield queue.pop(0).result()
             while queue:
@@ -153,11 +167,13 @@ def _prefetch(groups: Sequence[SourceGroup], store: FeatureStore, spaces: Sequen
 
 
 def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: Sequence[SourceGroup],
-                   show_progress: bool = True) -> CacheStats:
+                   show_progress: bool = True,
+                   on_unreadable: Callable[[int, UnreadableFileError], None] | None = None) -> CacheStats:
     """Make sure every frame of ``groups`` is stored in every space; encode only what is missing or corrupt.
 
     The manifest is flushed on the way out, also when interrupted, so a rerun continues after the last
-    finished shard.
+    finished shard. An unreadable source is an error, or, with ``on_unreadable``, reported as
+    ``on_unreadable(group index, error)`` and given no digests.
     """
     stats, t0 = CacheStats(), time.perf_counter()
     total = None if any(g.video for g in groups) else sum(len(g.paths) for g in groups)
@@ -166,7 +182,13 @@ def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: 
     try:
         with Progress(*columns, disable=not show_progress) as progress:
             task = progress.add_task("cache", total=total, fps=0.0, encoded=0)
-            for prepared in _prefetch(groups, store, spaces):
+            for index, prepared in enumerate(_prefetch(groups, store, spaces,
+                                                       skip_unreadable=on_unreadable is not None)):
+                if prepared.error is not None:
+                    assert on_unreadable is not None
+                    on_unreadable(index, prepared.error)
+                    stats.digests.append([])
+                    continue
                 for space in prepared.missing:
                     assert prepared.frames is not None
                     space.write(prepared.group.name, prepared.digests, space.encode(prepared.frames))
@@ -199,15 +221,23 @@ class StoreClips(ClipIndex):
         else:
             self.groups = [SourceGroup(str(v), [v], video=True, frame_rate=source.frame_rate) for v in source.videos]
         self.source, self.space = source, space
-        stats = cache_features(space.store, [space], self.groups, show_progress=False)
+        readable = [v for v in range(len(self.groups)) if v not in source.bad]
+
+        def unreadable(index: int, error: UnreadableFileError) -> None:
+            source.mark_bad(Skip(readable[index], str(error.path), str(error)))
+
+        stats = cache_features(space.store, [space], [self.groups[v] for v in readable], show_progress=False,
+                               on_unreadable=unreadable if source.skip_bad else None)
         log.info("feature store %s: %d training frames, %d encoded now, in %.1f s", space.store.root,
                  stats.frames, stats.encoded, stats.seconds)
-        self.digests = stats.digests
-        super().__init__([len(d) for d in self.digests], source.frames_per_clip, source.stride,
-                         source.clips_per_video, source.seed)
+        self.digests: list[list[str]] = [[] for _ in self.groups]  # none for skipped videos
+        for video, digests in zip(readable, stats.digests):
+            self.digests[video] = digests
+        lengths = [len(d) if d else n for d, n in zip(self.digests, source.lengths)]
+        super().__init__(lengths, source.frames_per_clip, source.stride, source.clips_per_video, source.seed)
+        self.adopt_skips(source)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        video, start = self._locate(index)
+    def _clip(self, video: int, start: int) -> dict[str, Tensor]:
         picks = self.digests[video][start:start + (self.frames_per_clip - 1) * self.stride + 1:self.stride]
         stored = self.space.read(picks)
         if stored is None:  # corrupted since it was verified (logged): encode online, do not write from here
@@ -224,6 +254,7 @@ def run_cache(cfg: DictConfig, run_dir: Path, encoder: FrozenEncoder) -> CacheSt
     """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``."""
     if not cfg.features.store:
         raise ValueError("mode=cache needs features.store=<folder>")
+    check_data_root(cfg.data)
     size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
     wanted = resolutions(list(cfg.features.resolutions), size, cfg.eval.short_side, encoder.patch_size)
     if cfg.data.name == "videos":

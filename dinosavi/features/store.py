@@ -19,8 +19,9 @@ One shard holds a group of frames (a sequence or a video) of one *space* (encode
 ``features`` ``(T, D, h, w)`` and, when the encoder has it, ``cls_attention`` ``(T, heads, h, w)`` in
 fp16 (fp32 by option), plus uint8 ``frames`` thumbnails ``(T, 3, H', W')`` for the training resolution.
 Reading a clip is one file open and one read per tensor for consecutive frames. Shards and the
-manifest are written to a temporary name and renamed, so nothing half-written is ever read; a row whose
-CRC32 disagrees with the manifest (a flipped byte, a truncated file) is logged with its path, forgotten,
+manifest are written to a temporary name and renamed, so nothing half-written is ever read; a full
+disk or a read-only folder is an error naming the file, and what was stored before stays readable. A
+row whose CRC32 disagrees with the manifest (a flipped byte, a truncated file) is logged with its path, forgotten,
 and recomputed by the caller. One process writes a store at a time.
 
 Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
@@ -237,13 +238,23 @@ class FeatureStore:
             self._dirty = True
 
     def flush(self) -> None:
-        """Write the manifest atomically when it changed."""
+        """Write the manifest atomically when it changed.
+
+        Raises:
+            OSError: the manifest could not be written (full disk, read-only folder); the message names
+                it, the previous manifest stays, and the next flush tries again.
+        """
         with self._lock:
             if not self._dirty:
                 return
             data = {"version": STORE_VERSION, "entries": dict(self._entries), "lengths": dict(self._lengths)}
             self._dirty = False
-        write_atomic(self.manifest_path, json.dumps(data, separators=(",", ":")).encode())
+        try:
+            write_atomic(self.manifest_path, json.dumps(data, separators=(",", ":")).encode())
+        except OSError:
+            with self._lock:
+                self._dirty = True  # the manifest on disk is the previous one; the next flush retries
+            raise
         self._flushed = time.monotonic()
 
     def write(self, space: str, group: str, keys: Sequence[str], tensors: dict[str, Tensor]) -> Path:
@@ -257,6 +268,10 @@ class FeatureStore:
 
         Returns:
             The shard's path.
+
+        Raises:
+            OSError: the shard or the manifest could not be written; the message names the file. Entries
+                already stored, and the manifest on disk, stay as they were.
         """
         T = len(keys)
         if T == 0 or any(t.shape[0] != T for t in tensors.values()):

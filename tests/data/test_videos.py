@@ -1,8 +1,10 @@
-"""Clip sampling: DAVIS-layout clips, video decoding with PyAV, frame-rate resampling and errors."""
+"""Clip sampling: DAVIS-layout clips, video decoding with PyAV, frame-rate resampling, errors, and the
+skipping of unreadable files."""
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import av
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from dinosavi.data.badfiles import BadFile, UnreadableFileError
 from dinosavi.data.davis import read_frames
 from dinosavi.data.synthetic import SyntheticSpec, generate_synthetic
 from dinosavi.data.videos import DavisClips, VideoClips, _probe_length, clip_starts, decode_video
@@ -29,6 +32,24 @@ def write_video(path: Path, num_frames: int = 50, fps: int = 25) -> None:
             image[20:28, i : i + 8] = 255
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(stream.encode())
+
+
+def write_broken_videos(folder: Path) -> dict[str, Path]:
+    """Three broken ``.mp4`` files in ``folder``: ``truncated`` (its second half, with the index, cut off:
+    it cannot be opened), ``empty`` (zero bytes) and ``garbled`` (it opens, but its frame data is
+    overwritten: decoding fails at the first frame)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    good = folder / ".source.mp4"
+    write_video(good)
+    data = good.read_bytes()
+    good.unlink()
+    paths = {name: folder / f"{name}.mp4" for name in ("truncated", "empty", "garbled")}
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    paths["empty"].write_bytes(b"")
+    garbled = bytearray(data)
+    garbled[300:800] = b"\xff" * 500
+    paths["garbled"].write_bytes(bytes(garbled))
+    return paths
 
 
 def square_positions(frames: torch.Tensor) -> np.ndarray:
@@ -145,3 +166,77 @@ def test_davis_clips_resize_and_errors(synth_root: Path) -> None:
 def test_davis_clips_real_sample(davis_root: Path) -> None:
     clips = DavisClips(davis_root, "val", frames_per_clip=2, stride=3)
     assert len(clips) == 4 and clips[0].shape == (2, 3, 224, 224)
+
+
+@pytest.fixture
+def broken_root(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    root = tmp_path / "videos"
+    write_video(root / "good" / "one.mp4")
+    write_video(root / "good" / "two.mp4")
+    return root, write_broken_videos(root / "bad")
+
+
+def test_unreadable_videos_are_errors_without_skip_bad(broken_root) -> None:
+    root, bad = broken_root
+    with pytest.raises(UnreadableFileError, match=r"Cannot open video .*empty\.mp4"):
+        VideoClips(root, frames_per_clip=3, frame_rate=8)
+    bad["empty"].unlink()
+    bad["truncated"].unlink()
+    clips = VideoClips(root, frames_per_clip=3, frame_rate=8)
+    assert clips.sources[0] == bad["garbled"]
+    with pytest.raises(UnreadableFileError, match=r"Cannot decode video .*garbled\.mp4") as info:
+        clips[0]
+    assert info.value.path == bad["garbled"]
+
+
+def test_skip_bad_drops_unopenable_videos_and_replaces_undecodable_ones(broken_root) -> None:
+    root, _ = broken_root
+    clips = VideoClips(root, frames_per_clip=3, frame_rate=8, clips_per_video=2, skip_bad=True)
+    assert clips.num_found == 5 and len(clips) == 3 * 2  # garbled, one, two
+    assert sorted(Path(s.path).name for s in clips.excluded) == ["empty.mp4", "truncated.mp4"]
+    for epoch in (0, 1):
+        clips.set_epoch(epoch)
+        # the garbled video's clip slots are filled by the next readable video (one.mp4), same slot
+        assert torch.equal(clips[0], clips[2]) and torch.equal(clips[1], clips[3])
+        assert not torch.equal(clips[2], clips[3])
+    skips = clips.take_skips()
+    assert [(s.video, Path(s.path).name) for s in skips] == [(-1, "empty.mp4"), (-1, "truncated.mp4"),
+                                                             (0, "garbled.mp4")]
+    assert "Cannot decode" in skips[-1].reason and clips.take_skips() == []
+
+
+def test_listed_bad_videos_are_not_read_again_and_give_the_same_clips(broken_root, monkeypatch) -> None:
+    root, bad = broken_root
+    found = VideoClips(root, frames_per_clip=3, frame_rate=8, clips_per_video=2, skip_bad=True)
+    expected = [found[i] for i in range(len(found))]
+    opened: list[str] = []
+    import dinosavi.data.videos as videos
+
+    for name in ("_probe_length", "_iter_frames"):
+        original = getattr(videos, name)
+        monkeypatch.setattr(videos, name, lambda path, rate, f=original: opened.append(path.name) or f(path, rate))
+    known = {str(bad["empty"]): BadFile("cannot open", opens=False),
+             str(bad["truncated"]): BadFile("cannot open", opens=False),
+             str(bad["garbled"]): BadFile("cannot decode")}
+    listed = VideoClips(root, frames_per_clip=3, frame_rate=8, clips_per_video=2, skip_bad=True, known_bad=known)
+    assert [torch.equal(listed[i], e) for i, e in enumerate(expected)] == [True] * len(expected)
+    assert "empty.mp4" not in opened and "truncated.mp4" not in opened
+    assert opened.count("garbled.mp4") == 1  # its length is probed (it keeps its place), it is never decoded
+    assert set(listed.bad) == {0}
+
+
+def test_frame_clips_skip_a_sequence_with_a_corrupt_frame(synth_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "davis"
+    shutil.copytree(synth_root, root)
+    corrupt = root / "JPEGImages" / "480p" / "synth-0000" / "00005.jpg"
+    corrupt.write_bytes(corrupt.read_bytes()[:200])  # truncated JPEG
+    strict = DavisClips(root, "train", frames_per_clip=12, clips_per_video=2, size=(64, 96))
+    with pytest.raises(UnreadableFileError, match=str(corrupt)):
+        strict[0]
+    clips = DavisClips(root, "train", frames_per_clip=12, clips_per_video=2, size=(64, 96), skip_bad=True)
+    assert torch.equal(clips[0], clips[2]) and torch.equal(clips[1], clips[3])  # synth-0001 fills in
+    (skip,) = clips.take_skips()
+    assert (skip.video, skip.path) == (0, str(corrupt))
+    listed = DavisClips(root, "train", frames_per_clip=12, clips_per_video=2, size=(64, 96), skip_bad=True,
+                        known_bad={str(corrupt): BadFile(skip.reason)})
+    assert set(listed.bad) == {0} and torch.equal(listed[0], clips[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -129,6 +130,64 @@ def test_damaged_shard_is_reported_and_recomputed(damage, tiny_synthetic, tmp_pa
     torch.testing.assert_close(repaired.features, reference.features, atol=2e-3, rtol=1e-3)
 
 
+def test_one_flipped_byte_anywhere_in_the_tensor_data_is_caught(tiny_synthetic, tmp_path, vit, caplog):
+    group = davis_groups(tiny_synthetic, ["val"])[0]
+    digests = [file_digest(p) for p in group.paths]
+    FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).get(group.name, digests, group.decode)
+    (shard,) = (tmp_path / "store" / "shards").rglob("*.safetensors")
+    clean = shard.read_bytes()
+    start = 8 + int.from_bytes(clean[:8], "little")
+    positions = sorted({*range(start, len(clean), max(1, (len(clean) - start) // 61)), len(clean) - 1})
+    assert len(positions) > 60
+    for position in positions:
+        damaged = bytearray(clean)
+        damaged[position] ^= 0x01
+        shard.write_bytes(bytes(damaged))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dinosavi.features.store"):
+            assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests) is None, position
+        assert str(shard) in caplog.text and "checksum mismatch" in caplog.text
+    shard.write_bytes(clean)
+    assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(digests) is not None
+
+
+def test_failed_writes_keep_what_was_stored(tiny_synthetic, tmp_path, vit, monkeypatch):
+    """A full disk during a shard or manifest write: an error naming the file, earlier entries stay readable."""
+    first, second = davis_groups(tiny_synthetic, ["train"])[:2]
+    store = FeatureStore(tmp_path / "store")
+    space = FeatureSpace(store, vit, TRAIN)
+    keep = [file_digest(p) for p in first.paths]
+    reference, _ = space.get(first.name, keep, first.decode)
+    other = [file_digest(p) for p in second.paths]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("os.fsync", full)  # the shard's write fails
+    with pytest.raises(OSError, match=r"Cannot write .*shards.*\.safetensors: No space left on device"):
+        space.get(second.name, other, second.decode)
+    monkeypatch.undo()
+    write = FeatureStore.flush.__globals__["write_atomic"]
+
+    def manifest_fails(path, data):
+        if path.name == "manifest.json":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write(path, data)
+
+    monkeypatch.setitem(FeatureStore.flush.__globals__, "write_atomic", manifest_fails)
+    with pytest.raises(OSError, match="No space left on device"):
+        space.get(second.name, other, second.decode)  # the shard is written, the manifest is not
+    assert not list((tmp_path / "store").rglob("*.tmp"))
+    reopened = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN)
+    stored = reopened.read(keep)
+    assert stored is not None and torch.equal(stored.features, space.read(keep).features)
+    torch.testing.assert_close(stored.features, reference.features, atol=2e-3, rtol=1e-3)
+    assert reopened.read(other) is None
+    monkeypatch.undo()
+    store.flush()  # the failed flush left the manifest dirty: the next one records the second shard
+    assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(other) is not None
+
+
 def test_interrupted_run_resumes(tiny_synthetic, tmp_path, vit, monkeypatch):
     groups = davis_groups(tiny_synthetic, None)
     total = sum(len(g.paths) for g in groups)
@@ -229,3 +288,27 @@ def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
         torch.testing.assert_close(a_on, a_ref)
         torch.testing.assert_close(a_st, a_ref, atol=1e-3, rtol=1e-3)
         torch.testing.assert_close(f_st, f_on, atol=2e-3, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["store", "memory"])
+def test_precomputed_features_skip_a_sequence_with_a_corrupt_frame(kind, tiny_synthetic, tmp_path, vit):
+    from dinosavi.data.badfiles import UnreadableFileError
+    from dinosavi.features.memory import FeatureClips
+
+    root = tmp_path / "davis"
+    shutil.copytree(tiny_synthetic, root)
+    corrupt = root / "JPEGImages" / "480p" / "synth-0000" / "00002.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+
+    def build(skip_bad: bool):
+        clips = DavisClips(root, "train", frames_per_clip=3, clips_per_video=2, size=(64, 64), skip_bad=skip_bad)
+        if kind == "memory":
+            return FeatureClips(clips, vit, ResizeRule(size=(64, 64)), batch_size=4)
+        return StoreClips(clips, FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN))
+
+    with pytest.raises(UnreadableFileError, match=str(corrupt)):
+        build(skip_bad=False)
+    clips = build(skip_bad=True)
+    assert set(clips.bad) == {0} and [(s.video, s.path) for s in clips.take_skips()] == [(0, str(corrupt))]
+    for a, b in ((0, 2), (1, 3)):  # synth-0000's clip slots come from synth-0001
+        torch.testing.assert_close(clips[a]["features"], clips[b]["features"])
