@@ -95,7 +95,7 @@ def test_bad_checksum_is_named_by_pil(tmp_path: Path) -> None:
     path = tmp_path / "bad.png"
     path.write_bytes(bytes(data))
     assert png._read_unfiltered(bytes(data)) is None
-    with pytest.raises(ValueError, match="bad.png"):
+    with pytest.raises(ValueError, match=r"bad\.png"):
         read_palette_png(path)
 
 
@@ -104,5 +104,5 @@ def test_not_a_palette_png_is_named(tmp_path: Path) -> None:
     Image.fromarray(_labels()).save(path)  # mode L
     with pytest.raises(ValueError, match=r"grey\.png.*palette"):
         read_palette_png(path)
-    with pytest.raises(FileNotFoundError, match="missing.png"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.png"):
         read_palette_png(tmp_path / "missing.png")
