@@ -56,6 +56,26 @@ def test_equals_torch_path_bit_for_bit(seed: int, monkeypatch: pytest.MonkeyPatc
         np.testing.assert_array_equal(f, f_ref)
 
 
+@pytest.mark.parametrize("density", [0.001, 0.02])
+def test_isolated_pixels_and_thin_lines_equal_torch_path(density: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single pixels and 1-pixel lines anywhere in wide rows: every word offset holds a lone boundary."""
+    rng = np.random.default_rng(int(density * 1000))
+    shape = (3, 37, 301)
+    gt = np.zeros(shape, np.uint8)
+    pred = np.zeros(shape, np.uint8)
+    gt[rng.random(shape) < density] = 1
+    pred[rng.random(shape) < density] = 1
+    gt[:, 5, 17:250] = 2
+    pred[:, 5:30, 96] = 2
+    pred[1, :, 200 + np.arange(shape[1]) % 40] = 1
+    for radius in (0, 3, 8):
+        pairs = np.array([[1, 1], [2, 2]], np.int32)
+        j, f = compiled.pair_scores(gt, pred, pairs, 2, 2, radius)
+        j_ref, f_ref = _torch_scores(gt, pred, 2, radius, monkeypatch)
+        np.testing.assert_array_equal(j, j_ref)
+        np.testing.assert_array_equal(f, f_ref)
+
+
 def test_real_masks_equal_baseline(davis_root: Path) -> None:
     """DAVIS 480p annotations against shifted copies of themselves, as the toolkit scores them."""
     from dinosavi.data.png import read_palette_png
