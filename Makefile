@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 
 .PHONY: install demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py dinosavi/metrics/_jf.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@

@@ -1,4 +1,5 @@
-"""Benchmark DAVIS J/F scoring at 480p: dinosavi.metrics (torch, batched) vs. the per-frame NumPy/OpenCV baseline.
+"""Benchmark DAVIS J/F scoring at 480p: dinosavi.metrics (the compiled kernel when built, and the torch path)
+vs. the per-frame NumPy/OpenCV baseline.
 
 Run from the repository root: ``python benchmarks/bench_metrics.py [--device cpu]``.
 """
@@ -18,6 +19,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.baselines import davis_numpy
+from dinosavi.metrics import compiled
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
 
@@ -68,42 +70,43 @@ def main() -> None:
     gt_t = torch.from_numpy(gt).to(args.device)
     pred_t = torch.from_numpy(pred).to(args.device)
 
-    def ours() -> tuple[torch.Tensor, torch.Tensor]:
-        s = evaluate_semisupervised(gt_t, pred_t)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return s.j, s.f
+    def ours(kernel: str) -> tuple[np.ndarray, np.ndarray]:
+        saved = compiled._jf
+        if kernel == "torch":
+            compiled._jf = None  # the torch path, as without the compiled extension
+        try:
+            s = evaluate_semisupervised(gt_t, pred_t)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+        finally:
+            compiled._jf = saved
+        return s.j.cpu().numpy(), s.f.cpu().numpy()
 
-    Scores = tuple[np.ndarray, np.ndarray]
-
-    def interleaved(repeats: int) -> tuple[Scores, tuple[torch.Tensor, torch.Tensor], float, float]:
-        """Baseline and ours alternately, ``repeats`` times each; median seconds of each."""
-        base_out, ours_out = davis_numpy.evaluate_semisupervised(gt, pred), ours()
-        t_base, t_ours = [], []
-        for _ in range(repeats):
+    kernels = (["compiled"] if compiled.available() and args.device == "cpu" else []) + ["torch"]
+    runs: dict[str, list[float]] = {name: [] for name in ["baseline", *kernels]}
+    outputs = {"baseline": davis_numpy.evaluate_semisupervised(gt, pred), **{k: ours(k) for k in kernels}}
+    for _ in range(args.repeats):  # interleaved: baseline, compiled, torch, baseline, ...
+        for name in runs:
             t0 = time.perf_counter()
-            base_out = davis_numpy.evaluate_semisupervised(gt, pred)
-            t1 = time.perf_counter()
-            ours_out = ours()
-            t2 = time.perf_counter()
-            t_base.append(t1 - t0)
-            t_ours.append(t2 - t1)
-        return base_out, ours_out, float(np.median(t_base)), float(np.median(t_ours))
-
-    (j_b, f_b), (j_o, f_o), t_base, t_ours = interleaved(args.repeats)
-    diff = max(np.abs(j_o.cpu().numpy() - j_b).max(), np.abs(f_o.cpu().numpy() - f_b).max())
+            outputs[name] = davis_numpy.evaluate_semisupervised(gt, pred) if name == "baseline" else ours(name)
+            runs[name].append(time.perf_counter() - t0)
+    median = {name: float(np.median(ts)) for name, ts in runs.items()}
+    j_b, f_b = outputs["baseline"]
     per = n_obj * n_eval
     print(
         f"{n_obj} objects x {n_eval} evaluated frames at {gt.shape[1]}x{gt.shape[2]}, device={args.device}, "
         f"dtype={args.dtype}, torch threads={torch.get_num_threads()}"
     )
-    print(f"J mean {j_b.mean():.4f}  F mean {f_b.mean():.4f}  max |ours - baseline| = {diff:.3e}")
-    print(f"median of {args.repeats} interleaved runs each")
-    print(f"baseline (numpy+cv2, per frame/object): {t_base / per * 1e3:.3f} ms/frame/object")
-    print(f"ours (torch, batched):                  {t_ours / per * 1e3:.3f} ms/frame/object")
-    print(f"speed-up: {t_base / t_ours:.1f}x")
-    if diff > 1e-9:
-        raise SystemExit(f"values differ from the baseline by {diff}")
+    print(f"J mean {j_b.mean():.4f}  F mean {f_b.mean():.4f}; median of {args.repeats} interleaved runs each")
+    print(f"baseline (numpy+cv2, per frame/object): {median['baseline'] / per * 1e3:.3f} ms/frame/object")
+    for k in kernels:
+        j_o, f_o = outputs[k]
+        diff = max(np.abs(j_o - j_b).max(), np.abs(f_o - f_b).max())
+        print(f"ours, {k + ' kernel' if k == 'compiled' else 'torch path':<15}:        "
+              f"{median[k] / per * 1e3:.3f} ms/frame/object   speed-up {median['baseline'] / median[k]:.1f}x   "
+              f"max |ours - baseline| = {diff:.1e}")
+        if diff > 1e-9:
+            raise SystemExit(f"{k}: values differ from the baseline by {diff}")
     if args.proposals:
         unsupervised(gt, pred, args.proposals, args.device)
 

@@ -11,9 +11,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dinosavi.config import MODES, register_configs
-from dinosavi.utils import seed_everything
 
 log = logging.getLogger("dinosavi")
+
+# modes that never touch torch (scoring PNGs with the compiled kernel): seeding it would import it
+TORCH_FREE_MODES = ("score",)
 
 register_configs()
 
@@ -21,10 +23,12 @@ register_configs()
 @hydra.main(config_path="conf", config_name="main", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Run the mode named by ``cfg.mode`` in the run directory Hydra made."""
+    from dinosavi.utils import seed_everything  # numpy: not needed for mode=help
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed, torch_rng=cfg.mode not in TORCH_FREE_MODES)
     preset = f"the checkpoint's ({cfg.resume})" if cfg.resume else cfg.preset  # resume keeps the saved recipe
     log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, preset, cfg.seed, run_dir)
     if cfg.mode == "train":

@@ -210,10 +210,12 @@ class EvalConfig:
 @dataclass
 class ScoreConfig:
     """``mode=score``: ``protocol`` ``semi`` (first-frame objects) or ``unsupervised`` (ids are proposals,
-    at most ``max_proposals``, Hungarian-matched to the objects on J&F)."""
+    at most ``max_proposals``, Hungarian-matched to the objects on J&F). ``workers``: sequences scored
+    at once, in threads (0: one per core)."""
 
     protocol: str = "semi"
     max_proposals: int = 20
+    workers: int = 0
 
 
 @dataclass

@@ -7,7 +7,9 @@ Layout::
     root/ImageSets/<year>/<split>.txt                one sequence name per line
 
 The image readers here (:func:`read_rgb`, :func:`read_frames`) are shared by the clip datasets in
-:mod:`dinosavi.data.videos`.
+:mod:`dinosavi.data.videos`; palette PNGs are read and written by :mod:`dinosavi.data.png` (re-exported
+here). torch is imported only where frames become tensors, so listing a split and reading masks
+(``mode=score``) does not import it.
 """
 
 from __future__ import annotations
@@ -16,17 +18,16 @@ import os
 from collections.abc import Sequence as SequenceABC
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
-from torch import Tensor
 
-from dinosavi.atomic import atomic_path
 from dinosavi.data.badfiles import UnreadableFileError
+from dinosavi.data.png import davis_palette, open_image, read_palette_png, write_palette_png
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = [
     "DECODE_THREADS",
@@ -80,55 +81,6 @@ class SequenceDataset(Protocol):
         ...
 
 
-@cache
-def _davis_palette() -> np.ndarray:
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for index in range(256):
-        c, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((c >> 0) & 1) << shift
-            g |= ((c >> 1) & 1) << shift
-            b |= ((c >> 2) & 1) << shift
-            c >>= 3
-        palette[index] = (r, g, b)
-    return palette
-
-
-def davis_palette() -> np.ndarray:
-    """The standard PASCAL VOC / DAVIS colour map.
-
-    Returns:
-        (256, 3) uint8; id 0 is black, id 1 is (128, 0, 0), id 2 is (0, 128, 0).
-    """
-    return _davis_palette().copy()
-
-
-def _full_palette(flat: list[int] | None) -> np.ndarray:
-    """Pad a PIL palette (flat RGB list, maybe short) to (256, 3) with the DAVIS colour map."""
-    palette = davis_palette()
-    if flat:
-        colours = np.asarray(flat[: 256 * 3], dtype=np.uint8).reshape(-1, 3)
-        palette[: len(colours)] = colours
-    return palette
-
-
-def open_image(path: Path) -> Image.Image:
-    """Open and decode an image file.
-
-    Raises:
-        FileNotFoundError: The file does not exist (names it).
-        UnreadableFileError: (a ValueError) The file is corrupt, truncated or not an image (names it).
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"Image file not found: {path}")
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UnreadableFileError(path, f"Cannot read image {path}: corrupt or not an image ({error})") from error
-    return image
-
-
 def read_rgb(path: str | Path) -> np.ndarray:
     """Decode one image file as RGB.
 
@@ -175,59 +127,10 @@ def read_frames(paths: SequenceABC[str | Path], num_threads: int = DECODE_THREAD
                 path, f"Frame {path} has size {array.shape[1]}x{array.shape[0]} (WxH); expected "
                 f"{expected[1]}x{expected[0]} like {paths[0]}"
             )
+    import torch
+
     stacked = torch.from_numpy(np.stack(arrays))  # (T, H, W, 3)
     return stacked.permute(0, 3, 1, 2).contiguous()
-
-
-def read_palette_png(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a palette (mode "P") PNG whose pixel values are object ids.
-
-    Args:
-        path: The PNG file.
-
-    Returns:
-        labels (H, W) uint8 and palette (256, 3) uint8 (padded with the DAVIS colour map).
-
-    Raises:
-        FileNotFoundError: The file does not exist.
-        ValueError: The file is corrupt or not a palette PNG.
-    """
-    path = Path(path)
-    image = open_image(path)
-    if image.mode != "P":
-        raise ValueError(
-            f"Annotation {path} has PIL mode {image.mode!r}; expected a palette (mode P) PNG "
-            "whose values are object ids"
-        )
-    return np.asarray(image, dtype=np.uint8), _full_palette(image.getpalette())
-
-
-def write_palette_png(path: str | Path, labels: np.ndarray, palette: np.ndarray | None = None) -> None:
-    """Write object ids as a palette PNG, atomically (temp file in the same folder, then rename).
-
-    Args:
-        path: Destination PNG; its folder must exist.
-        labels: (H, W) integer object ids in [0, 255].
-        palette: (256, 3) uint8 colours; the DAVIS colour map when None.
-
-    Raises:
-        ValueError: Labels are not 2-D or hold values outside [0, 255]; the palette is not (N<=256, 3).
-    """
-    path = Path(path)
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise ValueError(f"write_palette_png({path}): expected (H, W) labels, got shape {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise ValueError(
-            f"write_palette_png({path}): labels must lie in [0, 255], got [{labels.min()}, {labels.max()}]"
-        )
-    colours = davis_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
-    if colours.ndim != 2 or colours.shape[1] != 3 or colours.shape[0] > 256:
-        raise ValueError(f"write_palette_png({path}): expected a (256, 3) palette, got {colours.shape}")
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(colours.reshape(-1).tolist())
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
 
 
 class DavisDataset:
@@ -314,6 +217,8 @@ class DavisDataset:
             ValueError: A corrupt image, a non-palette annotation, or frames whose size differs
                 from the annotations'.
         """
+        import torch
+
         frame_files = self.frame_paths(name)
         frame_names = [p.stem for p in frame_files]
         frames = read_frames(frame_files)  # (T, 3, H, W)

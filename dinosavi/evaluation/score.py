@@ -10,24 +10,35 @@ the scores and replaces the files atomically.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from dinosavi.data.davis import DavisDataset, read_palette_png
-from dinosavi.metrics.davis import VOID_LABEL, evaluate_semisupervised
-from dinosavi.metrics.matching import match_segments
+from dinosavi.data.davis import DavisDataset
+from dinosavi.data.png import read_palette_png
+from dinosavi.metrics import compiled
+from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import ScoreTable, format_table
 
-__all__ = ["PROTOCOLS", "run_score", "score_folder"]
+__all__ = ["PROTOCOLS", "default_workers", "run_score", "score_folder"]
 
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("semi", "unsupervised")
-_READ_THREADS = 4
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _read_stack(paths: list[Path], kind: str, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -40,8 +51,7 @@ def _read_stack(paths: list[Path], kind: str, size: tuple[int, int] | None = Non
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{kind} frame missing: {path}")
-    with ThreadPoolExecutor(min(_READ_THREADS, len(paths))) as pool:
-        arrays = [labels for labels, _ in pool.map(read_palette_png, paths)]
+    arrays = [read_palette_png(path)[0] for path in paths]
     expected = size or arrays[0].shape
     for path, array in zip(paths, arrays):
         if array.shape != expected:
@@ -60,6 +70,64 @@ def _check_ids(pred: np.ndarray, paths: list[Path], top: int, what: str) -> None
         raise ValueError(f"Result {paths[t]} holds id {int(per_frame[t])}; expected ids 0..{top} ({what})")
 
 
+def _kernel_scores(
+    gt: np.ndarray, pred: np.ndarray, num_objects: int, protocol: str, max_proposals: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(K, T') J and F of one sequence: the compiled kernel, or the torch path when it is not built."""
+    if compiled.available():
+        if protocol == "semi":
+            return compiled.semisupervised(gt, pred, num_objects)
+        j, f, _ = compiled.unsupervised(gt, pred, num_objects)
+        return j, f
+    import torch  # the fallback only: the compiled path never imports torch
+
+    from dinosavi.metrics.davis import evaluate_semisupervised
+    from dinosavi.metrics.matching import match_segments
+
+    g, p = torch.from_numpy(gt), torch.from_numpy(pred)
+    if protocol == "semi":
+        scores = evaluate_semisupervised(g, p, num_objects)
+        return scores.j.numpy(), scores.f.numpy()
+    matched = match_segments(g, p, max_proposals=max_proposals, num_objects=num_objects)
+    return matched.j.numpy(), matched.f.numpy()
+
+
+def _score_sequence(
+    ann_paths: list[Path], res_paths: list[Path], protocol: str, max_proposals: int
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Read one sequence's annotations and results, check the ids, score them: ``(K, j, f)``."""
+    gt = _read_stack(ann_paths, "Annotation")
+    pred = _read_stack(res_paths, "Result", size=gt.shape[1:])
+    first = gt[0]
+    num_objects = int(np.where(first == VOID_LABEL, 0, first).max())
+    if protocol == "semi":
+        _check_ids(pred[1:-1], res_paths[1:-1], num_objects, f"the objects of {ann_paths[0]}")
+    else:
+        _check_ids(pred, res_paths, max_proposals, f"score.max_proposals={max_proposals}")
+    j, f = _kernel_scores(gt, pred, num_objects, protocol, max_proposals)
+    return num_objects, j, f
+
+
+def _ordered_map(fn: Callable[[_In], _Out], items: Iterable[_In], workers: int) -> Iterator[_Out]:
+    """``map(fn, items)`` in ``workers`` threads, in order, with at most ``workers + 1`` items in flight
+    (so at most that many sequences' masks in memory). An error cancels the items not yet started."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(workers)
+    pending: deque[Future[_Out]] = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def score_folder(
     results_dir: str | Path,
     davis_root: str | Path,
@@ -68,12 +136,17 @@ def score_folder(
     quality: str = "480p",
     protocol: str = "semi",
     max_proposals: int = 20,
+    workers: int = 0,
 ) -> ScoreTable:
     """Per-object DAVIS statistics of every sequence of ``split`` in a results folder.
 
     ``semi``: frames 1..T-2 are scored against the objects of the first annotation. ``unsupervised``:
     the result ids are proposals (at most ``max_proposals``), matched to the annotated objects by the
     Hungarian algorithm on mean (J + F) / 2 over all frames. Nothing is written.
+
+    Sequences are read and scored in ``workers`` threads (the PNG inflater and the compiled kernel
+    release the interpreter lock), at most ``workers + 1`` at a time, and added in split-file order.
+    With the compiled kernel (:mod:`dinosavi.metrics.compiled`) nothing here imports torch.
 
     Args:
         results_dir: folder of ``<seq>/<frame>.png`` palette PNGs, one per annotated frame.
@@ -83,6 +156,7 @@ def score_folder(
         quality: resolution folder.
         protocol: ``semi`` or ``unsupervised``.
         max_proposals: the largest proposal id allowed in unsupervised results.
+        workers: threads; 0 means one per core this process may use.
 
     Returns:
         The statistics, sequences in split-file order.
@@ -90,31 +164,27 @@ def score_folder(
     Raises:
         FileNotFoundError: the results folder, a split file, a sequence folder or a frame is missing.
         ValueError: an unknown protocol, a non-palette PNG, a frame of the wrong size, or an id that
-            the first annotated frame does not hold (semi) or above ``max_proposals`` (unsupervised).
+            the first annotated frame does not hold (semi) or above ``max_proposals`` (unsupervised);
+            of several, the one of the first such sequence in the split file.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"Unknown scoring protocol `{protocol}`; expected one of {list(PROTOCOLS)}")
+    if workers < 0:
+        raise ValueError(f"score.workers must be >= 0 (0: one per core), got {workers}")
     results = Path(results_dir)
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")
     dataset = DavisDataset(davis_root, split, year=year, quality=quality, annotations="none")
-    table = ScoreTable()
-    for name in dataset.sequence_names:
+    names = dataset.sequence_names
+
+    def score(name: str) -> tuple[int, np.ndarray, np.ndarray]:
         ann_paths = dataset.annotation_paths(name)
-        gt = _read_stack(ann_paths, "Annotation")
-        res_paths = [results / name / p.name for p in ann_paths]
-        pred = _read_stack(res_paths, "Result", size=gt.shape[1:])
-        first = gt[0]
-        num_objects = int(np.where(first == VOID_LABEL, 0, first).max())
-        if protocol == "semi":
-            _check_ids(pred[1:-1], res_paths[1:-1], num_objects, f"the objects of {ann_paths[0]}")
-            scores = evaluate_semisupervised(torch.from_numpy(gt), torch.from_numpy(pred), num_objects)
-            table.add(name, scores.j, scores.f)
-        else:
-            _check_ids(pred, res_paths, max_proposals, f"score.max_proposals={max_proposals}")
-            matched = match_segments(torch.from_numpy(gt), torch.from_numpy(pred), max_proposals=max_proposals)
-            table.add(name, matched.j, matched.f)
-        log.info("scored %s: %d objects, %d frames", name, num_objects, len(ann_paths))
+        return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], protocol, max_proposals)
+
+    table = ScoreTable()
+    for name, (num_objects, j, f) in zip(names, _ordered_map(score, names, workers or default_workers())):
+        table.add(name, j, f)
+        log.info("scored %s: %d objects, %d frames", name, num_objects, j.shape[1] + (2 if protocol == "semi" else 0))
     return table
 
 
@@ -136,6 +206,7 @@ def run_score(cfg: DictConfig) -> dict[str, float]:
         quality=cfg.data.quality,
         protocol=cfg.score.protocol,
         max_proposals=cfg.score.max_proposals,
+        workers=cfg.score.workers,
     )
     for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
         if old.exists():

@@ -1,17 +1,27 @@
-"""Evaluation metrics: DAVIS J/F, object-discovery scores, unsupervised matching, reporting."""
+"""Evaluation metrics: DAVIS J/F, object-discovery scores, unsupervised matching, reporting.
 
-from dinosavi.metrics.davis import (
-    SequenceScores,
-    boundary_f,
-    boundary_radius,
-    db_statistics,
-    evaluate_semisupervised,
-    jaccard,
-    seg2bmap,
-)
-from dinosavi.metrics.matching import Assignment, match_segments
-from dinosavi.metrics.objects import fg_ari, mean_best_overlap, miou
-from dinosavi.metrics.results import ScoreTable, format_table
+Names are imported on first use (PEP 562), so ``mode=score`` can read :mod:`dinosavi.metrics.results`
+and :mod:`dinosavi.metrics.compiled` without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dinosavi.metrics.davis import (
+        SequenceScores,
+        boundary_f,
+        boundary_radius,
+        db_statistics,
+        evaluate_semisupervised,
+        jaccard,
+        seg2bmap,
+    )
+    from dinosavi.metrics.matching import Assignment, match_segments
+    from dinosavi.metrics.objects import fg_ari, mean_best_overlap, miou
+    from dinosavi.metrics.results import ScoreTable, format_table
 
 __all__ = [
     "Assignment",
@@ -29,3 +39,26 @@ __all__ = [
     "miou",
     "seg2bmap",
 ]
+
+_MODULES = {
+    "Assignment": "matching",
+    "ScoreTable": "results",
+    "SequenceScores": "davis",
+    "boundary_f": "davis",
+    "boundary_radius": "protocol",
+    "db_statistics": "protocol",
+    "evaluate_semisupervised": "davis",
+    "fg_ari": "objects",
+    "format_table": "results",
+    "jaccard": "davis",
+    "match_segments": "matching",
+    "mean_best_overlap": "objects",
+    "miou": "objects",
+    "seg2bmap": "davis",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULES[name]}"), name)

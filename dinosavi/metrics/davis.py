@@ -5,24 +5,27 @@ in torch, on CPU or CUDA, with identical values. Nothing is dilated at full reso
 are cropped to their objects and fused into one joint map whose few change points give every
 object's confusion counts and one-pixel boundaries (:mod:`dinosavi.metrics.joint`); boundaries are
 matched within the toolkit's disk (``cv2.dilate`` with ``skimage.morphology.disk``) on bit-packed
-planes (:mod:`dinosavi.metrics.boundary`).
+planes (:mod:`dinosavi.metrics.boundary`). On CPU, the compiled kernel of :mod:`dinosavi.metrics.compiled`
+takes over when it is built (same values, bit for bit).
 
 Shapes: ``T`` frames, ``H, W`` pixels, ``K`` objects.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from dinosavi.metrics import compiled
 from dinosavi.metrics.boundary import layout, match_counts
 from dinosavi.metrics.joint import analyse, crop
+from dinosavi.metrics.protocol import VOID_LABEL, boundary_radius, db_statistics
 
 __all__ = [
+    "VOID_LABEL",
     "SequenceScores",
     "boundary_f",
     "boundary_radius",
@@ -32,8 +35,6 @@ __all__ = [
     "jaccard",
     "seg2bmap",
 ]
-
-VOID_LABEL = 255
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,6 @@ def _check_masks(gt: Tensor, pred: Tensor, void: Tensor | None) -> None:
         raise ValueError(f"`gt` and `pred` must both be (T, H, W), got {tuple(gt.shape)} and {tuple(pred.shape)}")
     if void is not None and void.shape != gt.shape:
         raise ValueError(f"`void` must match the masks' shape {tuple(gt.shape)}, got {tuple(void.shape)}")
-
-
-def boundary_radius(height: int, width: int, bound_th: float = 0.008) -> int:
-    """Disk radius in pixels: ``bound_th`` itself when >= 1, else ``ceil(bound_th * diagonal)``.
-
-    Raises:
-        ValueError: a pixel radius (``bound_th >= 1``) that is not an integer, or a negative one.
-    """
-    if bound_th >= 1:
-        if bound_th != int(bound_th):
-            raise ValueError(f"bound_th >= 1 is a pixel radius and must be an integer, got {bound_th}")
-        return int(bound_th)
-    if bound_th < 0:
-        raise ValueError(f"bound_th must be >= 0, got {bound_th}")
-    return math.ceil(bound_th * math.hypot(height, width))
 
 
 def seg2bmap(mask: Tensor | np.ndarray) -> Tensor:
@@ -132,13 +118,18 @@ _PLANE_BYTES = 1 << 25  # frames are scored in chunks whose bit planes stay unde
 def _scores(gt: Tensor, pred: Tensor, num_objects: int, radius: int) -> tuple[Tensor, Tensor]:
     """J and F of objects 1..K for (T, H, W) integer id maps: two (K, T) float64 tensors.
 
-    Ids outside 1..K in ``gt`` count as background; ``pred`` must hold ids in 0..K. Both maps are
+    Ids outside 1..K in ``gt`` count as background; ``pred`` must hold ids in 0..K. On CPU the compiled
+    kernel computes them when it is built (:mod:`dinosavi.metrics.compiled`, same values). Else both maps are
     cropped and fused once (:mod:`dinosavi.metrics.joint`), giving the confusion counts (J) and the
     boundary bit planes of every object in both maps, matched within the disk (F) by
     :mod:`dinosavi.metrics.boundary`, all frames and objects at once.
     """
     T = gt.shape[0]
     K = num_objects
+    if gt.device.type == "cpu" and compiled.available() and K <= compiled.MAX_ID:
+        pairs = torch.arange(1, K + 1, dtype=torch.int32).repeat_interleave(2).view(K, 2).numpy()
+        j_np, f_np = compiled.pair_scores(gt.numpy(), pred.numpy(), pairs, K, K, radius)
+        return torch.from_numpy(j_np), torch.from_numpy(f_np)
     cropped = crop(gt, pred, K)
     if cropped is None:  # both maps empty everywhere: J = F = 1
         ones = torch.ones(K, T, dtype=torch.float64, device=gt.device)
@@ -218,31 +209,6 @@ def boundary_f(
     H, W = g.shape[1:]
     radius = boundary_radius(H, W, bound_th)
     return _scores(g.to(torch.uint8), p.to(torch.uint8), 1, radius)[1][0]
-
-
-def db_statistics(per_frame: Tensor | np.ndarray) -> tuple[float, float, float]:
-    """Mean, recall and decay of a per-frame measure, as DAVIS ``db_statistics``.
-
-    Mean is the NaN-ignoring mean; recall the fraction of frames scoring above 0.5; decay the mean of
-    the first minus the mean of the last of 4 bins, bin ``i`` spanning frames ``ids[i]..ids[i+1]``
-    inclusive with ``ids = round(linspace(1, T, 5) + 1e-10) - 1``. The toolkit stores ``ids`` as
-    ``uint8``, which wraps for sequences longer than 256 frames; here the indices do not wrap.
-
-    Args:
-        per_frame: (T,) values, NaN for frames to skip.
-
-    Returns:
-        ``(mean, recall, decay)`` as floats (NaN where a mean has no frames).
-    """
-    x = _as_tensor(per_frame, "per_frame").double().flatten().cpu()
-    n = x.numel()
-    ids = (np.round(np.linspace(1, n, 5) + 1e-10) - 1).astype(np.int64)
-    mean = float(torch.nanmean(x)) if n else math.nan
-    recall = float((x > 0.5).double().mean()) if n else math.nan
-    first = x[int(ids[0]) : int(ids[1]) + 1]
-    last = x[int(ids[3]) : int(ids[4]) + 1]
-    decay = float(torch.nanmean(first) - torch.nanmean(last)) if n else math.nan
-    return mean, recall, decay
 
 
 def evaluate_semisupervised(

@@ -9,12 +9,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from dinosavi.metrics import compiled
 from dinosavi.metrics.boundary import dilate_disk, layout, popcount_sum
 from dinosavi.metrics.davis import _PLANE_BYTES, VOID_LABEL, _as_tensor, _check_masks, boundary_radius, f_from_counts
 from dinosavi.metrics.joint import analyse, crop
+from dinosavi.metrics.protocol import assign_proposals
 
 __all__ = ["Assignment", "match_segments"]
 
@@ -75,16 +76,9 @@ def match_segments(
         return Assignment(j=empty, f=empty.clone(), proposal_ids=torch.zeros(0, dtype=torch.int64))
     P = max(n_prop, K)  # the toolkit pads missing proposals with empty ones
     j_all, f_all = _pair_scores(g, p, K, P, boundary_radius(H, W, bound_th))
-    score = ((j_all.mean(dim=2) + f_all.mean(dim=2)) / 2).cpu().numpy()
-    rows, cols = linear_sum_assignment(-score)
-    j_out = torch.zeros(K, T, dtype=torch.float64, device=g.device)
-    f_out = torch.zeros_like(j_out)
-    ids = torch.zeros(K, dtype=torch.int64)
-    for r, c in zip(rows.tolist(), cols.tolist()):
-        j_out[c] = j_all[r, c]
-        f_out[c] = f_all[r, c]
-        ids[c] = r + 1 if r < n_prop else 0
-    return Assignment(j=j_out, f=f_out, proposal_ids=ids)
+    j, f, ids = assign_proposals(j_all.cpu().numpy(), f_all.cpu().numpy(), n_prop)
+    return Assignment(j=torch.from_numpy(j).to(g.device), f=torch.from_numpy(f).to(g.device),
+                      proposal_ids=torch.from_numpy(ids))
 
 
 def _pair_scores(
@@ -94,10 +88,16 @@ def _pair_scores(
 
     One joint map of objects and proposals gives the (T, K+1, P+1) confusion counts (all pairwise J
     at once) and the boundary planes of every object and proposal; each plane is dilated once and
-    ANDed with the planes of the other map, object by object.
+    ANDed with the planes of the other map, object by object. On CPU the compiled kernel computes them
+    when it is built (same values).
     """
     T = gt.shape[0]
     K, P = num_objects, num_proposals
+    if gt.device.type == "cpu" and compiled.available() and max(K, P) <= compiled.MAX_ID:
+        q, k = torch.meshgrid(torch.arange(1, P + 1), torch.arange(1, K + 1), indexing="ij")
+        pairs = torch.stack([k.flatten(), q.flatten()], 1).numpy()  # proposal-major
+        j_np, f_np = compiled.pair_scores(gt.numpy(), proposals.numpy(), pairs, K, P, radius)
+        return torch.from_numpy(j_np).view(P, K, T), torch.from_numpy(f_np).view(P, K, T)
     cropped = crop(gt, proposals, K)
     if cropped is None:  # nothing anywhere: every pair is two empty masks
         ones = torch.ones(P, K, T, dtype=torch.float64, device=gt.device)

@@ -11,10 +11,10 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from dinosavi.metrics.davis import _as_tensor
+from dinosavi.metrics.protocol import DISCOVERY_METRICS
 
 __all__ = ["DISCOVERY_METRICS", "discovery_scores", "fg_ari", "fg_ari_per_frame", "mean_best_overlap", "miou"]
 
-DISCOVERY_METRICS = ("FG-ARI", "FG-ARI-frame", "FG-ARI-early", "FG-ARI-late", "mBO", "mBO-frame", "mIoU")
 
 
 def fg_ari(true_mask: Tensor | np.ndarray, pred_mask: Tensor | np.ndarray, ignore_background: bool = True) -> Tensor:

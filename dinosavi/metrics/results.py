@@ -1,7 +1,7 @@
 """Accumulate per-object DAVIS statistics and write the official CSV files and a full JSON; likewise
 the per-sequence object-discovery scores (FG-ARI, mBO, mIoU) of unsupervised evaluation.
 
-Kept apart from the metric functions: these only collect numbers and format them.
+Kept apart from the metric functions: these only collect numbers and format them (NumPy only: no torch).
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch import Tensor
 
 from dinosavi.atomic import write_atomic
-from dinosavi.metrics.davis import db_statistics
-from dinosavi.metrics.objects import DISCOVERY_METRICS
+from dinosavi.metrics.protocol import DISCOVERY_METRICS, db_statistics
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["GLOBAL_COLUMNS", "DiscoveryTable", "ObjectStats", "ScoreTable", "format_table"]
 

@@ -184,3 +184,57 @@ def test_unsupervised_matches_permuted_proposals(tmp_path: Path) -> None:
         score_folder(results, root, "val", protocol="unsupervised", max_proposals=8)
     with pytest.raises(ValueError, match="protocol"):
         score_folder(results, root, "val", protocol="weakly")
+
+
+def _write_perturbed(sample: Path, results: Path) -> None:
+    for seq in SEQUENCES:
+        (results / seq).mkdir(parents=True)
+        for t, p in enumerate(sorted((sample / "Annotations" / "480p" / seq).glob("*.png"))):
+            write_palette_png(results / seq / p.name, _perturb(read_palette_png(p)[0], t))
+
+
+def test_workers_and_torch_fallback_give_identical_tables(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dinosavi.metrics import compiled
+
+    results = tmp_path / "results"
+    _write_perturbed(sample, results)
+    serial = score_folder(results, sample, "val", workers=1)
+    assert [o.name for o in serial.objects] == [f"{s}_1" for s in SEQUENCES]
+    assert score_folder(results, sample, "val", workers=3).objects == serial.objects
+    monkeypatch.setattr(compiled, "_jf", None)
+    assert score_folder(results, sample, "val", workers=2).objects == serial.objects
+    with pytest.raises(ValueError, match="workers"):
+        score_folder(results, sample, "val", workers=-1)
+
+
+def test_first_failing_sequence_is_reported_with_workers(sample: Path, tmp_path: Path) -> None:
+    results = _copy_annotations(sample, tmp_path / "results")
+    first = sorted((results / SEQUENCES[0]).glob("*.png"))[5]
+    second = sorted((results / SEQUENCES[1]).glob("*.png"))[2]
+    first.unlink()
+    second.unlink()
+    with pytest.raises(FileNotFoundError, match=first.name) as info:
+        score_folder(results, sample, "val", workers=2)
+    assert SEQUENCES[0] in str(info.value)
+
+
+def test_cli_scores_without_importing_torch(sample: Path, tmp_path: Path) -> None:
+    from dinosavi.metrics import compiled
+
+    if not compiled.available():
+        pytest.skip("without the compiled kernel mode=score uses the torch path")
+    results = _copy_annotations(sample, tmp_path / "results")
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['dinosavi', *sys.argv[1:]]\n"
+        "runpy.run_module('dinosavi', run_name='__main__')\n"
+        "print('torch imported' if 'torch' in sys.modules else 'torch not imported')\n"
+    )
+    args = ["mode=score", f"results={results}", f"data.root={sample}", f"hydra.run.dir={tmp_path / 'run'}"]
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "torch not imported" in out.stdout
+    assert (results / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")

@@ -21,6 +21,7 @@ from dinosavi.metrics.davis import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
+pytestmark = pytest.mark.usefixtures("kernel")  # every test on the compiled and the torch path
 
 
 def _one(mask: np.ndarray) -> torch.Tensor:

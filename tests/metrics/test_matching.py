@@ -14,6 +14,7 @@ from dinosavi.metrics.matching import match_segments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
+pytestmark = pytest.mark.usefixtures("kernel")  # every test on the compiled and the torch path
 
 
 def _video() -> np.ndarray:
