@@ -122,6 +122,13 @@ class ModelConfig:
     ``blend``: ``alpha`` blends the decoded slots with the decoder's alpha masks (DINOSAUR), ``attention``
     with the slot-attention weights (they are then the masks; the reconstruction error reaches the
     grouping directly; future time steps keep their alpha).
+    ``input_mlp``: true maps the features through a LayerNorm + MLP to ``slot_dim`` tokens before slot
+    attention (DINOSAUR, ours); false feeds the raw features to slot attention (the original DINOSAVi).
+    ``loss_norm``: ``target`` compares the prediction with layer-normalised features (ours); ``prediction``
+    puts a learnable LayerNorm on the prediction and compares it with the raw features (the original).
+    ``style``: ``original`` reproduces the original code's numerics that are no research choice: decoder
+    PE values, initialisation and bicubic resizing, slot-initialisation draws, slot attention's weighted
+    mean; ``dinosavi`` is ours. The presets named after the original set all three to the original's.
     ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
     (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
     of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
@@ -138,6 +145,9 @@ class ModelConfig:
     predictor: str = "none"
     input_pe: str = "none"
     blend: str = "alpha"
+    input_mlp: bool = True
+    loss_norm: str = "target"
+    style: str = "dinosavi"
     num_heads: int = 4
     time_steps: list[int] = field(default_factory=lambda: [0])
     time_decoder: str = "identity"
