@@ -47,5 +47,5 @@ def load_original_checkpoint(path: str | Path) -> Checkpoint:
     model = build_model(model_cfg, feature_dim)  # type: ignore[arg-type]
     weights = original_to_dinosavi(original.model, model)
     extra = {"source": ORIGINAL_SOURCE, "path": str(original.path), "epoch": original.epoch,
-             "original_config": original.config}
+             "feature_dim": feature_dim, "original_config": original.config}
     return Checkpoint(config=config, step=0, model=weights, extra=extra)
