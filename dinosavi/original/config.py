@@ -143,9 +143,8 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "num_iters": _get(cfg, "hparam.eval.num_iters", path, None),
         "ini_iters": _get(cfg, "hparam.eval.ini_iters", path, None),
     }
-    preset = match_preset(model) or "original-checkpoint"
-    return {"preset": preset, "model": model, "encoder": {"name": encoder}, "train": train, "data": data,
-            "eval": evaluation}
+    converted = {"model": model, "encoder": {"name": encoder}, "train": train, "data": data, "eval": evaluation}
+    return {"preset": match_preset(converted) or "original-checkpoint", **converted}
 
 
 def _encoder_name(original: Mapping[str, Any], feature_dim: int, path: Path) -> str:
@@ -159,15 +158,23 @@ def _encoder_name(original: Mapping[str, Any], feature_dim: int, path: Path) -> 
     return name
 
 
-def match_preset(model: Mapping[str, Any]) -> str | None:
-    """The name of the preset in ``conf/hparam`` whose ``model`` section equals ``model`` on every key the
-    preset sets (so a converted checkpoint reports e.g. ``slot-s256d-line-t01-tline-ini5``), or None."""
+def match_preset(recipe: Mapping[str, Any]) -> str | None:
+    """The first preset in ``conf/hparam`` (by name) whose ``model`` section and learning rate, gradient clip
+    and clips per video equal ``recipe``'s (a converted config), so a converted checkpoint reports e.g.
+    ``slot-s256d-line-t01-tline-ini5``; None when no preset matches. Presets with equal recipes (the
+    original's ``slot-s512d`` is ``slot-control``) report the first."""
+    wanted = _recipe(recipe)
     for preset in sorted(_PRESETS.glob("*.yaml")):
-        recipe = OmegaConf.load(preset)
-        assert isinstance(recipe, DictConfig), preset
-        section = OmegaConf.to_container(recipe.get("model", DictConfig({})))
-        assert isinstance(section, dict)
-        if section and all(model.get(str(k)) == v for k, v in section.items()) and \
-                all(section.get(k) == v for k, v in ORIGINAL_ARCHITECTURE.items()):
+        loaded = OmegaConf.load(preset)
+        assert isinstance(loaded, DictConfig), preset
+        candidate = OmegaConf.to_container(loaded)
+        assert isinstance(candidate, dict)
+        if _recipe(candidate) == wanted:
             return preset.stem
     return None
+
+
+def _recipe(cfg: Mapping[str, Any]) -> tuple[Any, ...]:
+    model = dict(cfg.get("model", {}))
+    train, data = cfg.get("train", {}), cfg.get("data", {})
+    return (sorted(model.items()), train.get("lr"), train.get("grad_clip"), data.get("clips_per_video"))

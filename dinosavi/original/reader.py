@@ -140,6 +140,8 @@ def _load(path: Path) -> tuple[Any, tuple[str, ...]]:
     except pickle.UnpicklingError as strict_error:
         log.info("%s: weights_only loading failed (%s); reading it with placeholders for non-tensor objects",
                  path, str(strict_error).splitlines()[0])
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a readable original DINOSAVi checkpoint: {e}") from e
     replaced: set[str] = set()
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle_module(replaced))
