@@ -27,14 +27,17 @@ __all__ = ["OriginalCheckpoint", "Unresolved", "is_torch_file", "read_original_c
 log = logging.getLogger(__name__)
 
 _ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTO = 0x80
+_LEGACY_MAGIC = b"\x80\x02\x8a"  # torch's legacy format: a protocol-2 pickle whose first item is a long magic number
 
 
 def is_torch_file(path: str | Path) -> bool:
-    """Whether ``path`` looks like a ``torch.save`` file (a zip archive, or a legacy pickle stream)."""
+    """Whether ``path`` is a ``torch.save`` file (a zip archive, or a legacy pickle stream) and not safetensors
+    (an 8-byte header length, then the JSON header)."""
     with open(path, "rb") as f:
-        head = f.read(4)
-    return head == _ZIP_MAGIC or (len(head) > 1 and head[0] == _PICKLE_PROTO)
+        head = f.read(9)
+    if head[8:9] == b"{":
+        return False
+    return head[:4] == _ZIP_MAGIC or head[:3] == _LEGACY_MAGIC
 
 
 @dataclass

@@ -73,3 +73,14 @@ def test_not_an_original_checkpoint(tmp_path):
         read_original_checkpoint(tmp_path / "broken.ckpt")
     with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
         read_original_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_safetensors_are_never_taken_for_torch_files(tmp_path):
+    from safetensors.torch import save_file
+
+    for n in range(1, 300, 7):  # header lengths whose first byte is 0x80, 0x50 ('P'), ... included
+        save_file({"x": torch.zeros(n)}, tmp_path / "a.safetensors", metadata={"pad": "p" * n})
+        assert not is_torch_file(tmp_path / "a.safetensors")
+    torch.save({"model": {}}, tmp_path / "b.ckpt")
+    torch.save({"model": {}}, tmp_path / "c.ckpt", _use_new_zipfile_serialization=False)
+    assert is_torch_file(tmp_path / "b.ckpt") and is_torch_file(tmp_path / "c.ckpt")
