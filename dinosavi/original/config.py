@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -167,9 +167,7 @@ def match_preset(recipe: Mapping[str, Any]) -> str | None:
     for preset in sorted(_PRESETS.glob("*.yaml")):
         loaded = OmegaConf.load(preset)
         assert isinstance(loaded, DictConfig), preset
-        candidate = OmegaConf.to_container(loaded)
-        assert isinstance(candidate, dict)
-        if _recipe(candidate) == wanted:
+        if _recipe(cast(dict[str, Any], OmegaConf.to_container(loaded))) == wanted:
             return preset.stem
     return None
 
