@@ -1,4 +1,4 @@
-"""The modes behind the CLI: help, train, eval, demo. Each takes the composed config and a run dir."""
+"""The modes behind the CLI: help, train, eval, convert, demo. Each takes the composed config and a run dir."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.config import MODES, Config
 
-__all__ = ["checkpoint_config", "print_help", "run_demo", "run_eval", "run_propagate", "run_train"]
+__all__ = ["checkpoint_config", "print_help", "run_convert", "run_demo", "run_eval", "run_propagate", "run_train"]
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,48 @@ def run_train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     if cfg.resume:
         ckpt = load_checkpoint(cfg.resume)
         keep = [k for k in ckpt.config if k not in ("mode", "resume")]
-        cfg = checkpoint_config(cfg, ckpt.config, keep, overrides)
+        cfg = checkpoint_config(cfg, _with_data(ckpt.config, cfg), keep, overrides)
     _save_config(cfg, run_dir)
     path = train(cfg, run_dir)
     log.info("final checkpoint: %s", path)
     return path
+
+
+def _with_data(ckpt_config: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """A converted original checkpoint's config holds only the clip settings of ``data``; the dataset itself
+    (``data.name``, ``data.root``, ...) is the command line's."""
+    if "data" not in ckpt_config or "name" in ckpt_config["data"]:
+        return ckpt_config
+    data = OmegaConf.to_container(cfg.data, resolve=False)
+    assert isinstance(data, dict)
+    return {**ckpt_config, "data": {**data, **ckpt_config["data"]}}
+
+
+def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
+    """``mode=convert``: an original DINOSAVi ``resume=<file>.ckpt`` as a safetensors checkpoint of this package
+    (``out=<file>``, else ``<run dir>/<name>.safetensors``), its converted config and the original's config kept.
+    """
+    from dinosavi.build import build_model
+    from dinosavi.checkpoint import load_checkpoint, save_checkpoint
+    from dinosavi.original import ORIGINAL_SOURCE
+
+    if not cfg.resume:
+        raise ValueError("mode=convert needs resume=<original DINOSAVi .ckpt>")
+    ckpt = load_checkpoint(cfg.resume)
+    if ckpt.extra.get("source") != ORIGINAL_SOURCE:
+        raise ValueError(f"{cfg.resume} is already a dinosavi checkpoint; mode=convert reads original DINOSAVi "
+                         f".ckpt files")
+    keep = [k for k in ckpt.config if k not in ("mode", "resume")]
+    merged = checkpoint_config(cfg, _with_data(ckpt.config, cfg), keep, overrides)
+    model = build_model(merged.model, int(ckpt.extra["feature_dim"]))
+    model.load_state_dict(ckpt.model, strict=True)
+    config = cast(dict[str, Any], OmegaConf.to_container(merged, resolve=True))
+    config.update(mode="train", resume=None)
+    out = Path(cfg.out) if cfg.out else run_dir / f"{Path(cfg.resume).stem}.safetensors"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out, model, config, ckpt.step, extra=ckpt.extra)
+    print(f"{cfg.resume} ({config['preset']}) -> {out}")
+    return out
 
 
 def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
@@ -141,7 +178,8 @@ def _presets() -> list[tuple[str, str]]:
     out = []
     for path in sorted((CONF_DIR / "hparam").glob("*.yaml")):
         lines = [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ") and "@package" not in ln]
-        out.append((path.stem, lines[0] if lines else ""))
+        original = any(ln.startswith("Original preset `") for ln in lines)  # the original DINOSAVi's recipes
+        out.append((path.stem, ("[original] " if original else "[ours] ") + (lines[0] if lines else "")))
     return out
 
 
@@ -149,7 +187,8 @@ def print_help(overrides: list[str]) -> None:
     """``mode=help``: modes, presets, config groups and the main options with their values."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("main", overrides=overrides)
-    groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml")) for g in ("data", "encoder", "propagate")}
+    groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
+              for g in ("data", "encoder", "eval", "propagate")}
     lines = ["dinosavi: self-supervised video object segmentation with slots on frozen features", "",
              "usage: python -m dinosavi mode=<mode> [group=option] [key=value ...]", "", "modes:"]
     lines += [f"  {name:<8} {text}" for name, text in MODES.items()]
@@ -160,7 +199,8 @@ def print_help(overrides: list[str]) -> None:
     for key in ("data.root", "data.split", "data.batch_size", "data.num_workers", "data.frames_per_clip",
                 "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
                 "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
-                "eval.num_slots", "eval.output", "eval.track_mode", "demo.davis_root"):
+                "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
+                "demo.davis_root"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.pos_embed import OriginalPositionalEncoding, PositionalEncoding
 
 __all__ = ["DECODERS", "AlphaDecoder", "DecoderOutput", "MLPDecoder", "SlotDecoder", "TransformerDecoder"]
 
@@ -69,7 +69,7 @@ class AlphaDecoder(SlotDecoder):
         depth: number of convolutions, ``>= 1``.
         kernel_size: odd kernel size.
         hidden_dim: channels of the hidden convolutions.
-        pos_embed: the positional encoding.
+        pos_embed: the positional encoding (ours, or the original DINOSAVi's layout).
     """
 
     def __init__(
@@ -79,7 +79,7 @@ class AlphaDecoder(SlotDecoder):
         depth: int,
         kernel_size: int,
         hidden_dim: int,
-        pos_embed: PositionalEncoding,
+        pos_embed: PositionalEncoding | OriginalPositionalEncoding,
     ) -> None:
         super().__init__()
         if depth < 1:
