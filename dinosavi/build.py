@@ -19,7 +19,14 @@ from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.memory import FeatureClips
-from dinosavi.models.decoders import DECODERS, AlphaDecoder, MLPDecoder, SlotDecoder, TransformerDecoder
+from dinosavi.models.decoders import (
+    DECODERS,
+    AlphaDecoder,
+    MixerDecoder,
+    MLPDecoder,
+    SlotDecoder,
+    TransformerDecoder,
+)
 from dinosavi.models.pos_embed import OriginalPositionalEncoding, PositionalEncoding
 from dinosavi.models.predictor import PREDICTORS, SaviPredictor, TimeDecoder
 from dinosavi.models.slot_model import SlotModel
@@ -90,6 +97,9 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
         )
     elif cfg.decoder == "mlp":
         decoder = MLPDecoder(cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, pe_size)
+    elif cfg.decoder == "mixer":
+        decoder = MixerDecoder(cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim,
+                               PositionalEncoding(cfg.pe_type, cfg.pe_dim, pe_size))
     else:
         decoder = TransformerDecoder(
             cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, cfg.num_heads, pe_size

@@ -88,6 +88,8 @@ class Dinosaur(nn.Module):
             raise ValueError(f"Unknown model.input_pe `{input_pe}`; expected one of {INPUT_PES}")
         if blend not in BLENDS:
             raise ValueError(f"Unknown model.blend `{blend}`; expected one of {BLENDS}")
+        if blend == "alpha" and decoder.needs_weights:
+            raise ValueError(f"{type(decoder).__name__} has no alpha masks of its own; it needs model.blend=attention")
         if blend == "attention" and not decoder.blends_weights:
             raise ValueError(f"model.blend=attention needs a decoder with per-slot features (alpha, mlp); "
                              f"{type(decoder).__name__} has none")

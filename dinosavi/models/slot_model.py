@@ -210,7 +210,9 @@ class SlotModel(Dinosaur):
         future = torch.stack([td(rearrange(slots, "b t s c -> (b t) s c")) for td in self.time_decoders])
         if self.blend == "attention":  # the present step blends by attention, future steps by their alpha
             weights = rearrange(attention, "b t s (h w) -> (b t) s h w", h=h)
-            outs = [self.decoder(future[p], (h, w), weights if p == self.present else None) for p in range(P)]
+            # a decoder without masks of its own (mixer) mixes future steps by the present attention too
+            own = None if not self.decoder.needs_weights else weights
+            outs = [self.decoder(future[p], (h, w), weights if p == self.present else own) for p in range(P)]
             reconstruction = torch.cat([o.reconstruction for o in outs])
             alphas = torch.cat([o.alpha for o in outs])
         else:

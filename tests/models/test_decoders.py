@@ -86,3 +86,32 @@ def test_original_positional_encodings():
     torch.testing.assert_close(resized, expected)
     dec = AlphaDecoder(16, 24, 2, 1, 32, learnt)
     assert dec(torch.randn(2, 3, 16), (5, 9)).reconstruction.shape == (2, 24, 5, 9)
+
+
+def test_mixer_decoder_equals_mlp_on_mixed_slots():
+    from dinosavi.models.decoders import MixerDecoder
+
+    pe = PositionalEncoding("linear", 4, (6, 7))
+    dec = MixerDecoder(16, 24, 3, 32, pe)
+    slots = torch.randn(2, 4, 16)
+    weights = torch.randn(2, 4, 6, 7).softmax(1)
+    mixed = torch.einsum("bshw,bsc->bhwc", weights, slots)
+    x = torch.cat([mixed, pe(6, 7).permute(1, 2, 0).expand(2, -1, -1, -1)], -1)  # (B, h, w, C + P), built
+    for i, layer in enumerate(dec.layers):
+        x = layer(torch.relu(x) if i else x)
+    out = dec(slots, (6, 7), weights)
+    torch.testing.assert_close(out.reconstruction, x.permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)
+    assert out.alpha is weights
+    with pytest.raises(ValueError, match="model.blend=attention"):
+        dec(slots, (6, 7))
+
+
+def test_mixer_decoder_needs_attention_blend():
+    from dinosavi.config import ModelConfig
+    from dinosavi.build import build_model
+
+    with pytest.raises(ValueError, match="needs model.blend=attention"):
+        build_model(ModelConfig(decoder="mixer", blend="alpha"), 32)
+    model = build_model(ModelConfig(decoder="mixer", blend="attention", num_slots=3, slot_dim=16, hidden_dim=32,
+                                    decoder_hidden_dim=32), 32)
+    assert model.decoder.needs_weights
