@@ -18,6 +18,7 @@ from torch import Tensor
 from dinosavi.data.davis import SequenceDataset
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.runner import frame_features
+from dinosavi.features.store import FeatureSpace
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import DiscoveryTable
@@ -91,6 +92,7 @@ def kmeans_reference(
     k: int,
     batch_size: int = 32,
     seed: int = 0,
+    space: FeatureSpace | None = None,
 ) -> DiscoveryTable:
     """Per-frame k-means of every sequence of an annotated split, scored like unsupervised evaluation.
 
@@ -104,6 +106,7 @@ def kmeans_reference(
         k: clusters per frame (the model's slot count).
         batch_size: frames per encoder pass.
         seed: seeds the k-means++ draws.
+        space: a feature store at ``rule`` to read the features from (and write them to).
     """
     table = DiscoveryTable()
     generator = torch.Generator().manual_seed(seed)
@@ -112,7 +115,8 @@ def kmeans_reference(
         if seq.labels is None:
             raise ValueError(f"sequence `{seq.name}` has no annotations; the k-means reference needs them")
         truth = torch.where(seq.labels == VOID_LABEL, 0, seq.labels)
-        features = torch.stack(list(frame_features(encoder, seq.frames, rule, batch_size)))
+        features = torch.stack(list(frame_features(encoder, seq.frames, rule, batch_size, space,
+                                                   dataset.frame_paths(seq.name), seq.name)))
         pred = kmeans_segments(features, k, (truth.shape[-2], truth.shape[-1]), generator=generator)
         table.add(seq.name, discovery_scores(truth, pred), fg_ari_per_frame(truth, pred))
     return table
