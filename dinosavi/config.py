@@ -265,9 +265,11 @@ class PropagateConfig:
 
 @dataclass
 class DemoConfig:
-    """What ``mode=demo`` evaluates besides the synthetic val set."""
+    """What ``mode=demo`` evaluates besides the synthetic val set: the DAVIS sample at ``davis_root``, its
+    frames resized to ``davis_short_side`` (the synthetic set uses ``eval.short_side``)."""
 
     davis_root: str = "../shared/data/davis-sample"
+    davis_short_side: int = 320
 
 
 @dataclass

@@ -146,32 +146,118 @@ def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 
 def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
-    """``mode=demo``: train on the synthetic set, evaluate on its val split and on the DAVIS sample."""
+    """``mode=demo``: train on the synthetic set; evaluate on its val split and on the DAVIS sample, each
+    next to the references that need no learning (k-means, label propagation with the same encoder)."""
     from dinosavi.train import train
 
     _save_config(cfg, run_dir)
     ckpt = train(cfg, run_dir)
-    results = {}
-    synthetic = cast(DictConfig, OmegaConf.merge(cfg, {"data": {"split": "val"}}))
-    results["synthetic"] = _evaluate(ckpt, synthetic, run_dir / "eval" / "synthetic", overrides)
-    # object discovery: every slot a segment, no first-frame masks
-    discovery = cast(DictConfig, OmegaConf.merge(synthetic, {"eval": {"lock_on": False}}))
-    results["synthetic (unsupervised)"] = _evaluate(ckpt, discovery, run_dir / "eval" / "synthetic-unsupervised",
-                                                    overrides)
-    davis_data = {"name": "davis", "root": cfg.demo.davis_root, "split": "val"}
-    davis = cast(DictConfig, OmegaConf.merge(cfg, {"data": davis_data}))
-    results["davis"] = _evaluate(ckpt, davis, run_dir / "eval" / "davis", overrides)
-    # the label-propagation baseline with the same (frozen) encoder, at stride 16 to stay quick on a CPU
-    baseline = cast(DictConfig, OmegaConf.merge(davis, {"encoder": {"stride": 16}}))
-    results["davis (propagation baseline)"] = run_propagate(baseline, run_dir / "eval" / "davis-propagate")
+    evals = run_dir / "eval"
+    store = {"features": {"store": str(run_dir / "features")}}  # each val frame is encoded once
+    synthetic = cast(DictConfig, OmegaConf.merge(cfg, {"data": {"split": "val"}}, store))
+    davis = cast(DictConfig, OmegaConf.merge(cfg, store, {
+        "data": {"name": "davis", "root": cfg.demo.davis_root, "split": "val"},
+        "eval": {"short_side": cfg.demo.davis_short_side}}))
+    results = {
+        "synthetic lock-on": _evaluate(ckpt, synthetic, evals / "synthetic", overrides),
+        "synthetic unsupervised": _evaluate(
+            ckpt, cast(DictConfig, OmegaConf.merge(synthetic, {"eval": {"lock_on": False}})),
+            evals / "synthetic-unsupervised", overrides),
+        "synthetic k-means": _kmeans_reference(synthetic),
+        "synthetic propagation": run_propagate(_propagation_at_eval_size(synthetic), evals / "synthetic-propagate"),
+        "davis lock-on": _evaluate(ckpt, davis, evals / "davis", overrides),
+        "davis propagation": run_propagate(_propagation_at_eval_size(davis), evals / "davis-propagate"),
+    }
+    figure = _demo_figure(synthetic, davis, evals, run_dir / "demo.jpg")
     print(f"\ncheckpoint: {ckpt}")
-    folders = {"synthetic": "synthetic", "synthetic (unsupervised)": "synthetic-unsupervised", "davis": "davis",
-               "davis (propagation baseline)": "davis-propagate"}
-    for name, scores in results.items():
-        found = f"  FG-ARI {scores['FG-ARI']:.3f}  mBO {scores['mBO']:.3f}" if "FG-ARI" in scores else ""
-        print(f"{name:>30}: J&F {scores['J&F-Mean']:.3f}  J {scores['J-Mean']:.3f}  F {scores['F-Mean']:.3f}{found}"
-              f"  overlays in {run_dir / 'eval' / folders[name] / 'overlays'}")
+    print(_demo_summary(results, cfg.model.num_slots))
+    print(f"figure (ground truth | slot model | label propagation, frames first/middle/last): {figure}")
     return results
+
+
+def _propagation_at_eval_size(cfg: DictConfig) -> DictConfig:
+    """``cfg`` with label propagation at the resolution the slot model is evaluated at (the same features)."""
+    from dinosavi.build import build_encoder
+
+    stride = build_encoder(cfg.encoder).patch_size
+    return cast(DictConfig, OmegaConf.merge(cfg, {"propagate": {"short_side": cfg.eval.short_side,
+                                                                "multiple_of": stride}}))
+
+
+def _kmeans_reference(cfg: DictConfig) -> dict[str, float]:
+    """k-means (K = the model's slot count) on the val frames at the model's eval resolution."""
+    from dinosavi.build import build_encoder, build_sequences, resolve_device
+    from dinosavi.encoders.base import ResizeRule
+    from dinosavi.evaluation.references import kmeans_reference
+    from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+
+    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
+    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
+    space = FeatureSpace(FeatureStore(cfg.features.store, cfg.features.dtype), encoder, Resolution(rule),
+                         cfg.encoder.batch_size)
+    k = cfg.model.num_slots if isinstance(cfg.model.num_slots, int) else sum(cfg.model.num_slots)
+    table = kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, k, cfg.encoder.batch_size, cfg.seed,
+                             space)
+    return table.global_means()
+
+
+def _demo_summary(results: dict[str, dict[str, float]], num_slots: Any) -> str:
+    """The demo's numbers beside their references and the targets of a model that binds."""
+    unsup, km = results["synthetic unsupervised"], results["synthetic k-means"]
+    early, late = unsup["FG-ARI-early"], unsup["FG-ARI-late"]
+    rows = [
+        ("synthetic val, unsupervised (every slot a segment)", None, None, None),
+        ("  frame FG-ARI", unsup["FG-ARI-frame"], f"k-means (K={num_slots}) {km['FG-ARI-frame']:.3f}",
+         unsup["FG-ARI-frame"] > km["FG-ARI-frame"]),
+        ("  video FG-ARI", unsup["FG-ARI"], "target 0.5", unsup["FG-ARI"] >= 0.5),
+        ("  frame mBO", unsup["mBO-frame"], f"k-means {km['mBO-frame']:.3f}; target 0.3", unsup["mBO-frame"] >= 0.3),
+        ("  video mBO", unsup["mBO"], "", None),
+        ("  FG-ARI, first quarter of frames", early, "", None),
+        ("  FG-ARI, second half of frames", late, f"{late / early:.2f} x the first quarter; target 0.8 x",
+         late >= 0.8 * early),
+        ("synthetic val, lock-on J&F", results["synthetic lock-on"]["J&F-Mean"],
+         f"label propagation {results['synthetic propagation']['J&F-Mean']:.3f}",
+         results["synthetic lock-on"]["J&F-Mean"] >= results["synthetic propagation"]["J&F-Mean"]),
+        ("DAVIS sample, lock-on J&F", results["davis lock-on"]["J&F-Mean"],
+         f"label propagation {results['davis propagation']['J&F-Mean']:.3f}",
+         results["davis lock-on"]["J&F-Mean"] >= results["davis propagation"]["J&F-Mean"]),
+    ]
+    lines = [f"{'':52} {'model':>6}  reference (no learning, same encoder and frames)"]
+    for name, value, reference, met in rows:
+        if value is None:
+            lines.append(name)
+            continue
+        mark = "" if met is None else ("  [met]" if met else "  [missed]")
+        lines.append(f"{name:52} {value:6.3f}  {reference}{mark}")
+    return "\n".join(lines)
+
+
+def _demo_figure(synthetic: DictConfig, davis: DictConfig, evals: Path, path: Path) -> Path:
+    """Ground truth, the slot model (lock-on) and label propagation on the first val video of each set."""
+    import numpy as np
+
+    from dinosavi.atomic import atomic_path
+    from dinosavi.build import build_sequences
+    from dinosavi.data.davis import read_palette_png
+    from dinosavi.viz.figure import FigureBlock, comparison_figure
+
+    blocks = []
+    for name, cfg, folder in (("synthetic", synthetic, "synthetic"), ("DAVIS", davis, "davis")):
+        seq = build_sequences(cfg.data, "val")[0]
+        assert seq.labels is not None
+
+        def read(run: str, names: list[str] = seq.frame_names, seq_name: str = seq.name) -> np.ndarray:
+            return np.stack([read_palette_png(evals / run / "results" / seq_name / f"{n}.png")[0] for n in names])
+
+        columns = {"ground truth": seq.labels.numpy(), "slot model (lock-on)": read(folder),
+                   "label propagation": read(f"{folder}-propagate")}
+        blocks.append(FigureBlock(f"{name} {seq.name}", seq.frames.permute(0, 2, 3, 1).numpy(), columns,
+                                  seq.palette))
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(comparison_figure(blocks)).save(tmp, format="JPEG", quality=88)
+    return path
 
 
 def _presets() -> list[tuple[str, str]]:
