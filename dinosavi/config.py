@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "PropagateConfig",
     "ScoreConfig",
+    "SegmentConfig",
     "SyntheticConfig",
     "TrainConfig",
     "register_configs",
@@ -38,6 +39,8 @@ MODES = {
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
     "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
+    "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
+               "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
 }
 
 
@@ -244,6 +247,26 @@ class PropagateConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """``mode=segment``: how the frames of ``input=`` are read (see :mod:`dinosavi.data.inputs`).
+
+    ``max_fps`` caps the frame rate (a faster video is resampled to it; null keeps every frame);
+    ``short_side`` resizes the frames, and so the outputs, to this short side (null: the source's size;
+    the encoder still sees ``eval.short_side`` or ``propagate.short_side``); ``start``/``stop`` are the
+    frame range, counted after the cap (``stop`` exclusive, null: to the end); ``folder_fps`` is the
+    rate of a folder of frames; ``chunk_frames`` frames are decoded and encoded at once (memory grows
+    with it and with the frame size, never with the video's length).
+    """
+
+    max_fps: float | None = None
+    short_side: int | None = None
+    start: int = 0
+    stop: int | None = None
+    folder_fps: float = 24.0
+    chunk_frames: int = 8
+
+
+@dataclass
 class DemoConfig:
     """What ``mode=demo`` evaluates besides the synthetic val set."""
 
@@ -252,7 +275,10 @@ class DemoConfig:
 
 @dataclass
 class Config:
-    """The whole configuration; ``preset`` names the hparam recipe that filled ``model``/``train``."""
+    """The whole configuration; ``preset`` names the hparam recipe that filled ``model``/``train``.
+
+    ``input``, ``first_mask`` and ``method`` (``slots`` or ``propagate``) are ``mode=segment``'s.
+    """
 
     mode: str = "help"
     preset: str = MISSING
@@ -261,6 +287,9 @@ class Config:
     device: str = "auto"
     resume: str | None = None
     results: str | None = None
+    input: str | None = None
+    first_mask: str | None = None
+    method: str = "slots"
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
@@ -269,6 +298,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 

@@ -250,11 +250,10 @@ def stream_frames(source: VideoSource, options: StreamOptions) -> FrameStream:
 
 
 def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(H, W, 3)`` uint8 to ``size``, bilinear (antialiased when shrinking)."""
+    """``(H, W, 3)`` uint8 to ``size``, bilinear (antialiased when shrinking); always writable (torch wants it)."""
     if frame.shape[:2] == size:
-        return frame
-    image = Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    return np.asarray(image)
+        return frame if frame.flags.writeable else frame.copy()
+    return np.array(Image.fromarray(frame).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 def _video_frames(path: Path, rate: float | None, start: int, stop: int | None, size: tuple[int, int]
