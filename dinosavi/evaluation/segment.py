@@ -272,9 +272,11 @@ def segment_video(
     if video:
         write_video(mp4, written(), stream.rate)
     else:
-        for image in written():
-            last = image
+        for _ in written():
+            pass
     seconds = time.perf_counter() - t0
+    if progress is not None and task is not None:
+        progress.update(task, total=count, completed=count)  # a video's length was an estimate
     if last is not None and (count - 1) not in marks:  # the true last frame (a video's length is an estimate)
         thumbnails.append(_thumbnail(last))
     log.info("%s: %d frames in %.1f s (%.2f frames/s)", name, count, seconds, count / seconds)
