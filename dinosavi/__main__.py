@@ -56,6 +56,10 @@ def main(cfg: DictConfig) -> None:
         from dinosavi.evaluation.score import run_score
 
         run_score(cfg)
+    elif cfg.mode == "convert":
+        from dinosavi.modes import run_convert
+
+        run_convert(cfg, run_dir, overrides)
     elif cfg.mode == "demo":
         from dinosavi.modes import run_demo
 

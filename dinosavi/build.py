@@ -19,8 +19,15 @@ from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.memory import FeatureClips
-from dinosavi.models.decoders import DECODERS, AlphaDecoder, MLPDecoder, SlotDecoder, TransformerDecoder
-from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.decoders import (
+    DECODERS,
+    AlphaDecoder,
+    MixerDecoder,
+    MLPDecoder,
+    SlotDecoder,
+    TransformerDecoder,
+)
+from dinosavi.models.pos_embed import OriginalPositionalEncoding, PositionalEncoding
 from dinosavi.models.predictor import PREDICTORS, SaviPredictor, TimeDecoder
 from dinosavi.models.slot_model import SlotModel
 
@@ -83,12 +90,16 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
     pe_size = (int(cfg.pe_size[0]), int(cfg.pe_size[1]))
     decoder: SlotDecoder
     if cfg.decoder == "alpha":
-        pos_embed = PositionalEncoding(cfg.pe_type, cfg.pe_dim, pe_size)
+        pe_class = OriginalPositionalEncoding if cfg.style == "original" else PositionalEncoding
+        pos_embed = pe_class(cfg.pe_type, cfg.pe_dim, pe_size)
         decoder = AlphaDecoder(
             cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_kernel_size, cfg.decoder_hidden_dim, pos_embed
         )
     elif cfg.decoder == "mlp":
         decoder = MLPDecoder(cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, pe_size)
+    elif cfg.decoder == "mixer":
+        decoder = MixerDecoder(cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim,
+                               PositionalEncoding(cfg.pe_type, cfg.pe_dim, pe_size))
     else:
         decoder = TransformerDecoder(
             cfg.slot_dim, feature_dim, cfg.decoder_depth, cfg.decoder_hidden_dim, cfg.num_heads, pe_size
@@ -103,7 +114,7 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
         feature_dim, cfg.slot_dim, cfg.hidden_dim, num_slots, cfg.num_iters, decoder,
         ini_iters=cfg.ini_iters, predictor=predictor, time_steps=[int(k) for k in cfg.time_steps],
         time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None, input_pe=cfg.input_pe,
-        blend=cfg.blend,
+        blend=cfg.blend, input_mlp=cfg.input_mlp, style=cfg.style, loss_norm=cfg.loss_norm,
     )
 
 

@@ -199,6 +199,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     Every tensor is checked against the digest recorded when it was saved (see the module docstring);
     a checkpoint of the legacy format, which has none, loads with a warning.
 
+    A ``torch.save`` file is read as an original DINOSAVi ``.ckpt`` (:func:`dinosavi.original.load_original_checkpoint`:
+    converted config and weights, no optimizer state).
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a dinosavi checkpoint, or it is damaged: truncated, unreadable, or a
@@ -207,6 +210,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    from dinosavi.original.reader import is_torch_file
+
+    if is_torch_file(path):
+        from dinosavi.original import load_original_checkpoint
+
+        return load_original_checkpoint(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}

@@ -36,6 +36,7 @@ MODES = {
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
     "train": "train a slot model on video clips (data=davis|synthetic|videos|movi)",
     "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
+    "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
     "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
@@ -125,6 +126,13 @@ class ModelConfig:
     ``blend``: ``alpha`` blends the decoded slots with the decoder's alpha masks (DINOSAUR), ``attention``
     with the slot-attention weights (they are then the masks; the reconstruction error reaches the
     grouping directly; future time steps keep their alpha).
+    ``input_mlp``: true maps the features through a LayerNorm + MLP to ``slot_dim`` tokens before slot
+    attention (DINOSAUR, ours); false feeds the raw features to slot attention (the original DINOSAVi).
+    ``loss_norm``: ``target`` compares the prediction with layer-normalised features (ours); ``prediction``
+    puts a learnable LayerNorm on the prediction and compares it with the raw features (the original).
+    ``style``: ``original`` reproduces the original code's numerics that are no research choice: decoder
+    PE values, initialisation and bicubic resizing, slot-initialisation draws, slot attention's weighted
+    mean; ``dinosavi`` is ours. The presets named after the original set all three to the original's.
     ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
     (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
     of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
@@ -141,6 +149,9 @@ class ModelConfig:
     predictor: str = "none"
     input_pe: str = "none"
     blend: str = "alpha"
+    input_mlp: bool = True
+    loss_norm: str = "target"
+    style: str = "dinosavi"
     num_heads: int = 4
     time_steps: list[int] = field(default_factory=lambda: [0])
     time_decoder: str = "identity"
@@ -184,8 +195,14 @@ class EvalConfig:
     by the DAVIS semi-supervised protocol. false: ``num_slots`` slots (the model's when None; ``[bg, fg]``
     with slot groups) bind freely and every slot is a segment; scored by the DAVIS unsupervised protocol
     (Hungarian matching on J&F, at most ``score.max_proposals`` segments) plus FG-ARI, mBO and mIoU.
-    ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding.
+    ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding; null keeps
+    the native resolution (cropped to a multiple of the stride, as the original DINOSAVi's ViT did).
     ``output`` picks the masks: ``alpha`` (decoder) or ``slot`` (slot-attention weights).
+    ``background_mask``: ``first_frame`` restricts slots only at the first frame (lock-on); ``every_frame``
+    also restricts the background slots to each later frame's CLS-attention background, the others
+    unrestricted (the original's; needs a ViT). ``label_sampling``: ``area`` gives each patch the majority
+    id of its pixels (every present object keeps a patch); ``nearest`` samples one pixel per patch (the
+    original's; objects it misses get no slots). ``protocol`` names the ``eval=`` group that set these.
     ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
     With background/foreground slot groups the ``num_bg_slots`` come from the background group.
     ``track_mode`` (``auto``, null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft
@@ -194,13 +211,16 @@ class EvalConfig:
     slots as they are.
     """
 
+    protocol: str = "dinosavi"
     lock_on: bool = True
-    short_side: int = 224
+    short_side: int | None = 224
     num_bg_slots: int = 4
     slots_per_class: int = 1
     num_extra_slots: int = 0
     num_slots: Any = None
     output: str = "alpha"
+    background_mask: str = "first_frame"
+    label_sampling: str = "area"
     num_iters: int | None = None
     ini_iters: int | None = None
     track_mode: str | None = "auto"
@@ -268,9 +288,11 @@ class SegmentConfig:
 
 @dataclass
 class DemoConfig:
-    """What ``mode=demo`` evaluates besides the synthetic val set."""
+    """What ``mode=demo`` evaluates besides the synthetic val set: the DAVIS sample at ``davis_root``, its
+    frames resized to ``davis_short_side`` (the synthetic set uses ``eval.short_side``)."""
 
     davis_root: str = "../shared/data/davis-sample"
+    davis_short_side: int = 320
 
 
 @dataclass
@@ -290,6 +312,7 @@ class Config:
     input: str | None = None
     first_mask: str | None = None
     method: str = "slots"
+    out: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)

@@ -33,20 +33,24 @@ def feature_reconstruction_loss(prediction: Tensor, features: Tensor) -> Tensor:
 
 
 def temporal_reconstruction_loss(
-    prediction: Tensor, features: Tensor, time_steps: Sequence[int]
+    prediction: Tensor, features: Tensor, time_steps: Sequence[int], normalize_target: bool = True
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Mean over time steps of the MSE between predicted and layer-normalised future features.
+    """Mean over time steps of the MSE between predicted and (layer-normalised) future features.
 
     Args:
         prediction: ``(P, B, T', D, h, w)``; ``prediction[p, :, t]`` predicts frame ``t + time_steps[p]``.
         features: ``(B, T, D, h, w)`` frozen features, ``T >= T' + max(time_steps)``.
         time_steps: the ``P`` frame offsets.
+        normalize_target: layer-normalise the features over channels; False compares with them as they are
+            (the original DINOSAVi, which normalises the prediction instead).
 
     Returns:
         The scalar loss (fp32) and the detached per-step losses named ``loss/t+k``.
     """
     bound = prediction.shape[2]
-    target = F.layer_norm(features.float().movedim(2, -1), features.shape[2:3]).movedim(-1, 2)
+    target = features.float()
+    if normalize_target:
+        target = F.layer_norm(target.movedim(2, -1), features.shape[2:3]).movedim(-1, 2)
     losses = torch.stack([
         F.mse_loss(prediction[p].float(), target[:, k : k + bound]) for p, k in enumerate(time_steps)
     ])

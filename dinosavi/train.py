@@ -395,6 +395,10 @@ def _resume(
     """Load weights, optimizer, scheduler, gradient-scaler and RNG states; returns ``(step, epoch, batch_in_epoch)``."""
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt.model, strict=True)
+    if ckpt.optimizer is None and ckpt.extra.get("source") == "original-dinosavi":
+        # as the original's own resume: its weights, a fresh optimizer and schedule from step 0
+        log.info("fine-tuning the original DINOSAVi checkpoint %s from step 0 (fresh optimizer and schedule)", path)
+        return 0, 0, 0
     if ckpt.optimizer is None:
         raise ValueError(f"{path} holds weights only; it cannot resume training")
     optimizer.load_state_dict(ckpt.optimizer)

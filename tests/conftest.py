@@ -10,6 +10,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DAVIS_SAMPLE = Path(os.environ.get("DINOSAVI_DAVIS_SAMPLE", REPO_ROOT.parent / "shared" / "data" / "davis-sample"))
+SEED_REFERENCE = Path(os.environ.get("DINOSAVI_SEED_REFERENCE", REPO_ROOT.parent / "shared" / "seed-reference"))
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +21,17 @@ def davis_root() -> Path:
             f"DAVIS sample not found at {DAVIS_SAMPLE}; set DINOSAVI_DAVIS_SAMPLE to its folder"
         )
     return DAVIS_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def seed_reference() -> Path:
+    """The golden reference of the original DINOSAVi (``../shared/seed-reference`` or $DINOSAVI_SEED_REFERENCE):
+    two original ``.ckpt`` files, fixed inputs and every intermediate the original computes from them."""
+    if not (SEED_REFERENCE / "outputs.safetensors").is_file():
+        raise FileNotFoundError(
+            f"seed reference not found at {SEED_REFERENCE}; set DINOSAVI_SEED_REFERENCE to its folder"
+        )
+    return SEED_REFERENCE
 
 
 @pytest.fixture(autouse=True)

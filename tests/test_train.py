@@ -35,9 +35,9 @@ def _train(root: Path, run_dir: Path, *extra: str) -> Path:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_one_training_step_per_preset(preset, tiny_synthetic, tmp_path):
-    # the tiny videos have 6 frames; 3 frames per clip keep every preset's time steps
+    # the tiny videos have 6 frames; 4 frames per clip keep every preset's time steps (t+3 at most)
     path = _train(tiny_synthetic, tmp_path, f"hparam={preset}", "train.max_steps=1", "features.in_memory=false",
-                  "data.frames_per_clip=3")
+                  "data.frames_per_clip=4")
     ckpt = load_checkpoint(path)
     assert ckpt.step == 1
     assert ckpt.config["preset"] == preset
@@ -259,7 +259,7 @@ def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
 def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
     with pytest.raises(ValueError, match=r"preset `slot-s256d-bgfg`.*efficientnet_lite0"):
         _train(tiny_synthetic, tmp_path, "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0",
-               "train.max_steps=1", "data.frames_per_clip=3")
+               "train.max_steps=1", "data.frames_per_clip=4")
 
 
 def test_in_memory_features_keep_cls_attention(tiny_synthetic):

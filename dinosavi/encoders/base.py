@@ -19,10 +19,12 @@ __all__ = ["EncoderOutput", "FrozenEncoder", "Preprocess", "ResizeRule"]
 class ResizeRule:
     """How frames are resized before encoding.
 
-    Exactly one of ``size`` (a fixed ``(H, W)``) or ``short_side`` is set. With ``short_side`` the
+    At most one of ``size`` (a fixed ``(H, W)``) or ``short_side`` is set. With ``short_side`` the
     short side becomes ``short_side`` and the long side keeps the aspect ratio, floored to a multiple
     of ``multiple_of`` (the patch size, or 64 as in DINO's DAVIS evaluation: 480x854 -> 480x832).
-    A ViT truncates a remainder that is not a multiple of its patch size.
+    A ViT truncates a remainder that is not a multiple of its patch size. With neither (:attr:`native`),
+    frames keep their size and the right/bottom remainder past a multiple of ``multiple_of`` is cropped,
+    as a ViT's patch embedding drops it (the original DINOSAVi's evaluation: 480x854 -> 480x848 at patch 8).
     """
 
     size: tuple[int, int] | None = None
@@ -30,15 +32,23 @@ class ResizeRule:
     multiple_of: int = 1
 
     def __post_init__(self) -> None:
-        if (self.size is None) == (self.short_side is None):
-            raise ValueError(f"ResizeRule needs exactly one of size or short_side, got {self}")
+        if self.size is not None and self.short_side is not None:
+            raise ValueError(f"ResizeRule takes at most one of size or short_side, got {self}")
         if self.multiple_of < 1:
             raise ValueError(f"ResizeRule.multiple_of must be >= 1, got {self.multiple_of}")
 
+    @property
+    def native(self) -> bool:
+        """Frames keep their size (cropped to a multiple of ``multiple_of``), no resampling."""
+        return self.size is None and self.short_side is None
+
     def target_size(self, height: int, width: int) -> tuple[int, int]:
-        """The ``(H, W)`` a ``height x width`` frame is resized to."""
+        """The ``(H, W)`` a ``height x width`` frame is resized (or, when :attr:`native`, cropped) to."""
         if self.size is not None:
             return self.size
+        if self.short_side is None:
+            m = self.multiple_of
+            return max(m, height // m * m), max(m, width // m * m)
         assert self.short_side is not None
         scale = self.short_side / min(height, width)
         m = self.multiple_of
@@ -74,7 +84,9 @@ class Preprocess:
             raise ValueError(f"expected (B, 3, H, W) uint8 frames, got {tuple(frames.shape)} {frames.dtype}")
         x = frames.float().div_(255.0)
         size = rule.target_size(frames.shape[-2], frames.shape[-1])
-        if tuple(x.shape[-2:]) != size:
+        if rule.native:
+            x = x[..., : size[0], : size[1]]
+        elif tuple(x.shape[-2:]) != size:
             antialias = self.interpolation in ("bilinear", "bicubic")
             x = F.interpolate(x, size=size, mode=self.interpolation, antialias=antialias,
                               align_corners=False if antialias else None)

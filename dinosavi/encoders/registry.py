@@ -1,12 +1,15 @@
 """Build a frozen encoder by name: the one place where encoder names and weights are resolved.
 
 Names: ``efficientnet_lite0``, ``vit_tiny_random``, the DINO/DINOv2 ViTs in ``TIMM_VITS``,
-``timm:<any timm ViT>`` and ``hf:<hub repo id or local dir>`` (transformers ViT/DINOv2).
+``timm:<any timm ViT>``, ``random:<any timm ViT>`` (its architecture with seeded random weights, no
+download: e.g. ``random:vit_small_patch8_224.dino``, the shape of DINO ViT-S/8) and
+``hf:<hub repo id or local dir>`` (transformers ViT/DINOv2).
 """
 
 from __future__ import annotations
 
 import timm
+import torch
 
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.encoders.efficientnet import EfficientNetLite0
@@ -24,7 +27,7 @@ TIMM_VITS: dict[str, str] = {
     "dinov2_vitb14": "vit_base_patch14_dinov2.lvd142m",
 }
 ENCODERS: tuple[str, ...] = (
-    "efficientnet_lite0", "vit_tiny_random", *TIMM_VITS, "timm:<name>", "hf:<repo id|dir>",
+    "efficientnet_lite0", "vit_tiny_random", *TIMM_VITS, "timm:<name>", "random:<timm name>", "hf:<repo id|dir>",
 )
 VIT_TINY_RANDOM_SEED = 0
 
@@ -62,6 +65,13 @@ def build_encoder(name: str, *, weights: str | None = None, stride: int = 8, lay
         ValueError: an unknown name, or an argument the encoder does not take.
         RuntimeError: hub weights are needed but cannot be downloaded (the message names the file).
     """
+    if name.startswith("random:"):
+        if weights is not None:
+            raise ValueError(f"`{name}` has seeded random weights; got weights={weights}")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(VIT_TINY_RANDOM_SEED)
+            model = build_timm_vit(name.removeprefix("random:"))
+        return TimmViT(model, layers=layers, precision=precision)
     vit_name = TIMM_VITS.get(name) or (name.removeprefix("timm:") if name.startswith("timm:") else None)
     if vit_name is not None:
         model = load_timm_weights(build_timm_vit(vit_name), weights)

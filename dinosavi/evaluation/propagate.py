@@ -39,6 +39,7 @@ from dinosavi.config import PropagateConfig
 from dinosavi.data.davis import Sequence as DavisSequence
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.evaluation.runner import frame_features, run_sequences
+from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
 
 __all__ = [
     "CRW",
@@ -297,7 +298,8 @@ def evaluate_propagation(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     :func:`dinosavi.evaluation.runner.run_sequences`).
 
     Settings come from ``cfg.propagate`` (:meth:`PropagationParams.from_config`, the resize rule from its
-    ``short_side``/``multiple_of``), data from ``cfg.data``, output options from ``cfg.eval``.
+    ``short_side``/``multiple_of``), data from ``cfg.data``, output options from ``cfg.eval``; with
+    ``features.store`` the features are read from (and written to) the feature store.
 
     Returns:
         The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
@@ -311,9 +313,15 @@ def evaluate_propagation(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
     log.info("propagating (%s: %s) with %s (stride %d) on %s/%s: %d sequences", p.preset, params,
              cfg.encoder.name, encoder.patch_size, cfg.data.root, split, len(dataset))
 
+    space = None
+    if cfg.features.store:  # the features of mode=eval at the same resolution are read, not encoded again
+        store = FeatureStore(cfg.features.store, cfg.features.dtype)
+        space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
+
     def segment(seq: DavisSequence) -> tuple[Tensor, None]:
         assert seq.labels is not None
-        features = frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size)
+        features = frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
+                                  dataset.frame_paths(seq.name), seq.name)
         return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
 
     title = f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}"

@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-__all__ = ["kmeans", "kmeans_segments"]
+from dinosavi.data.davis import SequenceDataset
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.evaluation.runner import frame_features
+from dinosavi.features.store import FeatureSpace
+from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
+from dinosavi.metrics.protocol import VOID_LABEL
+from dinosavi.metrics.results import DiscoveryTable
+
+__all__ = ["kmeans", "kmeans_reference", "kmeans_segments"]
 
 
 def kmeans(points: Tensor, k: int, iters: int = 30, generator: torch.Generator | None = None) -> Tensor:
@@ -75,3 +83,40 @@ def kmeans_segments(
     clusters = rearrange(kmeans(x, k, iters, generator), "t (h w) -> t h w", h=h)
     up = F.interpolate(clusters[:, None].float(), size=size, mode="nearest")[:, 0]
     return up.long() + 1
+
+
+def kmeans_reference(
+    dataset: SequenceDataset,
+    encoder: FrozenEncoder,
+    rule: ResizeRule,
+    k: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    space: FeatureSpace | None = None,
+) -> DiscoveryTable:
+    """Per-frame k-means of every sequence of an annotated split, scored like unsupervised evaluation.
+
+    k-means ids are per frame, so only the frame-level scores (``FG-ARI-frame``, ``FG-ARI-early``,
+    ``FG-ARI-late``, ``mBO-frame``) and the per-frame curve compare with a slot model's.
+
+    Args:
+        dataset: the annotated split.
+        encoder: the frozen encoder of the model it is compared with.
+        rule: the resize rule of that model's evaluation.
+        k: clusters per frame (the model's slot count).
+        batch_size: frames per encoder pass.
+        seed: seeds the k-means++ draws.
+        space: a feature store at ``rule`` to read the features from (and write them to).
+    """
+    table = DiscoveryTable()
+    generator = torch.Generator().manual_seed(seed)
+    for index in range(len(dataset)):
+        seq = dataset[index]
+        if seq.labels is None:
+            raise ValueError(f"sequence `{seq.name}` has no annotations; the k-means reference needs them")
+        truth = torch.where(seq.labels == VOID_LABEL, 0, seq.labels)
+        features = torch.stack(list(frame_features(encoder, seq.frames, rule, batch_size, space,
+                                                   dataset.frame_paths(seq.name), seq.name)))
+        pred = kmeans_segments(features, k, (truth.shape[-2], truth.shape[-1]), generator=generator)
+        table.add(seq.name, discovery_scores(truth, pred), fg_ari_per_frame(truth, pred))
+    return table

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from itertools import chain
+from itertools import chain, tee
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,8 @@ from dinosavi.viz.overlay import overlay
 __all__ = ["evaluate_checkpoint", "frame_features", "frame_outputs", "run_sequences", "write_sequence"]
 
 log = logging.getLogger(__name__)
+
+BACKGROUND_MASKS = ("first_frame", "every_frame")
 
 
 def write_sequence(
@@ -127,10 +129,21 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
     """
     device = resolve_device(cfg.device)
     encoder = build_encoder(cfg.encoder).to(device)
+    wanted = ckpt.extra.get("feature_dim")
+    if wanted is not None and wanted != encoder.feature_dim:
+        raise ValueError(f"{ckpt.extra.get('path', 'the checkpoint')} takes {wanted}-d features; encoder "
+                         f"`{cfg.encoder.name}` gives {encoder.feature_dim}: set encoder.name=... to a {wanted}-d ViT")
     model = build_model(cfg.model, encoder.feature_dim).to(device)
     model.load_state_dict(ckpt.model, strict=True)
     model.eval()
     opts = cfg.eval
+    if opts.background_mask not in BACKGROUND_MASKS:
+        raise ValueError(f"Unknown eval.background_mask `{opts.background_mask}`; expected one of {BACKGROUND_MASKS}")
+    every_frame = opts.background_mask == "every_frame"
+    if every_frame and encoder.num_heads is None:
+        raise ValueError(f"eval.background_mask=every_frame restricts the background slots to each frame's "
+                         f"CLS-attention background; encoder `{cfg.encoder.name}` has no CLS token: use a ViT "
+                         f"encoder or eval.background_mask=first_frame")
     if opts.lock_on and opts.num_extra_slots > 0 and encoder.num_heads is None:
         raise ValueError(
             f"eval.num_extra_slots needs the CLS-attention background of the first frame (eval.num_extra_slots="
@@ -158,7 +171,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
         store = FeatureStore(cfg.features.store, cfg.features.dtype)
         space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
     # the CLS-attention background of the first frame: extra slots, and slot groups without lock-on
-    wants_background = opts.num_extra_slots > 0 if opts.lock_on else model.slot_init.num_groups == 2
+    wants_background = every_frame or (opts.num_extra_slots > 0 if opts.lock_on else model.slot_init.num_groups == 2)
 
     def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
@@ -168,6 +181,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
         background = None
         if wants_background and cls_attention is not None:
             background = background_mask(cls_attention[None])[0]
+        later = None
+        if every_frame:  # each later frame's CLS background, encoded once with its features
+            outputs, with_cls = tee(outputs)
+            later = (background_mask(a[None])[0] for _, a in with_cls if a is not None)
         result = segment_sequence(
             model,
             chain([first], (features for features, _ in outputs)),
@@ -175,7 +192,8 @@ def evaluate_checkpoint(ckpt: Checkpoint, cfg: DictConfig, out_dir: Path) -> dic
             size=(seq.frames.shape[-2], seq.frames.shape[-1]),
             lock_on=opts.lock_on, num_bg_slots=opts.num_bg_slots, slots_per_class=opts.slots_per_class,
             num_extra_slots=opts.num_extra_slots, num_slots=num_slots, background=background,
-            output=opts.output, num_iters=opts.num_iters, ini_iters=opts.ini_iters,
+            later_backgrounds=later, label_sampling=opts.label_sampling, output=opts.output,
+            num_iters=opts.num_iters, ini_iters=opts.ini_iters,
             track_mode=opts.track_mode, track_temperature=opts.track_temperature,
             generator=torch.Generator().manual_seed(cfg.seed),
         )

@@ -16,6 +16,12 @@ background, the groups are restricted to their patches at the first frame, as in
 Either way, ``track_mode`` re-orders slots frame to frame (:mod:`dinosavi.evaluation.tracking`); by
 default per-frame models are tracked and models that carry their slots are not.
 
+The original DINOSAVi's protocol (``eval=original``) adds ``later_backgrounds``: at every later frame the
+background slots may attend only to that frame's CLS-attention background, the other slots anywhere (and
+without lock-on the background group is restricted the same way at the first frame); and it samples the
+first-frame labels at the patch grid by nearest neighbour (``label_sampling="nearest"``), so only objects
+that hit a sampled pixel get slots.
+
 Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, W`` pixels,
 ``h, w`` feature grid, ``N = h*w``.
 """
@@ -35,9 +41,11 @@ from dinosavi.evaluation.tracking import SlotTracker
 from dinosavi.models.background import bgfg_slot_masks
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels", "segment_frames", "segment_sequence"]
+__all__ = ["LABEL_SAMPLINGS", "FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels",
+           "patch_labels_nearest", "segment_frames", "segment_sequence"]
 
 VOID = 255
+LABEL_SAMPLINGS = ("area", "nearest")
 
 
 @dataclass
@@ -95,6 +103,13 @@ def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Ten
     return out
 
 
+def patch_labels_nearest(labels: Tensor, grid: tuple[int, int]) -> Tensor:
+    """Object id of each patch by nearest-neighbour sampling (the original DINOSAVi's ``F.interpolate`` of the
+    first frame's one-hot labels), void counted as background: ``(H, W)`` int64 -> ``(h, w)`` int64."""
+    ids = torch.where(labels == VOID, torch.zeros_like(labels), labels)
+    return F.interpolate(ids[None, None].float(), size=grid, mode="nearest")[0, 0].long()
+
+
 def lock_on_mask(
     patches: Tensor,
     num_objects: int,
@@ -102,6 +117,7 @@ def lock_on_mask(
     slots_per_class: int,
     num_extra_slots: int = 0,
     background: Tensor | None = None,
+    objects: Sequence[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The first-frame attention mask and the class of every slot.
 
@@ -116,14 +132,16 @@ def lock_on_mask(
         slots_per_class: slots per object.
         num_extra_slots: extra foreground slots.
         background: ``(h, w)`` bool CLS-attention background; needed with extra slots.
+        objects: the object ids that get slots, in order; ``1..K`` when None.
 
     Returns:
         mask ``(S, N)`` bool (True: the slot may attend to the patch) and slot classes ``(S,)`` int64,
         with ``S = num_bg_slots + K * slots_per_class + num_extra_slots``.
     """
+    ids = torch.arange(1, num_objects + 1) if objects is None else torch.tensor(list(objects), dtype=torch.long)
     classes = torch.cat([
         torch.zeros(num_bg_slots, dtype=torch.long),
-        torch.arange(1, num_objects + 1).repeat_interleave(slots_per_class),
+        ids.repeat_interleave(slots_per_class),
     ]).to(patches.device)
     mask = classes[:, None] == patches.flatten()[None, :]
     if num_extra_slots:
@@ -151,6 +169,8 @@ def segment_sequence(
     num_extra_slots: int = 0,
     num_slots: int | Sequence[int] | None = None,
     background: Tensor | None = None,
+    later_backgrounds: Iterable[Tensor] | None = None,
+    label_sampling: str = "area",
     output: str = "alpha",
     num_iters: int | None = None,
     ini_iters: int | None = None,
@@ -178,6 +198,12 @@ def segment_sequence(
         num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
         background: ``(h, w)`` bool CLS-attention background of frame 0
             (:func:`dinosavi.models.background.background_mask`), or None.
+        later_backgrounds: per later frame, in order, its ``(h, w)`` bool CLS-attention background: the
+            background slots (the first ``num_bg_slots`` with lock-on, the background group without) may attend
+            only to it, the others anywhere; without lock-on the background group is restricted so at frame 0
+            too (from ``background``). None: later frames are unrestricted.
+        label_sampling: how the first frame's labels reach the patch grid: ``area`` (:func:`patch_labels`) or
+            ``nearest`` (:func:`patch_labels_nearest`; objects no sampled pixel hits get no slots).
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations on carried slots; the model's when None.
         ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
@@ -190,8 +216,9 @@ def segment_sequence(
     steps = list(segment_frames(
         model, features, first_labels, size=size, lock_on=lock_on, num_bg_slots=num_bg_slots,
         slots_per_class=slots_per_class, num_extra_slots=num_extra_slots, num_slots=num_slots,
-        background=background, output=output, num_iters=num_iters, ini_iters=ini_iters, track_mode=track_mode,
-        track_temperature=track_temperature, generator=generator,
+        background=background, later_backgrounds=later_backgrounds, label_sampling=label_sampling, output=output,
+        num_iters=num_iters, ini_iters=ini_iters, track_mode=track_mode, track_temperature=track_temperature,
+        generator=generator,
     ))
     return SegmentResult(labels=torch.stack([s.labels for s in steps]), masks=torch.stack([s.masks for s in steps]),
                          slot_classes=steps[0].slot_classes)
@@ -209,6 +236,8 @@ def segment_frames(
     num_extra_slots: int = 0,
     num_slots: int | Sequence[int] | None = None,
     background: Tensor | None = None,
+    later_backgrounds: Iterable[Tensor] | None = None,
+    label_sampling: str = "area",
     output: str = "alpha",
     num_iters: int | None = None,
     ini_iters: int | None = None,
@@ -241,6 +270,9 @@ def segment_frames(
         num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
         background: ``(h, w)`` bool CLS-attention background of frame 0
             (:func:`dinosavi.models.background.background_mask`), or None.
+        later_backgrounds: per later frame, its ``(h, w)`` CLS-attention background, read as the frame is
+            (see :func:`segment_sequence`).
+        label_sampling: ``area`` or ``nearest`` (see :func:`segment_sequence`).
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations on carried slots; the model's when None.
         ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
@@ -258,6 +290,8 @@ def segment_frames(
     """
     if output not in ("alpha", "slot"):
         raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
+    if label_sampling not in LABEL_SAMPLINGS:
+        raise ValueError(f"Unknown eval.label_sampling `{label_sampling}`; expected one of {LABEL_SAMPLINGS}")
     device = next(model.parameters()).device
     if first_labels is not None:
         first_labels = first_labels.to(device)
@@ -274,7 +308,8 @@ def segment_frames(
     tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
 
     return _segment_steps(model, features, first_labels, size, lock_on, num_bg_slots, slots_per_class,
-                          num_extra_slots, num_slots, background, output, num_iters, ini_iters, tracker, generator)
+                          num_extra_slots, num_slots, background, later_backgrounds, label_sampling, output, num_iters,
+                          ini_iters, tracker, generator)
 
 
 @torch.no_grad()
@@ -289,6 +324,8 @@ def _segment_steps(
     num_extra_slots: int,
     num_slots: int | Sequence[int] | None,
     background: Tensor | None,
+    later_backgrounds: Iterable[Tensor] | None,
+    label_sampling: str,
     output: str,
     num_iters: int | None,
     ini_iters: int | None,
@@ -307,15 +344,25 @@ def _segment_steps(
     if lock_on:
         assert first_labels is not None
         counts, mask, classes = _lock_on_slots(model, first_labels, (h, w), num_bg_slots, slots_per_class,
-                                               num_extra_slots, bg)
+                                               num_extra_slots, bg, label_sampling)
+        num_bg = num_bg_slots
     else:
         counts = model.num_slots if num_slots is None else num_slots
-        mask = _group_mask(counts, bg) if model.slot_init.num_groups == 2 else None
-        classes = torch.arange(1, (counts if isinstance(counts, int) else sum(counts)) + 1, device=device)
+        classes = _segments(counts, device)
+        grouped = model.slot_init.num_groups == 2
+        num_bg = counts[0] if grouped and not isinstance(counts, int) else 0
+        if later_backgrounds is not None and num_bg:  # the original: only the background group is restricted
+            mask = None if bg is None else _background_slots(bg, len(classes), num_bg)
+        else:
+            mask = _group_mask(counts, bg) if grouped else None
     num_classes = int(classes.max()) if classes.numel() else 0
+    later: Iterable[Tensor | None] = ()
+    if later_backgrounds is not None and num_bg:
+        later = (_background_slots(b.to(device).reshape(h, w), len(classes), num_bg)[None] for b in later_backgrounds)
     tokens = (model.embed(f.to(device)[None]) for f in chain([first], frames))
-    steps = model.scan(tokens, model.init_slots(1, counts, generator), [None if mask is None else mask[None]],
-                       counts, generator, ini_iters=ini_iters, num_iters=num_iters)
+    steps = model.scan(tokens, model.init_slots(1, counts, generator),
+                       chain([None if mask is None else mask[None]], later), counts, generator,
+                       ini_iters=ini_iters, num_iters=num_iters)
     for index, out in enumerate(steps):
         attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
         m = model.decode(out.slots, (h, w), attention).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
@@ -339,6 +386,7 @@ def _lock_on_slots(
     slots_per_class: int,
     num_extra_slots: int,
     background: Tensor | None,
+    label_sampling: str = "area",
 ) -> tuple[int | Sequence[int], Tensor, Tensor]:
     """Slot counts to draw, the ``(S, N)`` first-frame mask and the ``(S,)`` slot classes of lock-on.
 
@@ -346,11 +394,29 @@ def _lock_on_slots(
     """
     valid = first_labels[first_labels != VOID]
     num_objects = int(valid.max()) if valid.numel() else 0
-    patches = patch_labels(first_labels, grid, num_objects)
-    mask, classes = lock_on_mask(patches, num_objects, num_bg_slots, slots_per_class, num_extra_slots, background)
+    objects: list[int] | None = None
+    if label_sampling == "nearest":
+        patches = patch_labels_nearest(first_labels, grid)
+        objects = [k for k in patches.unique().tolist() if k]
+    else:
+        patches = patch_labels(first_labels, grid, num_objects)
+    mask, classes = lock_on_mask(patches, num_objects, num_bg_slots, slots_per_class, num_extra_slots, background,
+                                 objects)
     grouped = model.slot_init.num_groups == 2
     counts: int | Sequence[int] = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
     return counts, mask, classes
+
+
+def _segments(counts: int | Sequence[int], device: torch.device) -> Tensor:
+    """Segment ids ``1..S`` of the slots of an unsupervised run: ``(S,)``."""
+    return torch.arange(1, (counts if isinstance(counts, int) else sum(counts)) + 1, device=device)
+
+
+def _background_slots(background: Tensor, num_slots: int, num_bg: int) -> Tensor:
+    """``(S, N)`` mask: the first ``num_bg`` slots may attend to the ``(h, w)`` background only, the rest anywhere."""
+    mask = torch.ones(num_slots, background.numel(), dtype=torch.bool, device=background.device)
+    mask[:num_bg] = background.flatten()
+    return mask
 
 
 def _group_mask(counts: int | Sequence[int], background: Tensor | None) -> Tensor | None:

@@ -90,7 +90,7 @@ def video_groups(root: str | Path, frame_rate: float | None) -> list[SourceGroup
     return [SourceGroup(str(p.relative_to(root)), [p], video=True, frame_rate=frame_rate) for p in find_videos(root)]
 
 
-def resolutions(names: Sequence[str], input_size: tuple[int, int], short_side: int,
+def resolutions(names: Sequence[str], input_size: tuple[int, int], short_side: int | None,
                 patch_size: int) -> dict[str, Resolution]:
     """``train``: frames resized to ``input_size`` as training clips are; ``eval``: the evaluation rule."""
     unknown = [n for n in names if n not in RESOLUTIONS]

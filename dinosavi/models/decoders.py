@@ -5,6 +5,10 @@ MLP decoder, a shared per-slot MLP over tokens with a learned positional embeddi
 ``transformer``: learned per-patch queries cross-attend to the slots (DINOSAUR's decoder without the
 autoregressive part); its alpha masks are the cross-attention weights, softmax over slots.
 
+``mixer``: the slots are mixed at every position by given blending weights (the slot-attention masks,
+``model.blend=attention``), then one shared MLP with a positional encoding decodes each position: ``S``
+times cheaper than decoding every slot at every position; it has no alpha masks of its own.
+
 ``alpha`` and ``mlp`` decode every slot at every position to features plus an alpha logit; the features are
 blended with the softmax of the logits over slots, or with given ``weights`` (e.g. the slot-attention
 masks, ``model.blend=attention``), which then are the masks.
@@ -22,11 +26,13 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from dinosavi.models.pos_embed import PositionalEncoding
+from dinosavi.models.pos_embed import OriginalPositionalEncoding, PositionalEncoding
 
-__all__ = ["DECODERS", "AlphaDecoder", "DecoderOutput", "MLPDecoder", "SlotDecoder", "TransformerDecoder"]
+__all__ = [
+    "DECODERS", "AlphaDecoder", "DecoderOutput", "MLPDecoder", "MixerDecoder", "SlotDecoder", "TransformerDecoder",
+]
 
-DECODERS = ("alpha", "mlp", "transformer")
+DECODERS = ("alpha", "mlp", "transformer", "mixer")
 
 
 @dataclass
@@ -46,10 +52,12 @@ class SlotDecoder(nn.Module):
     """Interface of the decoders: ``forward(slots: (B, S, slot_dim), size: (h, w), weights) -> DecoderOutput``.
 
     ``weights``: ``(B, S, h, w)`` blending weights (summing to 1 over slots) to use instead of the decoder's
-    own alpha masks; decoders that cannot take them (``blends_weights`` False) raise.
+    own alpha masks; decoders that cannot take them (``blends_weights`` False) raise, decoders without
+    masks of their own (``needs_weights`` True) need them.
     """
 
     blends_weights = True
+    needs_weights = False
 
     def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
         raise NotImplementedError
@@ -69,7 +77,7 @@ class AlphaDecoder(SlotDecoder):
         depth: number of convolutions, ``>= 1``.
         kernel_size: odd kernel size.
         hidden_dim: channels of the hidden convolutions.
-        pos_embed: the positional encoding.
+        pos_embed: the positional encoding (ours, or the original DINOSAVi's layout).
     """
 
     def __init__(
@@ -79,7 +87,7 @@ class AlphaDecoder(SlotDecoder):
         depth: int,
         kernel_size: int,
         hidden_dim: int,
-        pos_embed: PositionalEncoding,
+        pos_embed: PositionalEncoding | OriginalPositionalEncoding,
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -170,6 +178,51 @@ class MLPDecoder(SlotDecoder):
         for layer in self.layers[1:]:
             x = layer(F.relu(x))
         return _blend(x, size, weights)
+
+
+class MixerDecoder(SlotDecoder):
+    """Slots mixed per position by given weights, then decoded by one shared per-position MLP.
+
+    ``x_n = sum_s weights[s, n] slot_s``, then ``MLP(x_n, pe_n)`` (``depth`` linear layers, ReLU between, the
+    positional encoding concatenated to the input) gives the ``D`` features of position ``n``. With
+    near one-hot weights this is a per-slot decoder; its cost is that of decoding one slot, not ``S``.
+
+    Args:
+        slot_dim: size of a slot.
+        out_dim: feature channels ``D``.
+        depth: linear layers, ``>= 1``.
+        hidden_dim: width of the hidden layers.
+        pos_embed: the positional encoding.
+    """
+
+    needs_weights = True
+
+    def __init__(self, slot_dim: int, out_dim: int, depth: int, hidden_dim: int,
+                 pos_embed: PositionalEncoding) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"decoder depth must be >= 1, got {depth}")
+        self.slot_dim = slot_dim
+        self.pos_embed = pos_embed
+        dims = [slot_dim + pos_embed.dim] + [hidden_dim] * (depth - 1) + [out_dim]
+        self.layers: list[nn.Linear] = nn.ModuleList(  # type: ignore[assignment]
+            nn.Linear(i, o) for i, o in itertools.pairwise(dims)
+        )
+
+    def forward(self, slots: Tensor, size: tuple[int, int], weights: Tensor | None = None) -> DecoderOutput:
+        """Decode ``slots: (B, S, slot_dim)`` mixed by ``weights: (B, S, h, w)`` on a grid of ``size = (h, w)``."""
+        if weights is None:
+            raise ValueError("the mixer decoder mixes slots by given weights (model.blend=attention); it has no "
+                             "alpha masks of its own")
+        h, w = size
+        mixed = torch.einsum("bsn,bsc->bnc", rearrange(weights, "b s h w -> b s (h w)"), slots)  # (B, N, C)
+        pe = rearrange(self.pos_embed(h, w, slots.device).to(slots.dtype), "p h w -> (h w) p")  # (N, P)
+        first = self.layers[0]
+        weight = first.weight  # (hidden, slot_dim + P): the mixed slot's columns, then the encoding's
+        x = F.linear(mixed, weight[:, : self.slot_dim], first.bias) + F.linear(pe, weight[:, self.slot_dim :])
+        for layer in self.layers[1:]:
+            x = layer(F.relu(x))
+        return DecoderOutput(reconstruction=rearrange(x, "b (h w) d -> b d h w", h=h), alpha=weights)
 
 
 class TransformerDecoder(SlotDecoder):

@@ -19,7 +19,7 @@ from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.pos_embed import grid
 from dinosavi.models.slot_attention import SlotAttention, SlotInit
 
-__all__ = ["BLENDS", "INPUT_PES", "Dinosaur", "FrameOutput"]
+__all__ = ["BLENDS", "INPUT_PES", "STYLES", "Dinosaur", "FrameOutput"]
 
 
 @dataclass
@@ -41,6 +41,7 @@ class FrameOutput:
 
 INPUT_PES = ("none", "linear")
 BLENDS = ("alpha", "attention")
+STYLES = ("dinosavi", "original")
 
 
 class Dinosaur(nn.Module):
@@ -58,6 +59,12 @@ class Dinosaur(nn.Module):
         blend: what mixes the decoded slots into the reconstruction and gives the masks: ``alpha``, the
             decoder's alpha logits (DINOSAUR), or ``attention``, the slot-attention weights of the last
             iteration, so the reconstruction error reaches the grouping directly.
+        input_mlp: True: a LayerNorm + MLP maps the features to ``slot_dim`` tokens before slot attention
+            (DINOSAUR); False: the raw features go into slot attention, whose input LayerNorm and key/value
+            projections take ``feature_dim`` channels (the original DINOSAVi).
+        style: ``original`` reproduces the original DINOSAVi code's slot initialisation (per-group
+            parameters and draws) and slot-attention weighted mean (``a / (sum(a) + 1e-6)``);
+            ``dinosavi`` is ours.
     """
 
     def __init__(
@@ -71,12 +78,18 @@ class Dinosaur(nn.Module):
         num_groups: int = 0,
         input_pe: str = "none",
         blend: str = "alpha",
+        input_mlp: bool = True,
+        style: str = "dinosavi",
     ) -> None:
         super().__init__()
+        if style not in STYLES:
+            raise ValueError(f"Unknown model.style `{style}`; expected one of {STYLES}")
         if input_pe not in INPUT_PES:
             raise ValueError(f"Unknown model.input_pe `{input_pe}`; expected one of {INPUT_PES}")
         if blend not in BLENDS:
             raise ValueError(f"Unknown model.blend `{blend}`; expected one of {BLENDS}")
+        if blend == "alpha" and decoder.needs_weights:
+            raise ValueError(f"{type(decoder).__name__} has no alpha masks of its own; it needs model.blend=attention")
         if blend == "attention" and not decoder.blends_weights:
             raise ValueError(f"model.blend=attention needs a decoder with per-slot features (alpha, mlp); "
                              f"{type(decoder).__name__} has none")
@@ -84,15 +97,18 @@ class Dinosaur(nn.Module):
         self.feature_dim = feature_dim
         self.num_slots = num_slots if isinstance(num_slots, int) else tuple(num_slots)
         self.num_iters = num_iters
+        self.style = style
         self.input_mlp = nn.Sequential(
             nn.LayerNorm(feature_dim),
             nn.Linear(feature_dim, hidden_dim),
             nn.ReLU(),
             nn.Linear(hidden_dim, slot_dim),
-        )
+        ) if input_mlp else None
         self.input_pe = nn.Linear(4, feature_dim) if input_pe == "linear" else None
-        self.slot_init = SlotInit(slot_dim, num_groups)
-        self.slot_attention = SlotAttention(slot_dim, slot_dim, hidden_dim)
+        original = style == "original"
+        self.slot_init = SlotInit(slot_dim, num_groups, per_group=original)
+        self.slot_attention = SlotAttention(slot_dim if input_mlp else feature_dim, slot_dim, hidden_dim,
+                                            weighted_mean="original" if original else "smoothed")
         self.decoder = decoder
 
     def init_slots(
@@ -102,14 +118,17 @@ class Dinosaur(nn.Module):
         return self.slot_init(batch_size, self.num_slots if num_slots is None else num_slots, generator)
 
     def embed(self, features: Tensor) -> Tensor:
-        """Slot-attention inputs of one frame: features ``(B, D, h, w)`` -> tokens ``(B, N, slot_dim)``."""
+        """Slot-attention inputs of one frame: features ``(B, D, h, w)`` -> tokens ``(B, N, slot_dim)``, or the
+        raw ``(B, N, D)`` features (plus the input PE, if any) without the input MLP."""
         h, w = features.shape[-2:]
-        x = self.input_mlp[0](rearrange(features, "b d h w -> b (h w) d"))
+        x = rearrange(features, "b d h w -> b (h w) d")
+        if self.input_mlp is not None:
+            x = self.input_mlp[0](x)
         if self.input_pe is not None:
             ys, xs = grid(h, w, features.device)
             coords = rearrange(torch.stack([ys, xs, -ys, -xs]), "c h w -> (h w) c").to(x.dtype)
             x = x + self.input_pe(coords)
-        return self.input_mlp[1:](x)
+        return x if self.input_mlp is None else self.input_mlp[1:](x)
 
     def bind(
         self, features: Tensor, slots: Tensor, num_iters: int | None = None, mask: Tensor | None = None

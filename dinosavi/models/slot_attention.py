@@ -13,7 +13,9 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-__all__ = ["SlotAttention", "SlotAttentionOutput", "SlotInit"]
+__all__ = ["WEIGHTED_MEANS", "SlotAttention", "SlotAttentionOutput", "SlotInit"]
+
+WEIGHTED_MEANS = ("smoothed", "original")
 
 
 @dataclass
@@ -38,17 +40,26 @@ class SlotInit(nn.Module):
     Args:
         slot_dim: size of a slot.
         num_groups: number of slot groups; 0 for one shared distribution.
+        per_group: as the original DINOSAVi code: each group's parameters are initialised on their own
+            (Xavier bounds of a ``(1, 1, slot_dim)`` tensor) and each group's noise is its own draw, in
+            group order; otherwise one draw covers all slots.
     """
 
-    def __init__(self, slot_dim: int, num_groups: int = 0) -> None:
+    def __init__(self, slot_dim: int, num_groups: int = 0, per_group: bool = False) -> None:
         super().__init__()
         self.slot_dim = slot_dim
         self.num_groups = num_groups
+        self.per_group = per_group
         self.mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, slot_dim)))
         self.log_sigma = nn.Parameter(nn.init.xavier_uniform_(torch.empty(1, 1, slot_dim)))
         if num_groups:
-            self.group_mu = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_groups, 1, slot_dim)))
-            self.group_log_sigma = nn.Parameter(nn.init.xavier_uniform_(torch.empty(num_groups, 1, slot_dim)))
+            self.group_mu = nn.Parameter(self._group_init(num_groups, slot_dim))
+            self.group_log_sigma = nn.Parameter(self._group_init(num_groups, slot_dim))
+
+    def _group_init(self, num_groups: int, slot_dim: int) -> Tensor:
+        if self.per_group:
+            return torch.cat([nn.init.xavier_uniform_(torch.empty(1, 1, slot_dim)) for _ in range(num_groups)])
+        return nn.init.xavier_uniform_(torch.empty(num_groups, 1, slot_dim))
 
     def forward(
         self, batch_size: int, num_slots: int | Sequence[int], generator: torch.Generator | None = None
@@ -63,11 +74,34 @@ class SlotInit(nn.Module):
         Returns:
             ``(B, S, D)`` slots.
         """
+        counts = self._counts(num_slots)
+        noise_device = generator.device if generator is not None else self.mu.device
+        draws = counts if self.per_group else [sum(counts)]
+        noise = torch.cat([torch.randn(batch_size, n, self.slot_dim, generator=generator, device=noise_device)
+                           for n in draws], dim=1)
+        return self.from_noise(noise, num_slots)
+
+    def _counts(self, num_slots: int | Sequence[int]) -> list[int]:
         counts = [num_slots] if isinstance(num_slots, int) else list(num_slots)
         if self.num_groups and len(counts) != self.num_groups:
             raise ValueError(f"num_slots must give one count per slot group ({self.num_groups}), got {num_slots}")
         if not self.num_groups and len(counts) != 1:
             raise ValueError(f"num_slots must be one integer without slot groups, got {num_slots}")
+        return counts
+
+    def from_noise(self, noise: Tensor, num_slots: int | Sequence[int]) -> Tensor:
+        """Slots from standard-normal ``noise: (B, S, D)``: ``mu + exp(log_sigma) * noise`` per group.
+
+        Args:
+            noise: ``(B, S, D)``, ``S`` the total of ``num_slots``.
+            num_slots: slot count, or one count per group (groups concatenated in order).
+
+        Returns:
+            ``(B, S, D)`` slots.
+        """
+        counts = self._counts(num_slots)
+        if noise.shape[1:] != (sum(counts), self.slot_dim):
+            raise ValueError(f"noise must be (B, {sum(counts)}, {self.slot_dim}), got {tuple(noise.shape)}")
         mu: Tensor = self.mu
         log_sigma: Tensor = self.log_sigma
         if self.num_groups:
@@ -75,9 +109,6 @@ class SlotInit(nn.Module):
             log_sigma = torch.cat(
                 [(log_sigma + self.group_log_sigma[g]).expand(1, n, -1) for g, n in enumerate(counts)], dim=1
             )
-        total = sum(counts)
-        noise_device = generator.device if generator is not None else mu.device
-        noise = torch.randn(batch_size, total, self.slot_dim, generator=generator, device=noise_device)
         return mu + log_sigma.exp() * noise.to(device=mu.device, dtype=mu.dtype)
 
 
@@ -89,12 +120,19 @@ class SlotAttention(nn.Module):
         slot_dim: size of a slot.
         hidden_dim: hidden size of the residual MLP.
         epsilon: added to the attention before the weighted mean, as in the paper.
+        weighted_mean: ``smoothed``: ``(a + epsilon) / sum(a + epsilon)`` (the paper); ``original``: the
+            original DINOSAVi code's ``a / (sum(a) + 1e-6)``, where a slot with no attention gets no update.
     """
 
-    def __init__(self, input_dim: int, slot_dim: int, hidden_dim: int, epsilon: float = 1e-8) -> None:
+    def __init__(self, input_dim: int, slot_dim: int, hidden_dim: int, epsilon: float = 1e-8,
+                 weighted_mean: str = "smoothed") -> None:
         super().__init__()
+        if weighted_mean not in WEIGHTED_MEANS:
+            raise ValueError(f"Unknown slot-attention weighted mean `{weighted_mean}`; expected one of "
+                             f"{WEIGHTED_MEANS}")
         self.slot_dim = slot_dim
         self.epsilon = epsilon
+        self.weighted_mean = weighted_mean
         self.norm_inputs = nn.LayerNorm(input_dim)
         self.norm_slots = nn.LayerNorm(slot_dim)
         self.norm_mlp = nn.LayerNorm(slot_dim)
@@ -136,8 +174,11 @@ class SlotAttention(nn.Module):
             attention = logits.softmax(dim=1)  # (B, S, N): slots compete for tokens
             if mask is not None:
                 attention = attention * mask  # a token no slot may take gives nothing
-            weights = attention + self.epsilon
-            weights = weights / weights.sum(dim=-1, keepdim=True)
+            if self.weighted_mean == "original":
+                weights = attention / (attention.sum(dim=-1, keepdim=True) + 1e-6)
+            else:
+                weights = attention + self.epsilon
+                weights = weights / weights.sum(dim=-1, keepdim=True)
             updates = torch.einsum("bsn,bnd->bsd", weights, v)
             slots = self.gru(rearrange(updates, "b s d -> (b s) d"), rearrange(slots, "b s d -> (b s) d"))
             slots = rearrange(slots, "(b s) d -> b s d", b=inputs.shape[0])

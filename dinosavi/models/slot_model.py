@@ -15,7 +15,9 @@ iterations. At each later frame:
 
 For each time step ``k`` of ``time_steps`` a time decoder maps the slots of frame ``t`` to slots that
 decode frame ``t+k``; all frames x time steps go through the decoder in one batched call. The loss is the
-mean over time steps of the MSE to the layer-normalised frozen features.
+mean over time steps of the MSE to the layer-normalised frozen features (``loss_norm=target``), or, as in
+the original DINOSAVi, of a learnable LayerNorm of the prediction to the raw features
+(``loss_norm=prediction``).
 
 Shapes: ``B`` batch, ``T`` frames, ``S`` slots, ``D`` feature channels, ``C`` slot size, ``h, w`` feature
 grid, ``N = h*w``, ``P`` time steps.
@@ -37,7 +39,9 @@ from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.predictor import TimeDecoder
 from dinosavi.models.slot_attention import SlotAttentionOutput
 
-__all__ = ["ClipLoss", "SlotModel"]
+__all__ = ["LOSS_NORMS", "ClipLoss", "SlotModel"]
+
+LOSS_NORMS = ("target", "prediction")
 
 
 @dataclass
@@ -73,6 +77,10 @@ class SlotModel(Dinosaur):
         bgfg_strategy: None (no groups), or ``initial``/``always``: with ``num_slots = [bg, fg]``, the
             background slots may attend only to background patches (from CLS attention), the others
             only to the rest, at the first frame or at every frame.
+        loss_norm: ``target``: the prediction is compared with the layer-normalised features; ``prediction``:
+            a learnable ``LayerNorm(feature_dim)`` (``prediction_norm``) normalises the prediction and the
+            raw features are the target (the original DINOSAVi).
+        input_pe, blend, input_mlp, style: as in :class:`~dinosavi.models.dinosaur.Dinosaur`.
     """
 
     def __init__(
@@ -91,13 +99,19 @@ class SlotModel(Dinosaur):
         bgfg_strategy: str | None = None,
         input_pe: str = "none",
         blend: str = "alpha",
+        input_mlp: bool = True,
+        style: str = "dinosavi",
+        loss_norm: str = "target",
     ) -> None:
+        if loss_norm not in LOSS_NORMS:
+            raise ValueError(f"Unknown model.loss_norm `{loss_norm}`; expected one of {LOSS_NORMS}")
         if bgfg_strategy is not None and (isinstance(num_slots, int) or len(num_slots) != 2):
             raise ValueError(f"bgfg slot groups need num_slots = [bg, fg], got {num_slots}")
         if bgfg_strategy is None and not isinstance(num_slots, int):
             raise ValueError(f"num_slots = {list(num_slots)} ([bg, fg]) needs bgfg enabled; else give one integer")
         super().__init__(feature_dim, slot_dim, hidden_dim, num_slots, num_iters, decoder,
-                         num_groups=0 if bgfg_strategy is None else 2, input_pe=input_pe, blend=blend)
+                         num_groups=0 if bgfg_strategy is None else 2, input_pe=input_pe, blend=blend,
+                         input_mlp=input_mlp, style=style)
         if not time_steps or any(k < 0 for k in time_steps) or len(set(time_steps)) != len(time_steps):
             raise ValueError(f"time_steps must be distinct offsets >= 0, got {list(time_steps)}")
         self.ini_iters = num_iters if ini_iters is None else ini_iters
@@ -111,6 +125,7 @@ class SlotModel(Dinosaur):
         self.bgfg_strategy = bgfg_strategy
         # the time decoder that gives the present frame's masks (step 0, else the nearest step)
         self.present = self.time_steps.index(min(self.time_steps))
+        self.prediction_norm = nn.LayerNorm(feature_dim) if loss_norm == "prediction" else None
 
     @property
     def carries_slots(self) -> bool:
@@ -195,14 +210,19 @@ class SlotModel(Dinosaur):
         future = torch.stack([td(rearrange(slots, "b t s c -> (b t) s c")) for td in self.time_decoders])
         if self.blend == "attention":  # the present step blends by attention, future steps by their alpha
             weights = rearrange(attention, "b t s (h w) -> (b t) s h w", h=h)
-            outs = [self.decoder(future[p], (h, w), weights if p == self.present else None) for p in range(P)]
+            # a decoder without masks of its own (mixer) mixes future steps by the present attention too
+            own = None if not self.decoder.needs_weights else weights
+            outs = [self.decoder(future[p], (h, w), weights if p == self.present else own) for p in range(P)]
             reconstruction = torch.cat([o.reconstruction for o in outs])
             alphas = torch.cat([o.alpha for o in outs])
         else:
             out = self.decoder(rearrange(future, "p bt s c -> (p bt) s c"), (h, w))
             reconstruction, alphas = out.reconstruction, out.alpha
         prediction = rearrange(reconstruction, "(p b t) d h w -> p b t d h w", p=P, b=B)
-        loss, logs = temporal_reconstruction_loss(prediction, features, self.time_steps)
+        if self.prediction_norm is not None:  # the original: normalise the prediction, raw features as target
+            prediction = self.prediction_norm(prediction.movedim(3, -1)).movedim(-1, 3)
+        loss, logs = temporal_reconstruction_loss(prediction, features, self.time_steps,
+                                                  normalize_target=self.prediction_norm is None)
         alpha = rearrange(alphas, "(p b t) s h w -> p b t s h w", p=P, b=B)[self.present]
         return ClipLoss(loss, logs, alpha)
 

@@ -66,3 +66,52 @@ def test_mlp_decoder_equals_broadcast_mlp():
     expected = torch.einsum("bsn,bsnd->bdn", alpha, x[..., :-1]).unflatten(-1, (6, 7))
     out = dec(slots, (6, 7))
     torch.testing.assert_close(out.reconstruction, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_original_positional_encodings():
+    from dinosavi.models.pos_embed import OriginalPositionalEncoding
+
+    linear = OriginalPositionalEncoding("linear")
+    grid = linear(3, 5)  # corners at -1 and 1, regenerated for any grid, no state
+    assert grid.shape == (2, 3, 5) and not list(linear.state_dict())
+    assert grid[0, :, 0].tolist() == [-1.0, 0.0, 1.0] and grid[1, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    sine = OriginalPositionalEncoding("sine", 4, (6, 7))
+    assert sine(6, 7).shape == (4, 6, 7) and list(sine.state_dict()) == ["pe"]
+    torch.testing.assert_close(sine(6, 7)[0, 0], torch.arange(7.0).sin())  # sin of the column index
+    torch.testing.assert_close(sine(6, 7)[3, :, 0], torch.arange(6.0).cos())  # cos of the row index
+    learnt = OriginalPositionalEncoding("learnt", 4, (6, 7))
+    assert learnt.pe.shape == (4, 6, 7) and learnt(6, 7) is learnt.pe
+    resized = learnt(12, 14)
+    expected = torch.nn.functional.interpolate(learnt.pe[None], size=(12, 14), mode="bicubic")[0]
+    torch.testing.assert_close(resized, expected)
+    dec = AlphaDecoder(16, 24, 2, 1, 32, learnt)
+    assert dec(torch.randn(2, 3, 16), (5, 9)).reconstruction.shape == (2, 24, 5, 9)
+
+
+def test_mixer_decoder_equals_mlp_on_mixed_slots():
+    from dinosavi.models.decoders import MixerDecoder
+
+    pe = PositionalEncoding("linear", 4, (6, 7))
+    dec = MixerDecoder(16, 24, 3, 32, pe)
+    slots = torch.randn(2, 4, 16)
+    weights = torch.randn(2, 4, 6, 7).softmax(1)
+    mixed = torch.einsum("bshw,bsc->bhwc", weights, slots)
+    x = torch.cat([mixed, pe(6, 7).permute(1, 2, 0).expand(2, -1, -1, -1)], -1)  # (B, h, w, C + P), built
+    for i, layer in enumerate(dec.layers):
+        x = layer(torch.relu(x) if i else x)
+    out = dec(slots, (6, 7), weights)
+    torch.testing.assert_close(out.reconstruction, x.permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)
+    assert out.alpha is weights
+    with pytest.raises(ValueError, match=r"model\.blend=attention"):
+        dec(slots, (6, 7))
+
+
+def test_mixer_decoder_needs_attention_blend():
+    from dinosavi.build import build_model
+    from dinosavi.config import ModelConfig
+
+    with pytest.raises(ValueError, match=r"needs model\.blend=attention"):
+        build_model(ModelConfig(decoder="mixer", blend="alpha"), 32)
+    model = build_model(ModelConfig(decoder="mixer", blend="attention", num_slots=3, slot_dim=16, hidden_dim=32,
+                                    decoder_hidden_dim=32), 32)
+    assert model.decoder.needs_weights

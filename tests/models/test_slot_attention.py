@@ -75,3 +75,30 @@ def test_gradients_reach_every_parameter():
     out.slots.sum().backward()
     for name, p in [*sa.named_parameters(), *init.named_parameters()]:
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_per_group_draws_and_noise_formula():
+    init = SlotInit(16, num_groups=2, per_group=True)
+    g = torch.Generator().manual_seed(0)
+    slots = init(2, [2, 3], g)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.cat([torch.randn(2, 2, 16, generator=g), torch.randn(2, 3, 16, generator=g)], dim=1)
+    torch.testing.assert_close(slots, init.from_noise(noise, [2, 3]))
+    expected_bg = init.mu + init.group_mu[0] + (init.log_sigma + init.group_log_sigma[0]).exp() * noise[:, :2]
+    torch.testing.assert_close(slots[:, :2], expected_bg)
+    with pytest.raises(ValueError, match=r"noise must be \(B, 5, 16\)"):
+        init.from_noise(torch.zeros(1, 4, 16), [2, 3])
+
+
+def test_original_weighted_mean_gives_a_slot_without_attention_no_update():
+    sa = SlotAttention(8, 16, 32, weighted_mean="original")
+    x = torch.randn(1, 6, 8)
+    mask = torch.ones(1, 3, 6, dtype=torch.bool)
+    mask[0, 2] = False  # slot 2 may attend nowhere
+    sa(x, SlotInit(16)(1, 3), num_iters=1, mask=mask)
+    captured = {}
+    sa.gru.register_forward_hook(lambda m, a, o: captured.setdefault("updates", a[0]))
+    sa(x, SlotInit(16)(1, 3), num_iters=1, mask=mask)
+    assert captured["updates"][2].abs().max() == 0
+    with pytest.raises(ValueError, match="Unknown slot-attention weighted mean `mean`"):
+        SlotAttention(8, 16, 32, weighted_mean="mean")

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from einops import rearrange
 
 from dinosavi.build import build_model
 from dinosavi.config import ModelConfig
@@ -202,3 +203,28 @@ def test_eval_decode_uses_present_time_decoder():
     torch.testing.assert_close(model.decode(slots, (6, 7)).alpha, direct)
     assert isinstance(model, SlotModel) and isinstance(model.decoder, AlphaDecoder)
     assert isinstance(model.decoder.pos_embed, PositionalEncoding)
+
+
+def test_original_architecture_options():
+    """input_mlp=false: raw features into slot attention; loss_norm=prediction: LayerNorm on the prediction,
+    the raw features as the target."""
+    from dinosavi.losses import temporal_reconstruction_loss
+
+    D = 12
+    dec = AlphaDecoder(16, D, 2, 1, 32, PositionalEncoding("linear"))
+    model = SlotModel(D, 16, 32, 3, 1, dec, predictor=SaviPredictor(16), time_steps=(0, 1),
+                      input_mlp=False, loss_norm="prediction", style="original")
+    assert model.input_mlp is None and model.slot_attention.norm_inputs.weight.shape == (D,)
+    assert "prediction_norm.weight" in model.state_dict()
+    features = torch.randn(2, 3, D, 4, 5)
+    assert torch.equal(model.embed(features[:, 0]), rearrange(features[:, 0], "b d h w -> b (h w) d"))
+    captured = {}
+    model.prediction_norm.register_forward_hook(lambda m, a, o: captured.setdefault("ln", o))
+    out = model.clip_loss(features)
+    prediction = rearrange(captured["ln"], "p b t h w d -> p b t d h w")
+    expected, _ = temporal_reconstruction_loss(prediction, features, (0, 1), normalize_target=False)
+    torch.testing.assert_close(out.loss, expected)
+    with pytest.raises(ValueError, match=r"Unknown model\.loss_norm `both`"):
+        SlotModel(D, 16, 32, 3, 1, dec, loss_norm="both")
+    with pytest.raises(ValueError, match=r"Unknown model\.style `faithful`"):
+        SlotModel(D, 16, 32, 3, 1, dec, style="faithful")
