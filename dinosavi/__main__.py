@@ -44,6 +44,10 @@ def main(cfg: DictConfig) -> None:
         from dinosavi.features.cache import run_cache
 
         run_cache(cfg, run_dir, build_encoder(cfg.encoder).to(resolve_device(cfg.device)))
+    elif cfg.mode == "segment" or (cfg.mode == "propagate" and cfg.input):
+        from dinosavi.modes import run_segment
+
+        run_segment(cfg, run_dir, overrides)
     elif cfg.mode == "propagate":
         from dinosavi.modes import run_propagate
 

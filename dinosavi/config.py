@@ -25,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "PropagateConfig",
     "ScoreConfig",
+    "SegmentConfig",
     "SyntheticConfig",
     "TrainConfig",
     "register_configs",
@@ -39,6 +40,8 @@ MODES = {
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
     "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
+    "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
+               "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
 }
 
 
@@ -264,6 +267,26 @@ class PropagateConfig:
 
 
 @dataclass
+class SegmentConfig:
+    """``mode=segment``: how the frames of ``input=`` are read (see :mod:`dinosavi.data.inputs`).
+
+    ``max_fps`` caps the frame rate (a faster video is resampled to it; null keeps every frame);
+    ``short_side`` resizes the frames, and so the outputs, to this short side (null: the source's size;
+    the encoder still sees ``eval.short_side`` or ``propagate.short_side``); ``start``/``stop`` are the
+    frame range, counted after the cap (``stop`` exclusive, null: to the end); ``folder_fps`` is the
+    rate of a folder of frames; ``chunk_frames`` frames are decoded and encoded at once (memory grows
+    with it and with the frame size, never with the video's length).
+    """
+
+    max_fps: float | None = None
+    short_side: int | None = None
+    start: int = 0
+    stop: int | None = None
+    folder_fps: float = 24.0
+    chunk_frames: int = 8
+
+
+@dataclass
 class DemoConfig:
     """What ``mode=demo`` evaluates besides the synthetic val set: the DAVIS sample at ``davis_root``, its
     frames resized to ``davis_short_side`` (the synthetic set uses ``eval.short_side``)."""
@@ -274,7 +297,10 @@ class DemoConfig:
 
 @dataclass
 class Config:
-    """The whole configuration; ``preset`` names the hparam recipe that filled ``model``/``train``."""
+    """The whole configuration; ``preset`` names the hparam recipe that filled ``model``/``train``.
+
+    ``input``, ``first_mask`` and ``method`` (``slots`` or ``propagate``) are ``mode=segment``'s.
+    """
 
     mode: str = "help"
     preset: str = MISSING
@@ -283,6 +309,9 @@ class Config:
     device: str = "auto"
     resume: str | None = None
     results: str | None = None
+    input: str | None = None
+    first_mask: str | None = None
+    method: str = "slots"
     out: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -292,6 +321,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 

@@ -12,7 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.config import MODES, Config
 
-__all__ = ["checkpoint_config", "print_help", "run_convert", "run_demo", "run_eval", "run_propagate", "run_train"]
+__all__ = [
+    "checkpoint_config", "print_help", "run_convert", "run_demo", "run_eval", "run_propagate", "run_segment",
+    "run_train",
+]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +146,29 @@ def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
     _save_config(cfg, run_dir)
     return evaluate_propagation(cfg, run_dir)
+
+
+def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | None:
+    """``mode=segment`` (and ``mode=propagate input=<video>``): segment the videos of ``input=`` with the slot
+    model of ``resume=<checkpoint>`` (its model and encoder config) or, with ``method=propagate``, by label
+    propagation of ``first_mask``; returns the path of ``report.html``."""
+    from dinosavi.evaluation.segment import segment_inputs
+
+    ckpt = None
+    if cfg.mode == "propagate":
+        cfg = cast(DictConfig, OmegaConf.merge(cfg, {"method": "propagate"}))
+    if cfg.method == "slots":
+        from dinosavi.checkpoint import load_checkpoint
+
+        if not cfg.resume:
+            raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
+                             "method=propagate first_mask=<palette PNG> with any encoder=")
+        ckpt = load_checkpoint(cfg.resume)
+        cfg = checkpoint_config(cfg, ckpt.config, ["preset", "model", "encoder"], overrides)
+    elif cfg.resume:
+        log.warning("method=%s uses no checkpoint; resume=%s is ignored", cfg.method, cfg.resume)
+    _save_config(cfg, run_dir)
+    return segment_inputs(cfg, run_dir, ckpt)
 
 
 def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
@@ -286,7 +312,8 @@ def print_help(overrides: list[str]) -> None:
                 "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
                 "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
                 "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
-                "demo.davis_root"):
+                "input", "first_mask", "method", "segment.max_fps", "segment.short_side", "segment.start",
+                "segment.stop", "demo.davis_root"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]

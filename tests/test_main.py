@@ -37,6 +37,8 @@ class Inputs:
     foreign: Path
     not_safetensors: Path
     missing: Path
+    video: Path
+    videos: Path
 
 
 def _broken_copy(root: Path, source: str, name: str) -> tuple[Path, Path]:
@@ -81,9 +83,18 @@ def inputs(tiny_synthetic: Path, tmp_path_factory: pytest.TempPathFactory) -> In
     save_file({"weight": zeros(2)}, str(foreign), metadata={"format": "pt"})
     not_safetensors = base / "notes.safetensors"
     not_safetensors.write_text("not a checkpoint")
+    from dinosavi.data.davis import read_frames
+    from dinosavi.viz.video import write_video
+
+    frames = read_frames(sorted((root / "JPEGImages" / "480p" / "synth-0000").glob("*.jpg")))
+    video = write_video(base / "clip.mp4", (f.permute(1, 2, 0).numpy() for f in frames))  # 80x64 (WxH)
+    videos = base / "videos"
+    videos.mkdir()
+    for name in ("a.mp4", "b.mkv"):
+        shutil.copy(video, videos / name)
     return Inputs(root, results, _checkpoint(base / "vit.safetensors", "vit_tiny_random"),
                   _checkpoint(base / "cnn.safetensors", "efficientnet_lite0"), foreign, not_safetensors,
-                  base / "missing")
+                  base / "missing", video, videos)
 
 
 TRAIN = ("mode=train", "encoder=vit_tiny_random", "data=davis", "train.input_size=[64,64]", "data.batch_size=2",
@@ -138,12 +149,37 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
                             "features.store={missing}-store"), r"data\.root={missing} is not a folder"),
     "cache-no-store": (("mode=cache", "encoder=vit_tiny_random", "data=davis", "data.root={davis}"),
                        r"mode=cache needs features\.store="),
+    "segment-wrong-size-mask": (("mode=segment", "input={video}", "resume={cnn}",
+                                 "first_mask={davis}/Annotations/480p/wrongsize/00003.png", *EVAL),
+                                r"first_mask={davis}/Annotations/480p/wrongsize/00003\.png is 80x72 \(WxH\) but the "
+                                r"frames of {video} are 80x64"),
+    "propagate-video-wrong-size-mask": (("mode=propagate", "input={video}", "encoder=vit_tiny_random",
+                                         "first_mask={davis}/Annotations/480p/wrongsize/00003.png", *EVAL),
+                                        r"first_mask={davis}/Annotations/480p/wrongsize/00003\.png is 80x72"),
+    "segment-rgb-mask": (("mode=segment", "input={video}", "resume={cnn}",
+                          "first_mask={davis}/Annotations/480p/rgbmask/00002.png", *EVAL),
+                         r"{davis}/Annotations/480p/rgbmask/00002\.png has PIL mode 'RGB'"),
+    "segment-corrupt-frame": (("mode=segment", "input={davis}/JPEGImages/480p/corrupt", "resume={cnn}",
+                               "segment.chunk_frames=2", *EVAL),  # frames 0-3 are written, then removed
+                              r"Cannot read image {davis}/JPEGImages/480p/corrupt/00004\.jpg"),
+    "segment-missing-input": (("mode=segment", "input={missing}.mp4", "resume={cnn}"),
+                              r"input={missing}\.mp4 does not exist; expected a video file"),
+    "segment-no-input": (("mode=segment", "resume={cnn}"), r"mode=segment needs input="),
+    "segment-no-resume": (("mode=segment", "input={video}"), r"mode=segment needs resume=<checkpoint"),
+    "segment-propagate-no-mask": (("mode=segment", "method=propagate", "input={video}", "encoder=vit_tiny_random"),
+                                  r"method=propagate needs first_mask="),
+    "segment-mask-many-videos": (("mode=segment", "input={videos}", "resume={cnn}",
+                                  "first_mask={davis}/Annotations/480p/synth-0000/00000.png"),
+                                 r"first_mask=.*00000\.png is the mask of one video, but input={videos} holds 2"),
+    "segment-unknown-method": (("mode=segment", "method=kmeans", "input={video}"), r"Unknown method `kmeans`"),
+    "segment-bad-range": (("mode=segment", "input={video}", "resume={cnn}", "segment.start=5", "segment.stop=2"),
+                          r"segment\.start=5, segment\.stop=2: expected 0 <= start < stop"),
     "score-rgb-mask": (("mode=score", "results={results}", "data.root={davis}", "data.split=rgbmask"),
                        r"{davis}/Annotations/480p/rgbmask/00002\.png has PIL mode 'RGB'"),
     "score-wrong-size-mask": (("mode=score", "results={results}", "data.root={davis}", "data.split=wrongsize"),
                               r"{davis}/Annotations/480p/wrongsize/00003\.png is 80x72"),
 }
-SUBPROCESS = {"eval-wrong-size-mask", "unknown-mode"}  # through `python -m dinosavi` itself
+SUBPROCESS = {"eval-wrong-size-mask", "unknown-mode", "segment-wrong-size-mask"}  # through `python -m dinosavi` itself
 
 
 def _fill(text: str, inputs: Inputs, escape: bool = False) -> str:

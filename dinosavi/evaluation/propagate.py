@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -44,11 +44,13 @@ from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
 __all__ = [
     "CRW",
     "DINO",
+    "PropagatedFrame",
     "PropagationParams",
     "PropagationResult",
     "evaluate_propagation",
     "first_frame_labels",
     "propagate_frame",
+    "propagate_frames",
     "propagate_sequence",
     "soft_to_labels",
 ]
@@ -116,6 +118,21 @@ class PropagationResult:
 
     labels: Tensor
     max_context: int
+
+
+@dataclass
+class PropagatedFrame:
+    """Propagation of one frame, as :func:`propagate_frames` yields it.
+
+    Attributes:
+        labels: ``(H, W)`` int64 predicted ids (frame 0: the given mask, void as background).
+        soft: ``(K, h, w)`` soft labels at feature resolution (frame 0: the mask's one-hot).
+        context: context frames this frame attended to (0 at frame 0).
+    """
+
+    labels: Tensor
+    soft: Tensor
+    context: int
 
 
 def first_frame_labels(labels: Tensor, grid: tuple[int, int], num_classes: int) -> Tensor:
@@ -213,7 +230,6 @@ def soft_to_labels(soft: Tensor, patch_size: int, size: tuple[int, int], norm_ma
     return up.argmax(0)
 
 
-@torch.inference_mode()
 def propagate_sequence(
     features: Iterable[Tensor], first_labels: Tensor, patch_size: int, params: PropagationParams = DINO
 ) -> PropagationResult:
@@ -229,32 +245,51 @@ def propagate_sequence(
     Returns:
         Labels ``(T, H, W)`` and the largest context used.
     """
+    frames = list(propagate_frames(features, first_labels, patch_size, params))
+    return PropagationResult(labels=torch.stack([f.labels for f in frames]),
+                             max_context=max(f.context for f in frames))
+
+
+@torch.inference_mode()
+def propagate_frames(
+    features: Iterable[Tensor], first_labels: Tensor, patch_size: int, params: PropagationParams = DINO
+) -> Iterator[PropagatedFrame]:
+    """Propagate the first frame's mask through a video, frame by frame: the streaming form of
+    :func:`propagate_sequence` (same arguments, same labels). The next frame's features are pulled only
+    when the caller asks for the next frame; only the context (at most ``n_last_frames + 1`` frames) is
+    kept.
+
+    Yields:
+        Per frame, a :class:`PropagatedFrame`.
+
+    Raises:
+        ValueError: ``features`` holds no frame.
+    """
     size = (first_labels.shape[-2], first_labels.shape[-1])
     valid = first_labels[first_labels != VOID]
     num_classes = int(valid.max()) + 1 if valid.numel() else 1
     first_key: Tensor | None = None
     first_soft = torch.empty(0)
     memory: deque[tuple[Tensor, Tensor]] = deque(maxlen=params.n_last_frames)
-    preds = [torch.where(first_labels == VOID, 0, first_labels).cpu()]
-    max_context = 0
     for f in features:
         grid = (f.shape[-2], f.shape[-1])
         feat = F.normalize(rearrange(f.float(), "d h w -> d (h w)"), dim=0)
         if first_key is None:
             first_key = feat
-            first_soft = rearrange(first_frame_labels(first_labels.to(f.device), grid, num_classes), "k h w -> k (h w)")
+            one_hot = first_frame_labels(first_labels.to(f.device), grid, num_classes)
+            first_soft = rearrange(one_hot, "k h w -> k (h w)")
+            yield PropagatedFrame(torch.where(first_labels == VOID, 0, first_labels).cpu(), one_hot.cpu(), 0)
             continue
         keys = [first_key] + [k for k, _ in memory]
         labels = [first_soft] + [s for _, s in memory]
-        max_context = max(max_context, len(keys))
         soft = propagate_frame(feat, keys, labels, grid, params)
         if params.n_last_frames > 0:
             memory.append((feat, soft))
         grid_soft = rearrange(soft, "k (h w) -> k h w", h=grid[0])
-        preds.append(soft_to_labels(grid_soft, patch_size, size, params.norm_mask).cpu())
+        yield PropagatedFrame(soft_to_labels(grid_soft, patch_size, size, params.norm_mask).cpu(), grid_soft.cpu(),
+                              len(keys))
     if first_key is None:
         raise ValueError("propagate_sequence got no frames; expected at least one")
-    return PropagationResult(labels=torch.stack(preds), max_context=max_context)
 
 
 def evaluate_propagation(cfg: DictConfig, out_dir: Path) -> dict[str, float]:

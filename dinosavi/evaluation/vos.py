@@ -28,7 +28,7 @@ Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -41,8 +41,8 @@ from dinosavi.evaluation.tracking import SlotTracker
 from dinosavi.models.background import bgfg_slot_masks
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["LABEL_SAMPLINGS", "SegmentResult", "lock_on_mask", "patch_labels", "patch_labels_nearest",
-           "segment_sequence"]
+__all__ = ["LABEL_SAMPLINGS", "FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels",
+           "patch_labels_nearest", "segment_frames", "segment_sequence"]
 
 VOID = 255
 LABEL_SAMPLINGS = ("area", "nearest")
@@ -57,6 +57,21 @@ class SegmentResult:
             segment ids ``1..S`` without.
         masks: ``(T, S, h, w)`` per-slot masks (decoder alpha or slot attention).
         slot_classes: ``(S,)`` the id each slot stands for (0 background).
+    """
+
+    labels: Tensor
+    masks: Tensor
+    slot_classes: Tensor
+
+
+@dataclass
+class FrameSegment:
+    """Segmentation of one frame, as :func:`segment_frames` yields it.
+
+    Attributes:
+        labels: ``(H, W)`` int64 predicted ids (with lock-on, frame 0 is the given mask).
+        masks: ``(S, h, w)`` per-slot masks, in the tracks' order.
+        slot_classes: ``(S,)`` the id each slot stands for (0 background); the same at every frame.
     """
 
     labels: Tensor
@@ -142,7 +157,6 @@ def lock_on_mask(
     return mask, classes
 
 
-@torch.no_grad()
 def segment_sequence(
     model: SlotModel,
     features: Iterable[Tensor],
@@ -199,6 +213,81 @@ def segment_sequence(
         track_temperature: softmax temperature of the tracking similarities.
         generator: source of the initial slots (and of the fresh slots of a per-frame model).
     """
+    steps = list(segment_frames(
+        model, features, first_labels, size=size, lock_on=lock_on, num_bg_slots=num_bg_slots,
+        slots_per_class=slots_per_class, num_extra_slots=num_extra_slots, num_slots=num_slots,
+        background=background, later_backgrounds=later_backgrounds, label_sampling=label_sampling, output=output,
+        num_iters=num_iters, ini_iters=ini_iters, track_mode=track_mode, track_temperature=track_temperature,
+        generator=generator,
+    ))
+    return SegmentResult(labels=torch.stack([s.labels for s in steps]), masks=torch.stack([s.masks for s in steps]),
+                         slot_classes=steps[0].slot_classes)
+
+
+def segment_frames(
+    model: SlotModel,
+    features: Iterable[Tensor],
+    first_labels: Tensor | None,
+    *,
+    size: tuple[int, int] | None = None,
+    lock_on: bool = True,
+    num_bg_slots: int = 4,
+    slots_per_class: int = 1,
+    num_extra_slots: int = 0,
+    num_slots: int | Sequence[int] | None = None,
+    background: Tensor | None = None,
+    later_backgrounds: Iterable[Tensor] | None = None,
+    label_sampling: str = "area",
+    output: str = "alpha",
+    num_iters: int | None = None,
+    ini_iters: int | None = None,
+    track_mode: str | None = "auto",
+    track_temperature: float = 0.1,
+    generator: torch.Generator | None = None,
+) -> Iterator[FrameSegment]:
+    """Segment a video frame by frame, from its first-frame mask (lock-on) or with every slot a segment.
+
+    The streaming form of :func:`segment_sequence` (same arguments, same results): it pulls the next
+    frame's features only when the caller asks for the next frame, and keeps nothing of past frames but
+    the model's slots and the tracker's state, so a long video runs in bounded memory. The arguments are
+    checked when it is called; frames are read as it is iterated.
+
+    Frames go through the model's one time loop (:meth:`dinosavi.models.slot_model.SlotModel.scan`), as
+    in training: a model with a predictor carries its slots from frame to frame; a per-frame model
+    (DINOSAUR) binds fresh slots at every frame, and slot identity across frames comes from tracking.
+
+    Args:
+        model: the trained slot model (in eval mode).
+        features: per-frame features ``(D, h, w)`` in order — a ``(T, D, h, w)`` tensor, or a generator
+            that encodes frames chunk by chunk so long videos never hold all features at once.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); needed with ``lock_on``.
+        size: ``(H, W)`` of the predictions; ``first_labels``' size when None.
+        lock_on: semi-supervised lock-on; False: unsupervised, slot ``s`` is segment ``s + 1``.
+        num_bg_slots: background slots (lock-on).
+        slots_per_class: slots per object (lock-on).
+        num_extra_slots: extra foreground slots for objects absent from ``first_labels`` (lock-on);
+            they need ``background``.
+        num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
+        background: ``(h, w)`` bool CLS-attention background of frame 0
+            (:func:`dinosavi.models.background.background_mask`), or None.
+        later_backgrounds: per later frame, its ``(h, w)`` CLS-attention background, read as the frame is
+            (see :func:`segment_sequence`).
+        label_sampling: ``area`` or ``nearest`` (see :func:`segment_sequence`).
+        output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
+        num_iters: iterations on carried slots; the model's when None.
+        ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
+            model's ``ini_iters`` when None.
+        track_mode: ``auto`` (``overlap`` for a per-frame model, none for a model that carries its
+            slots), None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
+        track_temperature: softmax temperature of the tracking similarities.
+        generator: source of the initial slots (and of the fresh slots of a per-frame model).
+
+    Yields:
+        Per frame, a :class:`FrameSegment`.
+
+    Raises:
+        ValueError: bad options (at the call), or no frames (at the first step).
+    """
     if output not in ("alpha", "slot"):
         raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
     if label_sampling not in LABEL_SAMPLINGS:
@@ -218,6 +307,33 @@ def segment_sequence(
         track_mode = None if model.carries_slots else "overlap"
     tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
 
+    return _segment_steps(model, features, first_labels, size, lock_on, num_bg_slots, slots_per_class,
+                          num_extra_slots, num_slots, background, later_backgrounds, label_sampling, output, num_iters,
+                          ini_iters, tracker, generator)
+
+
+@torch.no_grad()
+def _segment_steps(
+    model: SlotModel,
+    features: Iterable[Tensor],
+    first_labels: Tensor | None,
+    size: tuple[int, int],
+    lock_on: bool,
+    num_bg_slots: int,
+    slots_per_class: int,
+    num_extra_slots: int,
+    num_slots: int | Sequence[int] | None,
+    background: Tensor | None,
+    later_backgrounds: Iterable[Tensor] | None,
+    label_sampling: str,
+    output: str,
+    num_iters: int | None,
+    ini_iters: int | None,
+    tracker: SlotTracker | None,
+    generator: torch.Generator | None,
+) -> Iterator[FrameSegment]:
+    """The loop of :func:`segment_frames`, its arguments checked."""
+    device = next(model.parameters()).device
     frames = iter(features)
     first = next(frames, None)
     if first is None:
@@ -247,19 +363,19 @@ def segment_sequence(
     steps = model.scan(tokens, model.init_slots(1, counts, generator),
                        chain([None if mask is None else mask[None]], later), counts, generator,
                        ini_iters=ini_iters, num_iters=num_iters)
-    masks, labels = [], []
-    for out in steps:
+    for index, out in enumerate(steps):
         attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
         m = model.decode(out.slots, (h, w), attention).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
             m = m[tracker.assign(out.slots[0], m)]
-        masks.append(m.cpu())
-        labels.append(_classify(m, classes, num_classes, size).cpu())
-    pred = torch.stack(labels)
-    if lock_on:
-        assert first_labels is not None
-        pred[0] = torch.where(first_labels == VOID, 0, first_labels).cpu()
-    return SegmentResult(labels=pred, masks=torch.stack(masks), slot_classes=classes.cpu())
+        if index == 0 and lock_on:
+            assert first_labels is not None
+            labels = torch.where(first_labels == VOID, 0, first_labels)
+        else:
+            labels = _classify(m, classes, num_classes, size)
+        yield FrameSegment(labels=labels.cpu(), masks=m.cpu(), slot_classes=classes.cpu())
+
+
 
 
 def _lock_on_slots(

@@ -20,7 +20,17 @@ from torch import Tensor
 from dinosavi.atomic import write_atomic
 from dinosavi.viz.overlay import overlay
 
-__all__ = ["SequenceEntry", "jpeg_data_uri", "overlay_thumbnails", "render_report", "spread", "write_report"]
+__all__ = [
+    "SequenceEntry",
+    "VideoEntry",
+    "jpeg_data_uri",
+    "overlay_thumbnails",
+    "render_report",
+    "render_video_report",
+    "spread",
+    "write_report",
+    "write_video_report",
+]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -28,6 +38,8 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 img { height: 96px; margin-right: 4px; }
+img.maps { height: auto; max-width: 100%; }
+video { max-width: 100%; }
 .global td { font-weight: bold; }
 """
 
@@ -154,4 +166,83 @@ def write_report(path: str | Path, title: str, entries: list[SequenceEntry], glo
     """Render the report and write it atomically (temp file in the same folder, then rename)."""
     path = Path(path)
     write_atomic(path, render_report(title, entries, global_scores, notes))
+    return path
+
+
+@dataclass
+class VideoEntry:
+    """One segmented video (``mode=segment``), with no ground truth to score against.
+
+    Attributes:
+        name: its output folder.
+        source: the video file or frame folder it was read from.
+        num_frames: frames segmented.
+        size: ``(H, W)`` of the outputs.
+        fps: frames per second of the output video.
+        seconds: time spent segmenting it.
+        video: path of its overlay MP4 relative to the report, or None.
+        folders: paths of its output folders relative to the report.
+        thumbnails: overlay images as JPEG data URIs.
+        maps: slot-map (or soft-label) images as JPEG data URIs.
+    """
+
+    name: str
+    source: str
+    num_frames: int
+    size: tuple[int, int]
+    fps: float
+    seconds: float
+    video: str | None = None
+    folders: list[str] = field(default_factory=list)
+    thumbnails: list[str] = field(default_factory=list)
+    maps: list[str] = field(default_factory=list)
+
+
+def render_video_report(title: str, entries: list[VideoEntry], notes: list[str] | None = None) -> str:
+    """The report of segmented videos as one HTML string; the MP4s are linked and played from their
+    relative paths, every image is inline.
+
+    Args:
+        title: heading and ``<title>``.
+        entries: one per video.
+        notes: lines shown under the title (method, checkpoint, settings).
+    """
+    if not entries:
+        raise ValueError("render_video_report got no videos")
+    esc = html.escape
+    rows, sections = [], []
+    for e in entries:
+        rate = e.num_frames / e.seconds if e.seconds > 0 else math.nan
+        video = f'<a href="{esc(e.video)}">mp4</a>' if e.video else ""
+        rows.append(f"<tr><td>{esc(e.name)}</td><td>{esc(e.source)}</td><td>{e.num_frames}</td>"
+                    f"<td>{e.size[1]}x{e.size[0]}</td><td>{e.fps:.2f}</td><td>{e.seconds:.1f}</td>"
+                    f"<td>{rate:.2f}</td><td>{video}</td></tr>")
+        parts = [f'<h2 id="{esc(e.name)}">{esc(e.name)}</h2>']
+        if e.video:
+            parts.append(f'<video controls loop muted src="{esc(e.video)}"></video>')
+        parts.append("<p>" + "".join(f'<img src="{uri}" alt="{esc(e.name)} overlay">' for uri in e.thumbnails) + "</p>")
+        parts += [f'<p><img class="maps" src="{uri}" alt="{esc(e.name)} maps"></p>' for uri in e.maps]
+        if e.folders:
+            parts.append("<p>" + " &middot; ".join(f'<a href="{esc(f)}/">{esc(f)}/</a>' for f in e.folders) + "</p>")
+        sections.append("\n".join(parts))
+    note_html = "".join(f"<p>{esc(n)}</p>" for n in notes or [])
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>{note_html}",
+        "<table><tr><th>video</th><th>source</th><th>frames</th><th>size</th><th>fps</th><th>seconds</th>"
+        "<th>frames/s</th><th>mp4</th></tr>",
+        *rows,
+        "</table>",
+        *sections,
+        "</body></html>",
+    ]) + "\n"
+
+
+def write_video_report(path: str | Path, title: str, entries: list[VideoEntry], notes: list[str] | None = None
+                       ) -> Path:
+    """Render the report of segmented videos and write it atomically."""
+    path = Path(path)
+    write_atomic(path, render_video_report(title, entries, notes))
     return path

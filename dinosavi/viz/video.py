@@ -9,6 +9,7 @@ Shapes: ``T`` frames, ``H, W`` pixels.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from fractions import Fraction
 from functools import cache
 from pathlib import Path
 
@@ -36,13 +37,14 @@ def video_codec() -> str:
     raise RuntimeError("this PyAV build can encode neither h264 nor mpeg4; reinstall `av` from PyPI")
 
 
-def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int = DAVIS_FPS) -> Path:
+def write_video(path: str | Path, frames: Iterable[np.ndarray], fps: int | Fraction = DAVIS_FPS) -> Path:
     """Encode RGB frames as an MP4, atomically.
 
     Args:
         path: destination ``.mp4``; its folder is created.
-        frames: ``(H, W, 3)`` uint8 RGB frames of one size; odd sizes are cropped by one pixel.
-        fps: frames per second.
+        frames: ``(H, W, 3)`` uint8 RGB frames of one size; odd sizes are cropped by one pixel. A generator
+            is encoded as it yields, so a long video is never held in memory.
+        fps: frames per second (a ``Fraction`` such as 30000/1001 keeps a source's exact rate).
 
     Returns:
         The written path.

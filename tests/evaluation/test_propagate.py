@@ -19,6 +19,7 @@ from dinosavi.evaluation.propagate import (
     DINO,
     PropagationParams,
     propagate_frame,
+    propagate_frames,
     propagate_sequence,
 )
 from tests.conftest import REPO_ROOT, compose_config
@@ -129,6 +130,29 @@ def test_context_never_exceeds_n_last_frames_plus_one():
     assert result.max_context == 4 and len(seen) == 9 and len(result.labels) == 9
     assert propagate_sequence(feats[:3], first, 8, PropagationParams(n_last_frames=3)).max_context == 2
     assert propagate_sequence(feats, first, 8, PropagationParams(n_last_frames=0)).max_context == 1
+
+
+def test_propagate_frames_streams_what_propagate_sequence_returns():
+    """The streaming form pulls frame t + 1 only after yielding frame t, and gives the same labels."""
+    feats, first = _random_video(T=6)
+    pulled = []
+
+    def frames():
+        for t, f in enumerate(feats):
+            pulled.append(t)
+            yield f
+
+    params = PropagationParams(n_last_frames=2)
+    steps = []
+    for t, step in enumerate(propagate_frames(frames(), first, 8, params)):
+        assert pulled == list(range(t + 1))  # nothing read ahead
+        steps.append(step)
+    whole = propagate_sequence(feats, first, 8, params)
+    assert torch.equal(torch.stack([s.labels for s in steps]), whole.labels)
+    assert [s.context for s in steps] == [0, 1, 2, 3, 3, 3] and whole.max_context == 3
+    assert steps[1].soft.shape == (3, 12, 20) and torch.allclose(steps[1].soft.sum(0), torch.ones(12, 20))
+    with pytest.raises(ValueError, match="got no frames"):
+        next(propagate_frames(iter(()), first, 8, params))
 
 
 def test_presets_compose_to_the_constants():

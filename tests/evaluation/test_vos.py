@@ -17,7 +17,7 @@ from PIL import Image
 from dinosavi.data.davis import DavisDataset, read_palette_png
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import build_encoder
-from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_sequence
+from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_frames, segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.pos_embed import PositionalEncoding
@@ -116,6 +116,36 @@ def test_binding_model_tracks_and_broken_ones_do_not(synthetic_val):
     floor = 0.15  # measured: working 0.248, random slots 0.037, no lock-on 0.048
     assert working > floor, working
     assert random_slots < floor and no_lock_on < floor, (random_slots, no_lock_on)
+
+
+@pytest.mark.parametrize("lock_on", [True, False])
+def test_segment_frames_streams_what_segment_sequence_returns(synthetic_val, lock_on):
+    """The streaming form reads frame t + 1 only after yielding frame t, and gives the same labels and masks."""
+    encoder, sequences = synthetic_val
+    model = binding_model(encoder.feature_dim)
+    model.predictor = None  # a per-frame model: fresh slots every frame, tracked
+    labels, features = sequences[0]
+    pulled = []
+
+    def frames():
+        for t, f in enumerate(features):
+            pulled.append(t)
+            yield f
+
+    kwargs = {"num_bg_slots": 2} if lock_on else {"size": tuple(labels.shape[1:])}
+    first = labels[0] if lock_on else None
+    steps = []
+    for t, step in enumerate(segment_frames(model, frames(), first, lock_on=lock_on,
+                                            generator=torch.Generator().manual_seed(1), **kwargs)):
+        assert pulled == list(range(t + 1))
+        steps.append(step)
+    whole = segment_sequence(model, features, first, lock_on=lock_on, generator=torch.Generator().manual_seed(1),
+                             **kwargs)
+    assert torch.equal(torch.stack([s.labels for s in steps]), whole.labels)
+    assert torch.equal(torch.stack([s.masks for s in steps]), whole.masks)
+    assert torch.equal(steps[-1].slot_classes, whole.slot_classes)
+    with pytest.raises(ValueError, match="Unknown eval output `bogus`"):
+        segment_frames(model, frames(), first, lock_on=lock_on, output="bogus", **kwargs)  # checked at the call
 
 
 def test_same_seed_same_masks(synthetic_val):

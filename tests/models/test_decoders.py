@@ -102,15 +102,15 @@ def test_mixer_decoder_equals_mlp_on_mixed_slots():
     out = dec(slots, (6, 7), weights)
     torch.testing.assert_close(out.reconstruction, x.permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)
     assert out.alpha is weights
-    with pytest.raises(ValueError, match="model.blend=attention"):
+    with pytest.raises(ValueError, match=r"model\.blend=attention"):
         dec(slots, (6, 7))
 
 
 def test_mixer_decoder_needs_attention_blend():
-    from dinosavi.config import ModelConfig
     from dinosavi.build import build_model
+    from dinosavi.config import ModelConfig
 
-    with pytest.raises(ValueError, match="needs model.blend=attention"):
+    with pytest.raises(ValueError, match=r"needs model\.blend=attention"):
         build_model(ModelConfig(decoder="mixer", blend="alpha"), 32)
     model = build_model(ModelConfig(decoder="mixer", blend="attention", num_slots=3, slot_dim=16, hidden_dim=32,
                                     decoder_hidden_dim=32), 32)

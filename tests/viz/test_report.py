@@ -12,7 +12,17 @@ from PIL import Image
 
 from dinosavi.data.davis import Sequence, davis_palette
 from dinosavi.viz.outputs import RunOutputs
-from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, render_report, spread, write_report
+from dinosavi.viz.report import (
+    SequenceEntry,
+    VideoEntry,
+    jpeg_data_uri,
+    overlay_thumbnails,
+    render_report,
+    render_video_report,
+    spread,
+    write_report,
+    write_video_report,
+)
 
 GLOBAL = {"J&F-Mean": 0.5, "J-Mean": 0.4, "F-Mean": 0.6}
 
@@ -59,6 +69,26 @@ def test_report_is_self_contained(tmp_path):
 def test_report_needs_sequences():
     with pytest.raises(ValueError, match="no sequences"):
         render_report("t", [], GLOBAL)
+
+
+def test_video_report_plays_the_mp4_and_shows_images_inline(tmp_path):
+    """mode=segment's report: no scores, a row and a player per video, every image inline."""
+    uri = jpeg_data_uri(np.zeros((20, 30, 3), np.uint8))
+    entries = [VideoEntry("swan<1>", "/data/swan.mp4", 12, (480, 854), 29.97, 4.0, "swan/swan.mp4",
+                          ["swan/results", "swan/overlays"], [uri, uri], [uri]),
+               VideoEntry("car", "/data/car", 5, (240, 320), 24.0, 0.0)]
+    path = write_video_report(tmp_path / "report.html", "Segment & test", entries, ["a note"])
+    text = path.read_text()
+    page = _parse(text)
+    assert page.tags.count("tr") == 3 and page.tags.count("video") == 1  # header + two videos; car has no MP4
+    assert "swan<1>" in "".join(page.text) and "854x480" in page.text and "a note" in page.text
+    srcs = [v or "" for k, v in page.attrs if k == "src"]
+    assert srcs[0] == "swan/swan.mp4" and all(s.startswith("data:image/jpeg;base64,") for s in srcs[1:])
+    assert len(srcs) == 4
+    assert "http://" not in text and "https://" not in text
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    with pytest.raises(ValueError, match="no videos"):
+        render_video_report("t", [])
 
 
 def test_spread_picks_first_and_last():

@@ -31,6 +31,16 @@ def test_round_trip_keeps_count_and_even_size(tmp_path, size):
     assert [p.name for p in path.parent.iterdir()] == ["clip.mp4"]  # no temp file left
 
 
+def test_a_fractional_rate_is_kept_exactly(tmp_path):
+    """A source at 30000/1001 fps gives an MP4 at 30000/1001 fps, streamed from a generator."""
+    from fractions import Fraction
+
+    path = write_video(tmp_path / "ntsc.mp4", (np.full((32, 32, 3), t, np.uint8) for t in range(5)),
+                       fps=Fraction(30000, 1001))
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].average_rate == Fraction(30000, 1001)
+
+
 def test_failed_write_leaves_nothing(tmp_path):
     frames = [np.zeros((32, 32, 3), np.uint8), np.zeros((40, 32, 3), np.uint8)]
     with pytest.raises(ValueError, match="frame 1"):

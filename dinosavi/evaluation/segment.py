@@ -1,0 +1,402 @@
+"""``mode=segment``: segment your own videos with a slot model or by label propagation, frame by frame.
+
+Methods (``method=``):
+
+- ``slots`` (``resume=<checkpoint>``; the model and encoder are the checkpoint's): unsupervised by
+  default, every slot a segment, tracked so that its colour stays stable
+  (:func:`dinosavi.evaluation.vos.segment_frames`, the model's one time loop); with
+  ``first_mask=<palette PNG>``, lock-on from that mask. ``eval.*`` sets the rest, as in ``mode=eval``.
+- ``propagate`` (``first_mask`` needed, any ``encoder=``): label propagation of the mask
+  (:func:`dinosavi.evaluation.propagate.propagate_frames`), settings from ``propagate.*``.
+
+Output layout under ``out_dir``, per video ``<name>`` (:func:`dinosavi.data.inputs.find_sources`)::
+
+    <name>/results/<frame>.png     palette PNGs, pixel = segment or object id
+    <name>/overlays/<frame>.jpg    the predictions blended over the frames
+    <name>/slots/<frame>.jpg       (slots) the frame, then each slot's mask on it, in track order
+    <name>/soft/<frame>.jpg        (propagate) the frame, then each class's soft label (background first)
+    <name>/<name>.mp4              the overlays at the stream's frame rate (the source's, or segment.max_fps)
+    report.html                    every video: table, player, thumbnails; opens offline
+
+Memory is bounded: frames are decoded and encoded ``segment.chunk_frames`` at a time and handed to the
+model as a generator; each frame's outputs are written (on two threads) as soon as its labels exist, and
+the MP4 is encoded as the overlays come. Nothing holds the whole video. A failed run removes what it wrote.
+
+Shapes: ``S`` slots, ``K`` classes, ``H, W`` pixels, ``h, w`` feature grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
+from torch import Tensor
+
+from dinosavi.atomic import remove_on_failure
+from dinosavi.build import build_encoder, build_model, resolve_device
+from dinosavi.checkpoint import Checkpoint
+from dinosavi.data.davis import davis_palette, read_palette_png, write_palette_png
+from dinosavi.data.inputs import FrameStream, StreamOptions, VideoSource, find_sources, stream_frames
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.evaluation.propagate import PropagationParams, propagate_frames
+from dinosavi.evaluation.runner import _slot_count
+from dinosavi.evaluation.vos import segment_frames
+from dinosavi.models.background import background_mask
+from dinosavi.models.slot_model import SlotModel
+from dinosavi.viz.outputs import save_jpeg
+from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.report import VideoEntry, jpeg_data_uri, spread, write_video_report
+from dinosavi.viz.video import write_video
+
+__all__ = ["METHODS", "Segmenter", "encode_frames", "propagation_segmenter", "segment_inputs", "segment_video",
+           "slot_segmenter"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("slots", "propagate")
+MAP_HEIGHT = 160  # pixels of each tile of the slot maps
+THUMBNAILS = 4
+WRITERS = 2  # writer threads; at most twice as many frames wait to be written
+
+# frames (3, H, W) uint8 in, per frame the labels (H, W) int64 and maps (M, h, w) in [0, 1] out, lazily
+Segmenter = Callable[[Iterator[Tensor]], Iterator[tuple[Tensor, Tensor]]]
+
+
+def encode_frames(
+    encoder: FrozenEncoder, frames: Iterable[Tensor], rule: ResizeRule, chunk: int
+) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Per-frame features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None without a CLS token) of
+    ``(3, H, W)`` uint8 frames, ``chunk`` frames read and encoded at a time."""
+    frames = iter(frames)
+    while batch := list(islice(frames, chunk)):
+        out = encoder.encode(torch.stack(batch), rule, chunk)
+        for t in range(len(batch)):
+            yield out.features[t], None if out.cls_attention is None else out.cls_attention[t]
+
+
+def slot_segmenter(
+    model: SlotModel,
+    encoder: FrozenEncoder,
+    rule: ResizeRule,
+    chunk: int,
+    first_labels: Tensor | None,
+    size: tuple[int, int],
+    options: DictConfig,
+    seed: int,
+) -> Segmenter:
+    """A slot model's segmenter: lock-on from ``first_labels`` ``(H, W)`` when given, else every slot a
+    segment; ``options`` is ``cfg.eval`` (slot counts, iterations, output, tracking), as in ``mode=eval``."""
+    lock_on = first_labels is not None
+    num_slots = None if lock_on or options.num_slots is None else _slot_count(options.num_slots)
+    wants_background = options.num_extra_slots > 0 if lock_on else model.slot_init.num_groups == 2
+
+    def run(frames: Iterator[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+        outputs = encode_frames(encoder, frames, rule, chunk)
+        first = next(outputs, None)
+        if first is None:
+            return
+        features, cls_attention = first
+        background = None
+        if wants_background and cls_attention is not None:
+            background = background_mask(cls_attention[None])[0]
+        steps = segment_frames(
+            model, chain([features], (f for f, _ in outputs)), first_labels, size=size, lock_on=lock_on,
+            num_bg_slots=options.num_bg_slots, slots_per_class=options.slots_per_class,
+            num_extra_slots=options.num_extra_slots if lock_on else 0, num_slots=num_slots, background=background,
+            output=options.output, num_iters=options.num_iters, ini_iters=options.ini_iters,
+            track_mode=options.track_mode, track_temperature=options.track_temperature,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for step in steps:
+            yield step.labels, step.masks
+
+    return run
+
+
+def propagation_segmenter(
+    encoder: FrozenEncoder, rule: ResizeRule, chunk: int, first_labels: Tensor, params: PropagationParams
+) -> Segmenter:
+    """Label propagation of ``first_labels`` ``(H, W)``; the maps are the ``(K, h, w)`` soft labels."""
+
+    def run(frames: Iterator[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
+        features = (f for f, _ in encode_frames(encoder, frames, rule, chunk))
+        for step in propagate_frames(features, first_labels, encoder.patch_size, params):
+            yield step.labels, step.soft
+
+    return run
+
+
+@dataclass
+class _Written:
+    """What the writer threads hand back for one frame: the overlay (for the MP4) and report images."""
+
+    overlay: np.ndarray
+    thumbnail: str | None
+    maps: str | None
+
+
+def _thumbnail(image: np.ndarray, height: int = 96) -> str:
+    pil = Image.fromarray(image)
+    width = max(1, round(pil.width * height / pil.height))
+    return jpeg_data_uri(np.asarray(pil.resize((width, height), Image.Resampling.BILINEAR)))
+
+
+def _write_frame(
+    folder: Path, maps_folder: str, name: str, frame: np.ndarray, labels: np.ndarray, maps: Tensor,
+    palette: np.ndarray, overlays: bool, thumbnail: bool, report_maps: bool,
+) -> _Written:
+    """Write one frame's PNG, overlay JPEG and map JPEG; returns its overlay and report images."""
+    write_palette_png(folder / "results" / f"{name}.png", labels, palette)
+    image = overlay(frame, labels, palette)
+    if overlays:
+        save_jpeg(folder / "overlays" / f"{name}.jpg", image, quality=90)
+    tile = torch.from_numpy(frame).permute(2, 0, 1)
+    if tile.shape[1] > MAP_HEIGHT:  # small tiles: a slot map is S + 1 frames wide
+        width = max(1, round(tile.shape[2] * MAP_HEIGHT / tile.shape[1]))
+        small = Image.fromarray(frame).resize((width, MAP_HEIGHT), Image.Resampling.BILINEAR)
+        tile = torch.from_numpy(np.array(small)).permute(2, 0, 1)
+    grid = mask_grid(tile, maps.clamp(0, 1)).permute(1, 2, 0).numpy()
+    save_jpeg(folder / maps_folder / f"{name}.jpg", grid)
+    return _Written(image, _thumbnail(image) if thumbnail else None, jpeg_data_uri(grid) if report_maps else None)
+
+
+class _FramesPerSecond(ProgressColumn):
+    """The progress bar's rate since the start, in frames per second (frames come in chunks, so a rate over
+    the last few updates would jump)."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed
+        return Text(f"{task.completed / elapsed:.2f} frames/s" if elapsed and task.completed else "")
+
+
+def segment_video(
+    stream: FrameStream,
+    segmenter: Segmenter,
+    out_dir: Path,
+    palette: np.ndarray,
+    *,
+    maps_folder: str = "slots",
+    overlays: bool = True,
+    video: bool = True,
+    pool: ThreadPoolExecutor,
+    progress: Progress | None = None,
+) -> VideoEntry:
+    """Segment one video and write its outputs under ``out_dir / stream.source.name`` as frames come.
+
+    Frames are pulled from ``stream`` only as the segmenter asks for them; at most a chunk of frames
+    waits for its labels, and at most ``2 x WRITERS`` frames wait to be written.
+
+    Args:
+        stream: the frames (:func:`dinosavi.data.inputs.stream_frames`).
+        segmenter: frames in, labels and maps out (:func:`slot_segmenter`, :func:`propagation_segmenter`).
+        out_dir: the run's output folder.
+        palette: ``(256, 3)`` uint8 colours of the ids.
+        maps_folder: the folder of the map JPEGs (``slots`` or ``soft``).
+        overlays: write the overlay JPEGs (the MP4 is made from overlays either way).
+        video: write ``<name>.mp4``.
+        pool: the writer threads.
+        progress: a progress bar to advance, frame by frame.
+
+    Returns:
+        The video's report entry.
+
+    Raises:
+        ValueError: the stream yields no frame (e.g. ``segment.start`` past the end), or labels above 255.
+    """
+    name = stream.source.name
+    folder = out_dir / name
+    for sub in ("results", maps_folder, *(("overlays",) if overlays else ())):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    waiting: deque[tuple[str, np.ndarray]] = deque()  # decoded frames whose labels are not out yet
+
+    def pull() -> Iterator[Tensor]:
+        for frame_name, frame in stream.frames:
+            waiting.append((frame_name, frame))
+            yield torch.from_numpy(frame).permute(2, 0, 1)
+
+    marks = set(spread(stream.length, THUMBNAILS)) if stream.length else {0}
+    middle = sorted(marks)[len(marks) // 2]
+    thumbnails: list[str] = []
+    maps: list[str] = []
+    count, t0 = 0, time.perf_counter()
+    task = None if progress is None else progress.add_task(name, total=stream.length or None)
+    last: np.ndarray | None = None
+
+    def written() -> Iterator[np.ndarray]:
+        nonlocal count, last
+        pending: deque[Future[_Written]] = deque()
+
+        def drain(keep: int) -> Iterator[np.ndarray]:
+            while len(pending) > keep:
+                out = pending.popleft().result()
+                if out.thumbnail is not None:
+                    thumbnails.append(out.thumbnail)
+                if out.maps is not None:
+                    maps.append(out.maps)
+                yield out.overlay
+
+        for labels, frame_maps in segmenter(pull()):
+            frame_name, frame = waiting.popleft()
+            ids = labels.numpy()
+            if ids.max() > 255:
+                raise ValueError(f"{name}: segment id {int(ids.max())} does not fit a palette PNG; use at most 255 "
+                                 "slots (eval.num_slots)")
+            pending.append(pool.submit(_write_frame, folder, maps_folder, frame_name, frame, ids.astype(np.uint8),
+                                       frame_maps, palette, overlays, count in marks, count == middle))
+            count += 1
+            if progress is not None and task is not None:
+                progress.advance(task)
+            for image in drain(2 * WRITERS):
+                last = image
+                yield image
+        for image in drain(0):
+            last = image
+            yield image
+        if count == 0:
+            raise ValueError(f"{stream.source.path}: no frames to segment (segment.start / segment.stop select "
+                             f"none; the stream has about {stream.length})")
+
+    mp4 = folder / f"{name}.mp4"
+    if video:
+        write_video(mp4, written(), stream.rate)
+    else:
+        for _ in written():
+            pass
+    seconds = time.perf_counter() - t0
+    if progress is not None and task is not None:
+        progress.update(task, total=count, completed=count)  # a video's length was an estimate
+    if last is not None and (count - 1) not in marks:  # the true last frame (a video's length is an estimate)
+        thumbnails.append(_thumbnail(last))
+    log.info("%s: %d frames in %.1f s (%.2f frames/s)", name, count, seconds, count / seconds)
+    return VideoEntry(
+        name=name, source=str(stream.source.path), num_frames=count, size=stream.size, fps=float(stream.rate),
+        seconds=seconds, video=f"{name}/{mp4.name}" if video else None,
+        folders=[f"{name}/{sub}" for sub in ("results", *(("overlays",) if overlays else ()), maps_folder)],
+        thumbnails=thumbnails, maps=maps,
+    )
+
+
+def _first_labels(path: Path, source: VideoSource, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
+    """The ``(H, W)`` int64 ids of ``first_mask`` (resized, nearest, to the stream's ``size``) and its palette.
+
+    Raises:
+        ValueError: the mask is not a palette PNG, or its size is not the source's (naming the file).
+    """
+    labels, palette = read_palette_png(path)
+    height, width = source.size()
+    if labels.shape != (height, width):
+        raise ValueError(
+            f"first_mask={path} is {labels.shape[1]}x{labels.shape[0]} (WxH) but the frames of {source.path} are "
+            f"{width}x{height}; expected the mask of its first frame at the same size")
+    if labels.shape != size:
+        labels = np.asarray(Image.fromarray(labels).resize((size[1], size[0]), Image.Resampling.NEAREST))
+    return torch.from_numpy(labels.astype(np.int64)), palette
+
+
+def segment_inputs(cfg: DictConfig, out_dir: Path, ckpt: Checkpoint | None) -> Path | None:
+    """``mode=segment``: segment every video of ``cfg.input`` (see the module docstring).
+
+    ``cfg.method`` is ``slots`` (``ckpt`` given; ``cfg.model``/``cfg.encoder`` are its, see
+    :func:`dinosavi.modes.checkpoint_config`) or ``propagate``. Frames are read per ``cfg.segment``; the
+    outputs follow ``eval.overlays``, ``eval.videos`` and ``eval.report``. A failed run removes the files
+    it wrote under ``out_dir``.
+
+    Returns:
+        The path of ``report.html`` (None with ``eval.report=false``).
+
+    Raises:
+        ValueError / FileNotFoundError: a missing ``input``, a ``first_mask`` that is missing, not a
+            palette PNG or not the video's size, ``first_mask`` with several videos, an unknown method.
+    """
+    if cfg.method not in METHODS:
+        raise ValueError(f"Unknown method `{cfg.method}`; expected one of {METHODS}")
+    if not cfg.input:
+        raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
+    if cfg.method == "propagate" and not cfg.first_mask:
+        raise ValueError("method=propagate needs first_mask=<palette PNG of the first frame>")
+    if cfg.method == "slots" and ckpt is None:
+        raise ValueError("method=slots needs resume=<checkpoint.safetensors>")
+    s = cfg.segment
+    options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
+                            folder_fps=s.folder_fps)
+    if s.chunk_frames < 1:
+        raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
+    sources = find_sources(cfg.input)
+    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
+    if mask_path is not None and len(sources) > 1:
+        raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
+                         f"{len(sources)} videos; segment one video at a time with first_mask")
+    streams = [stream_frames(source, options) for source in sources]
+    first = None
+    palette = davis_palette()
+    if mask_path is not None:
+        first, palette = _first_labels(mask_path, sources[0], streams[0].size)
+
+    device = resolve_device(cfg.device)
+    encoder = build_encoder(cfg.encoder).to(device)
+    chunk = s.chunk_frames
+    if cfg.method == "slots":
+        assert ckpt is not None
+        model = build_model(cfg.model, encoder.feature_dim).to(device)
+        model.load_state_dict(ckpt.model, strict=True)
+        model.eval()
+        if first is not None and cfg.eval.num_extra_slots > 0 and encoder.num_heads is None:
+            raise ValueError(f"eval.num_extra_slots needs the CLS-attention background of the first frame "
+                             f"(eval.num_extra_slots={cfg.eval.num_extra_slots}); encoder `{cfg.encoder.name}` has "
+                             "no CLS token: use a ViT encoder or eval.num_extra_slots=0")
+        rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
+        kind = "lock-on from " + str(mask_path) if first is not None else "unsupervised, every slot a segment"
+        title = f"Segmentation with {cfg.preset} (step {ckpt.step}): {kind}"
+        keys = ["num_bg_slots", "slots_per_class", "num_extra_slots"] if first is not None else ["num_slots"]
+        keys += ["output", "num_iters", "ini_iters", "track_mode", "track_temperature"]
+        details = [f"checkpoint {cfg.resume}; encoder {cfg.encoder.name} at short side {cfg.eval.short_side}; "
+                   + ", ".join(f"eval.{k}={cfg.eval[k]}" for k in keys)]
+
+        def segmenter(stream: FrameStream) -> Segmenter:
+            return slot_segmenter(model, encoder, rule, chunk, first, stream.size, cfg.eval, cfg.seed)
+    else:
+        assert first is not None
+        labels = first
+        params = PropagationParams.from_config(cfg.propagate)
+        rule = ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of)
+        title = f"Label propagation ({cfg.propagate.preset}) of {mask_path} with {cfg.encoder.name}"
+        details = [f"encoder {cfg.encoder.name}, stride {encoder.patch_size}, short side {cfg.propagate.short_side}; "
+                   f"{params}"]
+
+        def segmenter(stream: FrameStream) -> Segmenter:
+            return propagation_segmenter(encoder, rule, chunk, labels, params)
+    details.append(f"input {cfg.input}; " + ", ".join(f"segment.{k}={v}" for k, v in s.items()))
+    log.info("%s on %d video(s) from %s", title, len(sources), cfg.input)
+
+    with remove_on_failure(out_dir):
+        entries = []
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _FramesPerSecond(),
+                   TimeElapsedColumn())
+        maps_folder = "slots" if cfg.method == "slots" else "soft"
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool, Progress(*columns) as progress:
+            for stream in streams:
+                entries.append(segment_video(
+                    stream, segmenter(stream), out_dir, palette, maps_folder=maps_folder, overlays=cfg.eval.overlays,
+                    video=cfg.eval.videos, pool=pool, progress=progress))
+        frames = sum(e.num_frames for e in entries)
+        seconds = sum(e.seconds for e in entries)
+        details.append(f"{frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s)")
+        report = write_video_report(out_dir / "report.html", title, entries, details) if cfg.eval.report else None
+    for e in entries:
+        print(f"{e.name}: {e.num_frames} frames at {e.size[1]}x{e.size[0]} in {e.seconds:.1f} s "
+              f"({e.num_frames / e.seconds:.2f} frames/s) -> {out_dir / e.name}")
+    if report is not None:
+        print(f"report: {report}")
+    return report

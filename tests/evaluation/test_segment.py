@@ -1,0 +1,171 @@
+"""mode=segment: a user's video through a slot model (unsupervised, lock-on) or label propagation, streamed;
+PNGs, overlays, slot maps, an MP4 at the source rate and report.html; the CLI end to end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from html.parser import HTMLParser
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from dinosavi.data.davis import DavisDataset, davis_palette, read_palette_png
+from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
+from dinosavi.encoders.base import ResizeRule
+from dinosavi.encoders.registry import build_encoder
+from dinosavi.evaluation.runner import frame_features
+from dinosavi.evaluation.segment import encode_frames, segment_video, slot_segmenter
+from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.viz.video import write_video
+from tests.conftest import REPO_ROOT, compose_config
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "dinosavi", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def _model_and_encoder():
+    from dinosavi.build import build_model
+
+    cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")
+    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    return build_model(cfg.model, encoder.feature_dim).eval(), encoder, cfg
+
+
+@pytest.fixture(scope="module")
+def val_sequence(tiny_synthetic):
+    """The tiny synthetic val sequence (6 frames, 64x80): its frame folder and first mask."""
+    seq = DavisDataset(tiny_synthetic, "val")[0]
+    return seq, tiny_synthetic / "JPEGImages" / "480p" / seq.name, tiny_synthetic / "Annotations" / "480p" / seq.name
+
+
+def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
+    """Streamed from its frame folder, a sequence gets the labels segment_sequence gives on the whole tensor
+    (what mode=eval runs), and every output is written per frame."""
+    seq, frames_dir, masks_dir = val_sequence
+    model, encoder, cfg = _model_and_encoder()
+    rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
+    (source,) = find_sources(frames_dir)
+    stream = stream_frames(source, StreamOptions())
+    first = seq.labels[0]
+    decoded, read_ahead = [], []
+
+    def counted(frames):
+        for item in frames:
+            decoded.append(item[0])
+            yield item
+
+    stream.frames = counted(stream.frames)
+    inner = slot_segmenter(model, encoder, rule, 2, first, stream.size, cfg.eval, seed=0)
+
+    def segmenter(frames):
+        for t, out in enumerate(inner(frames)):
+            read_ahead.append(len(decoded) - t - 1)
+            yield out
+
+    with ThreadPoolExecutor(2) as pool:
+        entry = segment_video(stream, segmenter, tmp_path, davis_palette(), pool=pool)
+    assert max(read_ahead) <= 2  # at most one chunk of frames waits for its labels
+    expected = segment_sequence(model, frame_features(encoder, seq.frames, rule, 32), first, num_bg_slots=4,
+                                generator=torch.Generator().manual_seed(0))
+    out = tmp_path / seq.name
+    pred = np.stack([read_palette_png(out / "results" / f"{n}.png")[0] for n in seq.frame_names])
+    assert np.array_equal(pred, expected.labels.numpy())
+    assert np.array_equal(pred[0], read_palette_png(masks_dir / "00000.png")[0])
+    for folder in ("overlays", "slots"):
+        assert sorted(p.stem for p in (out / folder).glob("*.jpg")) == seq.frame_names
+    assert entry.num_frames == len(seq.frame_names) and entry.size == (64, 80)
+    assert entry.video == f"{seq.name}/{seq.name}.mp4"
+    assert len(entry.thumbnails) == 4 and len(entry.maps) == 1
+    with av.open(str(out / f"{seq.name}.mp4")) as container:
+        assert container.streams.video[0].average_rate == 24  # a frame folder plays at segment.folder_fps
+        assert sum(1 for _ in container.decode(video=0)) == len(seq.frame_names)
+
+
+def test_encode_frames_reads_a_chunk_at_a_time():
+    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    pulled = []
+
+    def frames():
+        for t in range(5):
+            pulled.append(t)
+            yield torch.full((3, 32, 40), 10 * t, dtype=torch.uint8)
+
+    stream = encode_frames(encoder, frames(), ResizeRule(short_side=32, multiple_of=8), chunk=2)
+    features, attention = next(stream)
+    assert pulled == [0, 1] and features.shape == (encoder.feature_dim, 4, 5) and attention is None
+    assert len(list(stream)) == 4 and pulled == [0, 1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def cli_inputs(tiny_synthetic, val_sequence, tmp_path_factory):
+    """A tiny checkpoint trained through the CLI, and the val sequence as an .mp4 with its first mask."""
+    seq, _, masks_dir = val_sequence
+    base = tmp_path_factory.mktemp("segment-cli")
+    data = [f"data.root={tiny_synthetic}", "data.synthetic.num_videos=4", "data.synthetic.num_frames=6",
+            "data.synthetic.height=64", "data.synthetic.width=80", "data.synthetic.val_videos=1"]
+    _run("mode=train", "hparam=demo", "encoder=efficientnet_lite0", "data=synthetic", *data, "train.max_steps=2",
+         "train.input_size=[64,80]", "data.batch_size=4", f"hydra.run.dir={base / 'train'}")
+    video = write_video(base / "clip.mp4", (f.permute(1, 2, 0).numpy() for f in seq.frames), fps=24)
+    return base / "train" / "checkpoints" / "last.safetensors", video, masks_dir / "00000.png"
+
+
+def _check_outputs(run: Path, frames: int, maps: str) -> np.ndarray:
+    """The run's PNGs, overlays, maps, MP4 and report; returns the ``(T, H, W)`` ids."""
+    out = run / "clip"
+    names = [f"{t:05d}" for t in range(frames)]
+    assert sorted(p.stem for p in (out / "results").glob("*.png")) == names
+    for folder in ("overlays", maps):
+        assert sorted(p.stem for p in (out / folder).glob("*.jpg")) == names
+    with av.open(str(out / "clip.mp4")) as container:
+        assert container.streams.video[0].average_rate == 24
+        assert sum(1 for _ in container.decode(video=0)) == frames
+    page = _Page()
+    page.feed((run / "report.html").read_text())
+    assert ("video", {"controls": None, "loop": None, "muted": None, "src": "clip/clip.mp4"}) in page.tags
+    assert sum(1 for tag, attrs in page.tags if tag == "img" and (attrs["src"] or "").startswith("data:")) >= 3
+    assert not list(run.rglob("*.tmp"))
+    return np.stack([read_palette_png(out / "results" / f"{n}.png")[0] for n in names])
+
+
+@pytest.mark.slow
+def test_cli_segments_a_video_unsupervised_and_with_lock_on(cli_inputs, tmp_path):
+    ckpt, video, mask = cli_inputs
+    _run("mode=segment", f"input={video}", f"resume={ckpt}", "eval.short_side=64", f"hydra.run.dir={tmp_path / 'u'}")
+    ids = _check_outputs(tmp_path / "u", 6, "slots")
+    assert ids.min() >= 1 and ids.max() <= 6  # every one of the demo's 6 slots is a segment; no background
+    proc = _run("mode=segment", f"input={video}", f"resume={ckpt}", f"first_mask={mask}", "eval.short_side=64",
+                "segment.stop=4", f"hydra.run.dir={tmp_path / 'lock'}")
+    assert "frames/s" in proc.stdout and "report:" in proc.stdout
+    ids = _check_outputs(tmp_path / "lock", 4, "slots")
+    first, _ = read_palette_png(mask)
+    assert np.array_equal(ids[0], first) and set(np.unique(ids)) <= set(np.unique(first))
+
+
+@pytest.mark.slow
+def test_cli_propagates_a_first_mask_through_a_video(cli_inputs, tmp_path):
+    _, video, mask = cli_inputs
+    args = [f"input={video}", f"first_mask={mask}", "encoder=efficientnet_lite0", "propagate.short_side=64"]
+    _run("mode=segment", "method=propagate", *args, f"hydra.run.dir={tmp_path / 'a'}")
+    ids = _check_outputs(tmp_path / "a", 6, "soft")
+    first, _ = read_palette_png(mask)
+    assert np.array_equal(ids[0], first) and len(np.unique(ids[-1])) > 1  # objects survive to the last frame
+    _run("mode=propagate", *args, f"hydra.run.dir={tmp_path / 'b'}")  # mode=propagate on one video: the same
+    assert np.array_equal(_check_outputs(tmp_path / "b", 6, "soft"), ids)
