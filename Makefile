@@ -1,5 +1,5 @@
 # Two set-up commands, each of which installs everything into .venv first:
-#   make demo   - train a small DINOSAUR on synthetic video, print J&F on it and on the DAVIS sample
+#   make demo   - train a small DINOSAVi on synthetic video, print its numbers beside k-means and propagation
 #   make test   - lint, type-check and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
