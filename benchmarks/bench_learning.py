@@ -114,7 +114,8 @@ def loss_at(run_dir: Path, step: int) -> float:
 def run(args: argparse.Namespace) -> Curve:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    base = [f"hparam={args.preset}", f"encoder={args.encoder}", f"encoder.stride={args.stride}", "data=synthetic", f"data.root={args.data_root}",
+    base = [f"hparam={args.preset}", f"encoder={args.encoder}", f"encoder.stride={args.stride}", "data=synthetic",
+            f"data.root={args.data_root}",
             f"data.synthetic.num_videos={args.videos}", f"data.synthetic.val_videos={args.val_videos}",
             f"features.store={out / 'features'}", f"device={args.device}", f"seed={args.seed}", *args.override]
     cfg = compose_config(["mode=train", *base])
@@ -238,14 +239,20 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--record", action="store_true", help="write RESULTS.md and the PNG")
+    p.add_argument("--from-json", default=None, help="record an earlier run's learning-<preset>.json, run nothing")
     p.add_argument("override", nargs="*", help="extra Hydra overrides, e.g. model.num_slots=8")
     args = p.parse_args()
     if args.minutes is None and args.steps % args.eval_every:
         p.error("--steps must be a multiple of --eval-every")
-    curve = run(args)
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        saved["frame_curves"] = {int(k): v for k, v in saved["frame_curves"].items()}
+        curve, out = Curve(**saved), Path(args.from_json)
+    else:
+        curve = run(args)
+        out = Path(args.out) / f"learning-{args.preset}.json"
+        out.write_text(json.dumps(curve.__dict__, indent=2, default=str))
     print(table(curve))
-    out = Path(args.out) / f"learning-{args.preset}.json"
-    out.write_text(json.dumps(curve.__dict__, indent=2, default=str))
     if args.record:
         plot(curve, ROOT / "benchmarks" / f"learning-{args.preset}.png")
         record(curve, ROOT / "benchmarks" / "RESULTS.md")
