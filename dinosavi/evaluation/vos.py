@@ -184,34 +184,7 @@ def segment_sequence(
     in training: a model with a predictor carries its slots from frame to frame; a per-frame model
     (DINOSAUR) binds fresh slots at every frame, and slot identity across frames comes from tracking.
 
-    Args:
-        model: the trained slot model (in eval mode).
-        features: per-frame features ``(D, h, w)`` in order — a ``(T, D, h, w)`` tensor, or a generator
-            that encodes frames chunk by chunk so long videos never hold all features at once.
-        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); needed with ``lock_on``.
-        size: ``(H, W)`` of the predictions; ``first_labels``' size when None.
-        lock_on: semi-supervised lock-on; False: unsupervised, slot ``s`` is segment ``s + 1``.
-        num_bg_slots: background slots (lock-on).
-        slots_per_class: slots per object (lock-on).
-        num_extra_slots: extra foreground slots for objects absent from ``first_labels`` (lock-on);
-            they need ``background``.
-        num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
-        background: ``(h, w)`` bool CLS-attention background of frame 0
-            (:func:`dinosavi.models.background.background_mask`), or None.
-        later_backgrounds: per later frame, in order, its ``(h, w)`` bool CLS-attention background: the
-            background slots (the first ``num_bg_slots`` with lock-on, the background group without) may attend
-            only to it, the others anywhere; without lock-on the background group is restricted so at frame 0
-            too (from ``background``). None: later frames are unrestricted.
-        label_sampling: how the first frame's labels reach the patch grid: ``area`` (:func:`patch_labels`) or
-            ``nearest`` (:func:`patch_labels_nearest`; objects no sampled pixel hits get no slots).
-        output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
-        num_iters: iterations on carried slots; the model's when None.
-        ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
-            model's ``ini_iters`` when None.
-        track_mode: ``auto`` (``overlap`` for a per-frame model, none for a model that carries its
-            slots), None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
-        track_temperature: softmax temperature of the tracking similarities.
-        generator: source of the initial slots (and of the fresh slots of a per-frame model).
+    Takes the arguments of :func:`segment_frames`, documented there, and collects its frames.
     """
     steps = list(segment_frames(
         model, features, first_labels, size=size, lock_on=lock_on, num_bg_slots=num_bg_slots,
@@ -270,9 +243,12 @@ def segment_frames(
         num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
         background: ``(h, w)`` bool CLS-attention background of frame 0
             (:func:`dinosavi.models.background.background_mask`), or None.
-        later_backgrounds: per later frame, its ``(h, w)`` CLS-attention background, read as the frame is
-            (see :func:`segment_sequence`).
-        label_sampling: ``area`` or ``nearest`` (see :func:`segment_sequence`).
+        later_backgrounds: per later frame, in order, its ``(h, w)`` bool CLS-attention background: the
+            background slots (the first ``num_bg_slots`` with lock-on, the background group without) may attend
+            only to it, the others anywhere; without lock-on the background group is restricted so at frame 0
+            too (from ``background``). None: later frames are unrestricted.
+        label_sampling: how the first frame's labels reach the patch grid: ``area`` (:func:`patch_labels`) or
+            ``nearest`` (:func:`patch_labels_nearest`; objects no sampled pixel hits get no slots).
         output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
         num_iters: iterations on carried slots; the model's when None.
         ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
