@@ -313,7 +313,7 @@ def print_help(overrides: list[str]) -> None:
                 "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
                 "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
                 "input", "first_mask", "method", "segment.max_fps", "segment.short_side", "segment.start",
-                "segment.stop", "demo.davis_root"):
+                "segment.stop", "demo.davis_root", "demo.davis_short_side"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]
