@@ -261,6 +261,7 @@ def _demo_summary(results: dict[str, dict[str, float]], num_slots: Any) -> str:
 def _demo_figure(synthetic: DictConfig, davis: DictConfig, evals: Path, path: Path) -> Path:
     """Ground truth, the slot model (lock-on) and label propagation on the first val video of each set."""
     import numpy as np
+    from PIL import Image
 
     from dinosavi.atomic import atomic_path
     from dinosavi.build import build_sequences
@@ -279,8 +280,6 @@ def _demo_figure(synthetic: DictConfig, davis: DictConfig, evals: Path, path: Pa
                    "label propagation": read(f"{folder}-propagate")}
         blocks.append(FigureBlock(f"{name} {seq.name}", seq.frames.permute(0, 2, 3, 1).numpy(), columns,
                                   seq.palette))
-    from PIL import Image
-
     with atomic_path(path) as tmp:
         Image.fromarray(comparison_figure(blocks)).save(tmp, format="JPEG", quality=88)
     return path
