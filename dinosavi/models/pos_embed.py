@@ -41,13 +41,7 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, pe_type: str = "linear", dim: int = 4, size: tuple[int, int] = (28, 28)) -> None:
         super().__init__()
-        if pe_type not in PE_TYPES:
-            raise ValueError(f"Unknown positional encoding `{pe_type}`; expected one of {PE_TYPES}")
-        if pe_type == "sine" and dim % 4:
-            raise ValueError(f"sine positional encoding needs dim divisible by 4, got {dim}")
-        self.pe_type = pe_type
-        self.size = (int(size[0]), int(size[1]))
-        self.dim = 2 if pe_type == "linear" else dim
+        self.pe_type, self.dim, self.size = _checked(pe_type, dim, size)
         if pe_type == "learnt":
             self.weight = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, dim, *self.size), std=0.02))
 
@@ -66,6 +60,15 @@ class PositionalEncoding(nn.Module):
         ay = (y + 1) / 2 * self.size[0] * freqs.view(-1, 1, 1)
         ax = (x + 1) / 2 * self.size[1] * freqs.view(-1, 1, 1)
         return torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()])
+
+
+def _checked(pe_type: str, dim: int, size: tuple[int, int]) -> tuple[str, int, tuple[int, int]]:
+    """``(pe_type, channels, (h, w))`` of a positional encoding, its options checked."""
+    if pe_type not in PE_TYPES:
+        raise ValueError(f"Unknown positional encoding `{pe_type}`; expected one of {PE_TYPES}")
+    if pe_type == "sine" and dim % 4:
+        raise ValueError(f"sine positional encoding needs dim divisible by 4, got {dim}")
+    return pe_type, 2 if pe_type == "linear" else dim, (int(size[0]), int(size[1]))
 
 
 class OriginalPositionalEncoding(nn.Module):
@@ -87,13 +90,7 @@ class OriginalPositionalEncoding(nn.Module):
 
     def __init__(self, pe_type: str = "linear", dim: int = 4, size: tuple[int, int] = (28, 28)) -> None:
         super().__init__()
-        if pe_type not in PE_TYPES:
-            raise ValueError(f"Unknown positional encoding `{pe_type}`; expected one of {PE_TYPES}")
-        if pe_type == "sine" and dim % 4:
-            raise ValueError(f"sine positional encoding needs dim divisible by 4, got {dim}")
-        self.pe_type = pe_type
-        self.size = (int(size[0]), int(size[1]))
-        self.dim = 2 if pe_type == "linear" else dim
+        self.pe_type, self.dim, self.size = _checked(pe_type, dim, size)
         if pe_type == "learnt":
             self.pe = nn.Parameter(nn.init.xavier_uniform_(torch.empty(dim, *self.size)))
         elif pe_type == "sine":

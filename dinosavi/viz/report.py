@@ -101,6 +101,20 @@ def overlay_thumbnails(
     return out
 
 
+def _page(title: str, notes: list[str] | None, body: list[str]) -> str:
+    """A standalone HTML page: ``title`` as heading, ``notes`` as paragraphs, then the ``body`` lines."""
+    esc = html.escape
+    note_html = "".join(f"<p>{esc(n)}</p>" for n in notes or [])
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{esc(title)}</h1>{note_html}",
+        *body,
+        "</body></html>",
+    ]) + "\n"
+
+
 def _fmt(x: float) -> str:
     return "nan" if math.isnan(x) else f"{x:.3f}"
 
@@ -145,20 +159,15 @@ def render_report(title: str, entries: list[SequenceEntry], global_scores: dict[
         video = f'<a href="{esc(e.video)}">mp4</a>' if e.video else ""
         rows.append(f"<tr><td>{esc(e.name)}</td><td>{e.num_frames}</td><td>{_fmt(e.jf_mean)}</td>"
                     f"<td>{_fmt(e.j_mean)}</td><td>{_fmt(e.f_mean)}</td><td>{video}</td><td>{thumbs}</td></tr>")
-    note_html = "".join(f"<p>{esc(n)}</p>" for n in notes or [])
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>{note_html}",
+    return _page(title, notes, [
         f'<h2>Global</h2><table class="global"><tr>{head}</tr><tr>{values}</tr></table>',
         "<h2>J&amp;F per sequence</h2>",
         _bar_chart(entries),
         "<h2>Sequences</h2><table><tr><th>sequence</th><th>frames</th><th>J&amp;F</th><th>J</th><th>F</th>"
         "<th>video</th><th>overlays</th></tr>",
         *rows,
-        "</table></body></html>",
-    ]) + "\n"
+        "</table>",
+    ])
 
 
 def write_report(path: str | Path, title: str, entries: list[SequenceEntry], global_scores: dict[str, float],
@@ -225,19 +234,13 @@ def render_video_report(title: str, entries: list[VideoEntry], notes: list[str] 
         if e.folders:
             parts.append("<p>" + " &middot; ".join(f'<a href="{esc(f)}/">{esc(f)}/</a>' for f in e.folders) + "</p>")
         sections.append("\n".join(parts))
-    note_html = "".join(f"<p>{esc(n)}</p>" for n in notes or [])
-    return "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>{esc(title)}</h1>{note_html}",
+    return _page(title, notes, [
         "<table><tr><th>video</th><th>source</th><th>frames</th><th>size</th><th>fps</th><th>seconds</th>"
         "<th>frames/s</th><th>mp4</th></tr>",
         *rows,
         "</table>",
         *sections,
-        "</body></html>",
-    ]) + "\n"
+    ])
 
 
 def write_video_report(path: str | Path, title: str, entries: list[VideoEntry], notes: list[str] | None = None
