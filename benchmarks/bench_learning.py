@@ -38,13 +38,12 @@ from omegaconf import DictConfig, OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dinosavi.build import build_encoder, build_sequences, ensure_dataset, resolve_device  # noqa: E402
+from dinosavi.build import ensure_dataset  # noqa: E402
 from dinosavi.checkpoint import load_checkpoint  # noqa: E402
 from dinosavi.config import register_configs  # noqa: E402
-from dinosavi.encoders.base import ResizeRule  # noqa: E402
 from dinosavi.evaluation.propagate import evaluate_propagation  # noqa: E402
-from dinosavi.evaluation.references import kmeans_reference  # noqa: E402
 from dinosavi.evaluation.runner import evaluate_checkpoint  # noqa: E402
+from dinosavi.modes import kmeans_at_eval_size, propagation_at_eval_size  # noqa: E402
 from dinosavi.train import train  # noqa: E402
 from dinosavi.utils import seed_everything  # noqa: E402
 
@@ -72,20 +71,16 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("main", overrides=overrides)
 
 
-def references(cfg: DictConfig, out: Path, num_slots: int) -> tuple[dict[str, float], list[float]]:
-    """k-means and label-propagation references on the val split, at the eval resolution of ``cfg``."""
-    device = resolve_device(cfg.device)
-    encoder = build_encoder(cfg.encoder).to(device)
-    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
-    table = kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, num_slots, cfg.encoder.batch_size,
-                             cfg.seed)
-    found = table.global_means()
-    propagate_cfg = cast(DictConfig, OmegaConf.merge(cfg, {
-        "propagate": {"short_side": cfg.eval.short_side, "multiple_of": encoder.patch_size},
+def references(cfg: DictConfig, out: Path) -> tuple[dict[str, float], list[float]]:
+    """k-means and label-propagation references on the val split, at the eval resolution of ``cfg`` (as
+    ``mode=demo`` computes them, the features read from the store)."""
+    found = kmeans_at_eval_size(cfg)
+    means = found.global_means()
+    propagate_cfg = cast(DictConfig, OmegaConf.merge(propagation_at_eval_size(cfg), {
         "eval": {"overlays": False, "videos": False, "report": False}}))
     propagation = evaluate_propagation(propagate_cfg, out / "propagate")
-    return {"k-means FG-ARI-frame": found["FG-ARI-frame"], "k-means FG-ARI": found["FG-ARI"],
-            "k-means mBO-frame": found["mBO-frame"], "propagation J&F": propagation["J&F-Mean"]}, table.frame_curve()
+    return {"k-means FG-ARI-frame": means["FG-ARI-frame"], "k-means FG-ARI": means["FG-ARI"],
+            "k-means mBO-frame": means["mBO-frame"], "propagation J&F": propagation["J&F-Mean"]}, found.frame_curve()
 
 
 def evaluate(cfg: DictConfig, ckpt_path: Path, out: Path) -> tuple[dict[str, float], list[float]]:
@@ -121,11 +116,10 @@ def run(args: argparse.Namespace) -> Curve:
     cfg = compose_config(["mode=train", *base])
     seed_everything(cfg.seed)
     ensure_dataset(cfg.data)
-    num_slots = cfg.model.num_slots if isinstance(cfg.model.num_slots, int) else sum(cfg.model.num_slots)
-    curve = Curve(args.preset, setup=f"`{' '.join(base[:2] + list(args.override))}`, {args.videos - args.val_videos} "
+    curve = Curve(args.preset, setup=f"`{' '.join(base[:3] + list(args.override))}`, {args.videos - args.val_videos} "
                                      f"train / {args.val_videos} val videos")
     t0 = time.perf_counter()
-    curve.references, curve.kmeans_curve = references(compose_config(["mode=eval", *base]), out, num_slots)
+    curve.references, curve.kmeans_curve = references(compose_config(["mode=eval", *base]), out)
     print(f"references: {curve.references} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     steps = args.steps

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -12,9 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.config import MODES, Config
 
+if TYPE_CHECKING:
+    from dinosavi.metrics.results import DiscoveryTable
+
 __all__ = [
-    "checkpoint_config", "print_help", "run_convert", "run_demo", "run_eval", "run_propagate", "run_segment",
-    "run_train",
+    "checkpoint_config", "kmeans_at_eval_size", "print_help", "propagation_at_eval_size", "run_convert", "run_demo",
+    "run_eval", "run_propagate", "run_segment", "run_train",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,10 +192,10 @@ def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, 
         "synthetic unsupervised": _evaluate(
             ckpt, cast(DictConfig, OmegaConf.merge(synthetic, {"eval": {"lock_on": False}})),
             evals / "synthetic-unsupervised", overrides),
-        "synthetic k-means": _kmeans_reference(synthetic),
-        "synthetic propagation": run_propagate(_propagation_at_eval_size(synthetic), evals / "synthetic-propagate"),
+        "synthetic k-means": kmeans_at_eval_size(synthetic).global_means(),
+        "synthetic propagation": run_propagate(propagation_at_eval_size(synthetic), evals / "synthetic-propagate"),
         "davis lock-on": _evaluate(ckpt, davis, evals / "davis", overrides),
-        "davis propagation": run_propagate(_propagation_at_eval_size(davis), evals / "davis-propagate"),
+        "davis propagation": run_propagate(propagation_at_eval_size(davis), evals / "davis-propagate"),
     }
     figure = _demo_figure(synthetic, davis, evals, run_dir / "demo.jpg")
     print(f"\ncheckpoint: {ckpt}")
@@ -201,7 +204,7 @@ def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, 
     return results
 
 
-def _propagation_at_eval_size(cfg: DictConfig) -> DictConfig:
+def propagation_at_eval_size(cfg: DictConfig) -> DictConfig:
     """``cfg`` with label propagation at the resolution the slot model is evaluated at (the same features)."""
     from dinosavi.build import build_encoder
 
@@ -210,8 +213,9 @@ def _propagation_at_eval_size(cfg: DictConfig) -> DictConfig:
                                                                 "multiple_of": stride}}))
 
 
-def _kmeans_reference(cfg: DictConfig) -> dict[str, float]:
-    """k-means (K = the model's slot count) on the val frames at the model's eval resolution."""
+def kmeans_at_eval_size(cfg: DictConfig) -> DiscoveryTable:
+    """k-means (K = the model's slot count) on the val frames at the model's eval resolution, the features
+    read from (and written to) ``features.store``."""
     from dinosavi.build import build_encoder, build_sequences, resolve_device
     from dinosavi.encoders.base import ResizeRule
     from dinosavi.evaluation.references import kmeans_reference
@@ -222,9 +226,8 @@ def _kmeans_reference(cfg: DictConfig) -> dict[str, float]:
     space = FeatureSpace(FeatureStore(cfg.features.store, cfg.features.dtype), encoder, Resolution(rule),
                          cfg.encoder.batch_size)
     k = cfg.model.num_slots if isinstance(cfg.model.num_slots, int) else sum(cfg.model.num_slots)
-    table = kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, k, cfg.encoder.batch_size, cfg.seed,
-                             space)
-    return table.global_means()
+    return kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, k, cfg.encoder.batch_size, cfg.seed,
+                            space)
 
 
 def _demo_summary(results: dict[str, dict[str, float]], num_slots: Any) -> str:
