@@ -4,6 +4,12 @@ The YAML in ``dinosavi/conf`` fills these in: ``data/`` and ``encoder/`` are con
 sections; ``hparam/`` presets are complete recipes placed at the top level (they set ``model``,
 ``train`` and clip settings of ``data``). Values derived from others (the data split of a mode, the
 feature dimension of an encoder) are computed in Python and logged, never interpolated.
+
+The sections that a module takes as a whole are that module's own option dataclasses, so each value has
+one source: ``train`` is :class:`dinosavi.train_options.TrainOptions`, ``eval`` and ``score`` are
+:class:`dinosavi.evaluation.options.EvalOptions` and ``ScoreOptions``, ``propagate`` extends
+``PropagationParams``, ``data.synthetic`` is :class:`dinosavi.data.synthetic.SyntheticSpec`. The front door
+(:mod:`dinosavi.modes`, :mod:`dinosavi.build`) turns them into those objects; nothing below it reads a config.
 """
 
 from __future__ import annotations
@@ -14,20 +20,20 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from dinosavi.data.synthetic import SyntheticSpec
+from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOptions
+from dinosavi.train_options import TrainOptions
+
 __all__ = [
     "MODES",
     "Config",
     "DataConfig",
     "DemoConfig",
     "EncoderConfig",
-    "EvalConfig",
     "FeaturesConfig",
     "ModelConfig",
     "PropagateConfig",
-    "ScoreConfig",
     "SegmentConfig",
-    "SyntheticConfig",
-    "TrainConfig",
     "register_configs",
 ]
 
@@ -43,18 +49,6 @@ MODES = {
     "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
                "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
 }
-
-
-@dataclass
-class SyntheticConfig:
-    """The synthetic multi-object video set (``data=synthetic``), generated at ``data.root`` if absent."""
-
-    num_videos: int = 20
-    num_frames: int = 24
-    height: int = 192
-    width: int = 256
-    val_videos: int = 4
-    seed: int = 0
 
 
 @dataclass
@@ -79,7 +73,7 @@ class DataConfig:
     clips_per_video: int = 4
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 
 @dataclass
@@ -167,103 +161,16 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """Optimisation: Adam with a OneCycle schedule over ``max_steps``, gradient clipping by norm.
-
-    ``grad_clip`` None: no clipping. ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
-    ``fp16`` (autocast with gradient scaling, CUDA only). Under ``torchrun`` ``data.batch_size`` is the
-    global batch, split evenly over the processes.
-    """
-
-    lr: float = 4e-4
-    weight_decay: float = 0.0
-    pct_start: float = 0.05
-    grad_clip: float | None = 1.0
-    max_steps: int = 1000
-    save_every: int = 500
-    log_every: int = 50
-    input_size: list[int] = field(default_factory=lambda: [224, 224])
-    precision: str = "fp32"
-
-
-@dataclass
-class EvalConfig:
-    """Evaluation of a slot model: first-frame lock-on (semi-supervised) or unsupervised.
-
-    ``lock_on``: true gives each first-frame object ``slots_per_class`` slots, the background
-    ``num_bg_slots`` and unannotated foreground (CLS attention, needs a ViT) ``num_extra_slots``; scored
-    by the DAVIS semi-supervised protocol. false: ``num_slots`` slots (the model's when None; ``[bg, fg]``
-    with slot groups) bind freely and every slot is a segment; scored by the DAVIS unsupervised protocol
-    (Hungarian matching on J&F, at most ``score.max_proposals`` segments) plus FG-ARI, mBO and mIoU.
-    ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding; null keeps
-    the native resolution (cropped to a multiple of the stride, as the original DINOSAVi's ViT did).
-    ``output`` picks the masks: ``alpha`` (decoder) or ``slot`` (slot-attention weights).
-    ``background_mask``: ``first_frame`` restricts slots only at the first frame (lock-on); ``every_frame``
-    also restricts the background slots to each later frame's CLS-attention background, the others
-    unrestricted (the original's; needs a ViT). ``label_sampling``: ``area`` gives each patch the majority
-    id of its pixels (every present object keeps a patch); ``nearest`` samples one pixel per patch (the
-    original's; objects it misses get no slots). ``protocol`` names the ``eval=`` group that set these.
-    ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
-    With background/foreground slot groups the ``num_bg_slots`` come from the background group.
-    ``track_mode`` (``auto``, null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft
-    IoU of their masks or the cosine similarity of slots, softmaxed with ``track_temperature``; ``auto``
-    tracks per-frame models (fresh slots every frame) by ``overlap`` and leaves models that carry their
-    slots as they are.
-    """
-
-    protocol: str = "dinosavi"
-    lock_on: bool = True
-    short_side: int | None = 224
-    num_bg_slots: int = 4
-    slots_per_class: int = 1
-    num_extra_slots: int = 0
-    num_slots: Any = None
-    output: str = "alpha"
-    background_mask: str = "first_frame"
-    label_sampling: str = "area"
-    num_iters: int | None = None
-    ini_iters: int | None = None
-    track_mode: str | None = "auto"
-    track_temperature: float = 0.1
-    overlays: bool = True
-    videos: bool = True
-    report: bool = True
-
-
-@dataclass
-class ScoreConfig:
-    """``mode=score``: ``protocol`` ``semi`` (first-frame objects) or ``unsupervised`` (ids are proposals,
-    at most ``max_proposals``, Hungarian-matched to the objects on J&F). ``workers``: sequences scored
-    at once, in threads (0: one per core)."""
-
-    protocol: str = "semi"
-    max_proposals: int = 20
-    workers: int = 0
-
-
-@dataclass
-class PropagateConfig:
-    """Label propagation (``mode=propagate``); presets ``propagate=dino|crw`` set every value (no defaults
-    here), read by ``PropagationParams.from_config`` in :mod:`dinosavi.evaluation.propagate`.
-
-    Context: the first frame and the ``n_last_frames`` previous predictions. A query patch attends to
-    context patches within ``size_mask_neighborhood`` patches (0: anywhere; the first frame anywhere when
-    ``first_frame_unrestricted``), keeps the ``topk`` best and softmaxes them with ``temperature``.
-    Frames are resized to ``short_side``, the long side to a multiple of ``multiple_of``.
-    ``chunk_elements`` bounds the affinity entries held at once (None: ``PropagationParams``' default).
+class PropagateConfig(PropagationParams):
+    """Label propagation (``mode=propagate``): :class:`dinosavi.evaluation.options.PropagationParams`
+    (DINO's settings by default; ``propagate=crw`` sets CRW's), named by ``preset``, with the resize rule
+    of its frames: the short side to ``short_side``, the long side to a multiple of ``multiple_of``.
     The outputs follow ``eval.overlays``, ``eval.videos`` and ``eval.report``.
     """
 
     preset: str = MISSING
-    n_last_frames: int = MISSING
-    size_mask_neighborhood: int = MISSING
-    topk: int = MISSING
-    temperature: float = MISSING
-    first_frame_unrestricted: bool = MISSING
-    norm_mask: bool = MISSING
     short_side: int = MISSING
     multiple_of: int = MISSING
-    chunk_elements: int | None = None
 
 
 @dataclass
@@ -317,10 +224,10 @@ class Config:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    eval: EvalOptions = field(default_factory=EvalOptions)
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
-    score: ScoreConfig = field(default_factory=ScoreConfig)
+    score: ScoreOptions = field(default_factory=ScoreOptions)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 

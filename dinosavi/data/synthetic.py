@@ -34,7 +34,7 @@ _TEXTURES = ("stripes", "checks", "dots", "noise")
 _QUALITY, _YEAR = "480p", "2017"
 
 
-@dataclass(frozen=True)
+@dataclass
 class SyntheticSpec:
     """What to generate; stored as ``spec.json`` beside the data."""
 

@@ -1,0 +1,41 @@
+"""The options of the training loop (:func:`dinosavi.train.train`): the optimisation recipe and its
+bookkeeping. A plain dataclass with no heavy imports; it is the ``train`` section of the config schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dinosavi.precision import check_precision
+
+__all__ = ["TrainOptions"]
+
+
+@dataclass
+class TrainOptions:
+    """Optimisation: Adam with a OneCycle schedule over ``max_steps``, gradient clipping by norm.
+
+    ``grad_clip`` None: no clipping. ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
+    ``fp16`` (autocast with gradient scaling, CUDA only). ``input_size`` ``(H, W)``: training frames are
+    resized to it. ``save_every``/``log_every``: steps between checkpoints and between TensorBoard logs.
+
+    Raises:
+        ValueError: an unknown precision, or ``max_steps``, ``save_every`` or ``log_every`` below 1.
+    """
+
+    lr: float = 4e-4
+    weight_decay: float = 0.0
+    pct_start: float = 0.05
+    grad_clip: float | None = 1.0
+    max_steps: int = 1000
+    save_every: int = 500
+    log_every: int = 50
+    input_size: list[int] = field(default_factory=lambda: [224, 224])
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, "train.precision")
+        if min(self.max_steps, self.save_every, self.log_every) < 1:
+            raise ValueError(f"train.max_steps, save_every and log_every must be >= 1, got {self.max_steps}, "
+                             f"{self.save_every}, {self.log_every}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ValueError(f"train.input_size must be [H, W] of positive pixels, got {self.input_size}")
