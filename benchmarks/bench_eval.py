@@ -63,6 +63,7 @@ def worker(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.run in ("lockon", "tracked", "unsupervised"):
+        from dinosavi.evaluation.options import EvalOptions
         from dinosavi.evaluation.vos import segment_sequence
 
         frames, labels = _load(args)
@@ -73,9 +74,9 @@ def worker(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         feats = (f for chunk in frames.split(8) for f in encoder.encode(chunk, rule, 8).features)
         lock_on = args.run != "unsupervised"
-        segment_sequence(model, feats, labels[0] if lock_on else None, size=(labels.shape[-2], labels.shape[-1]),
-                         lock_on=lock_on, track_mode="overlap" if args.run == "tracked" else None,
-                         num_bg_slots=4, generator=torch.Generator().manual_seed(0))
+        options = EvalOptions(lock_on=lock_on, track_mode="overlap" if args.run == "tracked" else None, num_bg_slots=4)
+        segment_sequence(model, feats, labels[0] if lock_on else None, options,
+                         size=(labels.shape[-2], labels.shape[-1]), generator=torch.Generator().manual_seed(0))
         seconds = time.perf_counter() - t0
     else:
         from benchmarks.baselines.propagate_dense import propagate_sequence_dense

@@ -27,24 +27,27 @@ import platform
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import cast
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dinosavi.build import ensure_dataset  # noqa: E402
-from dinosavi.checkpoint import load_checkpoint  # noqa: E402
+from dinosavi.build import (  # noqa: E402
+    build_encoder,
+    build_feature_source,
+    build_sequences,
+    ensure_dataset,
+    resolve_device,
+)
 from dinosavi.config import register_configs  # noqa: E402
-from dinosavi.evaluation.propagate import evaluate_propagation  # noqa: E402
-from dinosavi.evaluation.runner import evaluate_checkpoint  # noqa: E402
-from dinosavi.modes import kmeans_at_eval_size, propagation_at_eval_size  # noqa: E402
-from dinosavi.train import train  # noqa: E402
+from dinosavi.demo import EvalSet, kmeans_table, propagation_scores  # noqa: E402
+from dinosavi.evaluation.options import EvalOptions  # noqa: E402
+from dinosavi.modes import options, run_eval, run_train  # noqa: E402
 from dinosavi.utils import seed_everything  # noqa: E402
 
 COLUMNS = ("step", "minutes", "loss", "FG-ARI-frame", "FG-ARI", "FG-ARI-early", "FG-ARI-late", "mBO-frame", "mBO",
@@ -74,25 +77,24 @@ def compose_config(overrides: list[str]) -> DictConfig:
 def references(cfg: DictConfig, out: Path) -> tuple[dict[str, float], list[float]]:
     """k-means and label-propagation references on the val split, at the eval resolution of ``cfg`` (as
     ``mode=demo`` computes them, the features read from the store)."""
-    found = kmeans_at_eval_size(cfg)
+    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
+    evaluation = EvalSet("synthetic", "synthetic", build_sequences(cfg.data, "val"),
+                         build_feature_source(cfg, encoder, "eval"))
+    found = kmeans_table(cfg, evaluation)
     means = found.global_means()
-    propagate_cfg = cast(DictConfig, OmegaConf.merge(propagation_at_eval_size(cfg), {
-        "eval": {"overlays": False, "videos": False, "report": False}}))
-    propagation = evaluate_propagation(propagate_cfg, out / "propagate")
+    quiet = replace(options(cfg.eval, EvalOptions), overlays=False, videos=False, report=False)
+    propagation = propagation_scores(cfg, evaluation, out / "propagate", quiet)
     return {"k-means FG-ARI-frame": means["FG-ARI-frame"], "k-means FG-ARI": means["FG-ARI"],
             "k-means mBO-frame": means["mBO-frame"], "propagation J&F": propagation["J&F-Mean"]}, found.frame_curve()
 
 
-def evaluate(cfg: DictConfig, ckpt_path: Path, out: Path) -> tuple[dict[str, float], list[float]]:
-    """Unsupervised and lock-on evaluation of one checkpoint through the package's eval path."""
-    ckpt = load_checkpoint(ckpt_path)
-    model_cfg = OmegaConf.merge(cfg, {"preset": ckpt.config["preset"], "model": ckpt.config["model"]})
-    quiet = {"overlays": False, "videos": False, "report": False}
-    unsup_cfg = cast(DictConfig, OmegaConf.merge(model_cfg, {"eval": {**quiet, "lock_on": False}}))
-    scores = evaluate_checkpoint(ckpt, unsup_cfg, out / "unsupervised")
+def evaluate(base: list[str], ckpt_path: Path, out: Path) -> tuple[dict[str, float], list[float]]:
+    """Unsupervised and lock-on evaluation of one checkpoint through the package's eval path (``mode=eval``)."""
+    quiet = ["mode=eval", *base, "data.split=val", f"resume={ckpt_path}", "eval.overlays=false", "eval.videos=false",
+             "eval.report=false"]
+    scores = run_eval(compose_config([*quiet, "eval.lock_on=false"]), out / "unsupervised", [])
     curve = json.loads((out / "unsupervised" / "discovery-val.json").read_text())["FG-ARI per frame index"]
-    lock_cfg = cast(DictConfig, OmegaConf.merge(model_cfg, {"eval": {**quiet, "lock_on": True}}))
-    lock = evaluate_checkpoint(ckpt, lock_cfg, out / "lock-on")
+    lock = run_eval(compose_config([*quiet, "eval.lock_on=true"]), out / "lock-on", [])
     return {**{k: scores[k] for k in COLUMNS[3:-1]}, "lock-on J&F": lock["J&F-Mean"]}, curve
 
 
@@ -127,7 +129,7 @@ def run(args: argparse.Namespace) -> Curve:
         probe_dir = out / "probe"
         probe = compose_config(["mode=train", *base, "train.max_steps=12", "train.save_every=1000"])
         t1 = time.perf_counter()
-        train(probe, probe_dir)
+        run_train(probe, probe_dir, [])
         per_step = (time.perf_counter() - t1) / 12
         steps = max(args.eval_every, int(args.minutes * 60 / per_step) // args.eval_every * args.eval_every)
         print(f"{per_step:.3f} s/step (with start-up) -> {steps} steps in {args.minutes} min", flush=True)
@@ -135,13 +137,12 @@ def run(args: argparse.Namespace) -> Curve:
                                 f"train.log_every={min(args.eval_every, 25)}"])
     run_dir = out / "train"
     t1 = time.perf_counter()
-    train(train_cfg, run_dir)
+    run_train(train_cfg, run_dir, [])
     train_seconds = time.perf_counter() - t1
     curve.steps_per_second = steps / train_seconds
-    eval_cfg = compose_config(["mode=eval", *base, "data.split=val"])
     for step in range(args.eval_every, steps + 1, args.eval_every):
         ckpt = run_dir / "checkpoints" / f"step-{step:07d}.safetensors"
-        scores, frame_curve = evaluate(eval_cfg, ckpt, out / f"eval-{step:07d}")
+        scores, frame_curve = evaluate(base, ckpt, out / f"eval-{step:07d}")
         row = {"step": step, "minutes": step / curve.steps_per_second / 60, "loss": loss_at(run_dir, step), **scores}
         curve.rows.append(row)
         curve.frame_curves[step] = frame_curve

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from dinosavi.build import build_model
+from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.losses import temporal_reconstruction_loss
 from dinosavi.models.decoders import AlphaDecoder
@@ -194,9 +195,10 @@ def main() -> None:
     feats = torch.randn(args.eval_frames, args.dim, 28, 50)
     labels = torch.zeros(224, 400, dtype=torch.long)
     labels[40:120, 60:200], labels[100:200, 250:380] = 1, 2
-    segment_sequence(model, feats[:1], labels, num_bg_slots=5)  # warm-up
+    segment_sequence(model, feats[:1], labels, EvalOptions(num_bg_slots=5))  # warm-up
     t0 = time.perf_counter()
-    segment_sequence(model, feats, labels, num_bg_slots=5, generator=torch.Generator(device).manual_seed(0))
+    segment_sequence(model, feats, labels, EvalOptions(num_bg_slots=5),
+                     generator=torch.Generator(device).manual_seed(0))
     fps = args.eval_frames / (time.perf_counter() - t0)
     print(f"evaluation per frame (28x50 tokens, {args.eval_frames} frames): {fps:.2f} frames/s, "
           f"{1000 / fps:.1f} ms/frame")

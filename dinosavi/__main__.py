@@ -1,4 +1,5 @@
-"""Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; dispatches on ``mode``."""
+"""Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; seeds, then runs the mode through
+the dispatch table of :mod:`dinosavi.modes`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dinosavi.config import MODES, register_configs
+from dinosavi.config import register_configs
 
 log = logging.getLogger("dinosavi")
 
@@ -31,41 +32,9 @@ def main(cfg: DictConfig) -> None:
     seed_everything(cfg.seed, torch_rng=cfg.mode not in TORCH_FREE_MODES)
     preset = f"the checkpoint's ({cfg.resume})" if cfg.resume else cfg.preset  # resume keeps the saved recipe
     log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, preset, cfg.seed, run_dir)
-    if cfg.mode == "train":
-        from dinosavi.modes import run_train
+    from dinosavi.modes import run_mode
 
-        run_train(cfg, run_dir, overrides)
-    elif cfg.mode == "eval":
-        from dinosavi.modes import run_eval
-
-        run_eval(cfg, run_dir, overrides)
-    elif cfg.mode == "cache":
-        from dinosavi.build import build_encoder, resolve_device
-        from dinosavi.features.cache import run_cache
-
-        run_cache(cfg, run_dir, build_encoder(cfg.encoder).to(resolve_device(cfg.device)))
-    elif cfg.mode == "segment" or (cfg.mode == "propagate" and cfg.input):
-        from dinosavi.modes import run_segment
-
-        run_segment(cfg, run_dir, overrides)
-    elif cfg.mode == "propagate":
-        from dinosavi.modes import run_propagate
-
-        run_propagate(cfg, run_dir)
-    elif cfg.mode == "score":
-        from dinosavi.evaluation.score import run_score
-
-        run_score(cfg)
-    elif cfg.mode == "convert":
-        from dinosavi.modes import run_convert
-
-        run_convert(cfg, run_dir, overrides)
-    elif cfg.mode == "demo":
-        from dinosavi.modes import run_demo
-
-        run_demo(cfg, run_dir, overrides)
-    else:
-        raise ValueError(f"Unknown mode `{cfg.mode}`; expected one of {sorted(MODES)}")
+    run_mode(cfg, run_dir, overrides)
 
 
 def cli() -> None:

@@ -1,24 +1,30 @@
-"""The one place where configs become objects: devices, encoders, models and datasets.
+"""The one place where config sections become objects: devices, encoders, models, feature sources and
+datasets. Modules elsewhere take plain typed arguments; these functions read the config sections.
 
-Modules elsewhere take plain typed arguments; these functions read the config sections.
+Datasets dispatch on ``data.name`` once, through :data:`DATASETS`: what its root holds, its annotated
+sequences (evaluation), its training clips and its source groups (``mode=cache``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from dinosavi.config import DataConfig, EncoderConfig, ModelConfig
+from dinosavi.checkpoint import Checkpoint
+from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.memory import FeatureClips
+from dinosavi.features.cache import SourceGroup, davis_groups, movi_groups, video_groups
+from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.store import FeatureStore, Resolution
 from dinosavi.models.decoders import (
     DECODERS,
     AlphaDecoder,
@@ -35,25 +41,21 @@ __all__ = [
     "DATASETS",
     "build_clip_dataset",
     "build_encoder",
+    "build_feature_source",
     "build_model",
+    "build_resolution",
     "build_sequences",
-    "build_train_dataset",
+    "build_source_groups",
+    "build_training_clips",
     "check_data_root",
+    "check_model_encoder",
     "ensure_dataset",
+    "load_model",
     "resolve_device",
     "resolve_split",
 ]
 
 log = logging.getLogger(__name__)
-
-DATASETS = ("davis", "synthetic", "videos", "movi")
-_LAYOUTS = {
-    "davis": "a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/",
-    "synthetic": "a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
-    "movi": "a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/",
-    "videos": "a folder of .mp4, .webm or .avi files",
-}
-
 
 def resolve_device(name: str) -> torch.device:
     """``cpu``, ``cuda`` (an error without a GPU) or ``auto`` (CUDA when available)."""
@@ -77,7 +79,78 @@ def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
     """The frozen encoder named by ``encoder.name``."""
     from dinosavi.encoders.registry import build_encoder as _build
 
-    return _build(cfg.name, weights=cfg.weights, stride=cfg.stride, precision=cfg.precision).freeze()
+    encoder = _build(cfg.name, weights=cfg.weights, stride=cfg.stride, precision=cfg.precision).freeze()
+    encoder.name = cfg.name
+    return encoder
+
+
+def build_resolution(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> Resolution:
+    """The run's resolution ``name``: ``train`` (``train.input_size``) and ``eval`` (``eval.short_side``) as
+    :func:`dinosavi.features.source.resolution` defines them, or ``propagate`` (``propagate.short_side``, the
+    long side a multiple of ``propagate.multiple_of``)."""
+    if name == "propagate":
+        return Resolution(ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of))
+    return resolution(name, _input_size(cfg), cfg.eval.short_side, encoder.patch_size)
+
+
+def build_feature_source(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> FeatureSource:
+    """The features of frames at the run's resolution ``name`` (:func:`build_resolution`), read from
+    ``features.store`` when set."""
+    return FeatureSource.create(encoder, build_resolution(cfg, encoder, name), cfg.encoder.batch_size,
+                                _store(cfg.features))
+
+
+def _input_size(cfg: DictConfig) -> tuple[int, int]:
+    """``train.input_size`` as ``(H, W)``: the one place it is read."""
+    return int(cfg.train.input_size[0]), int(cfg.train.input_size[1])
+
+
+def build_training_clips(
+    cfg: DictConfig, source: FeatureSource, known_bad: Mapping[str, BadFile] | None = None
+) -> ClipIndex:
+    """What training iterates over (:func:`dinosavi.features.source.training_clips`): the clips of the train
+    split at ``train.input_size``, raw, from the store of ``source`` or, with ``features.in_memory``, encoded
+    once. Unreadable files are skipped; ``known_bad`` lists files (by path) to skip without reading them."""
+    from dinosavi.features.source import training_clips
+
+    split = resolve_split(cfg.data, "train")
+    clips = build_clip_dataset(cfg.data, split, _input_size(cfg), cfg.seed, skip_bad=True, known_bad=known_bad)
+    return training_clips(clips, source, cfg.features.in_memory)
+
+
+def _store(cfg: FeaturesConfig) -> FeatureStore | None:
+    return FeatureStore(cfg.store, cfg.dtype) if cfg.store else None
+
+
+def load_model(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> SlotModel:
+    """The model of a checkpoint (``cfg`` is its ``model`` section), on the encoder's device, weights
+    loaded strictly, in eval mode.
+
+    Raises:
+        ValueError: the checkpoint takes features of another width than the encoder's.
+    """
+    wanted = ckpt.extra.get("feature_dim")
+    if wanted is not None and wanted != encoder.feature_dim:
+        raise ValueError(f"{ckpt.path or ckpt.extra.get('path', 'the checkpoint')} takes {wanted}-d features; encoder "
+                         f"`{encoder.name}` gives {encoder.feature_dim}: set encoder.name=... to a {wanted}-d ViT")
+    device = next(encoder.parameters()).device
+    model = build_model(cfg, encoder.feature_dim).to(device)
+    model.load_state_dict(ckpt.model, strict=True)
+    return model.eval()
+
+
+def check_model_encoder(cfg: ModelConfig, encoder: FrozenEncoder, preset: str) -> None:
+    """Background/foreground slot groups read the encoder's CLS attention.
+
+    Raises:
+        ValueError: ``model.bgfg`` with an encoder that has no CLS token.
+    """
+    if cfg.bgfg and encoder.num_heads is None:
+        raise ValueError(
+            f"preset `{preset}` uses background/foreground slot groups (model.bgfg=true), which need the "
+            f"encoder's CLS attention; encoder `{encoder.name}` has none: use a ViT encoder "
+            f"(e.g. encoder=dino_vits8) or set model.bgfg=false"
+        )
 
 
 def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
@@ -118,6 +191,72 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
     )
 
 
+@dataclass(frozen=True)
+class _Dataset:
+    """What ``data.name`` means: the layout its root holds, its annotated sequences (None: it has no
+    annotations), its training clips and its source groups for the feature store."""
+
+    layout: str
+    sequences: Callable[[DataConfig, str], SequenceDataset] | None
+    clips: Callable[..., ClipIndex]
+    groups: Callable[[DataConfig], list[SourceGroup]]
+
+
+def _davis_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
+    return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
+
+
+def _movi_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
+    from dinosavi.data.movi import MoviDataset
+
+    return MoviDataset(cfg.root, split)
+
+
+def _davis_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+    from dinosavi.data.videos import DavisClips
+
+    return DavisClips(cfg.root, split, frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
+                      clips_per_video=cfg.clips_per_video, year=cfg.year, quality=cfg.quality, **kwargs)  # type: ignore[arg-type]
+
+
+def _movi_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+    from dinosavi.data.movi import MoviDataset
+    from dinosavi.data.videos import FrameClips
+
+    return FrameClips(MoviDataset(cfg.root, split), frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
+                      clips_per_video=cfg.clips_per_video, root=cfg.root, **kwargs)  # type: ignore[arg-type]
+
+
+def _video_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+    from dinosavi.data.videos import VideoClips
+
+    return VideoClips(cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
+                      clips_per_video=cfg.clips_per_video, **kwargs)  # type: ignore[arg-type]
+
+
+def _davis_groups(cfg: DataConfig) -> list[SourceGroup]:
+    return davis_groups(cfg.root, None if cfg.split is None else [cfg.split], cfg.year, cfg.quality)
+
+
+_DAVIS = _Dataset("a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/", _davis_sequences,
+                  _davis_clips, _davis_groups)
+DATASETS: dict[str, _Dataset] = {
+    "davis": _DAVIS,
+    "synthetic": _Dataset("a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
+                          _davis_sequences, _davis_clips, _davis_groups),
+    "movi": _Dataset("a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/", _movi_sequences,
+                     _movi_clips, lambda cfg: movi_groups(cfg.root, cfg.split)),
+    "videos": _Dataset("a folder of .mp4, .webm or .avi files", None, _video_clips,
+                       lambda cfg: video_groups(cfg.root, cfg.frame_rate)),
+}
+
+
+def _dataset(cfg: DataConfig) -> _Dataset:
+    if cfg.name not in DATASETS:
+        raise ValueError(f"Unknown dataset `{cfg.name}`; expected one of {tuple(DATASETS)}")
+    return DATASETS[cfg.name]
+
+
 def check_data_root(cfg: DataConfig) -> None:
     """Check that ``data.name`` is known and ``data.root`` is a folder.
 
@@ -125,12 +264,9 @@ def check_data_root(cfg: DataConfig) -> None:
         ValueError: an unknown dataset name.
         FileNotFoundError: ``data.root`` is missing (names the key, the path and the expected layout).
     """
-    if cfg.name not in DATASETS:
-        raise ValueError(f"Unknown dataset `{cfg.name}`; expected one of {DATASETS}")
+    kind = _dataset(cfg)
     if not Path(cfg.root).is_dir():
-        raise FileNotFoundError(
-            f"data.root={cfg.root} is not a folder (data={cfg.name}); expected {_LAYOUTS[cfg.name]}"
-        )
+        raise FileNotFoundError(f"data.root={cfg.root} is not a folder (data={cfg.name}); expected {kind.layout}")
 
 
 def ensure_dataset(cfg: DataConfig) -> None:
@@ -138,85 +274,38 @@ def ensure_dataset(cfg: DataConfig) -> None:
     if cfg.name != "synthetic":
         check_data_root(cfg)
         return
-    from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
+    from omegaconf import OmegaConf
 
-    s = cfg.synthetic
-    spec = SyntheticSpec(
-        num_videos=s.num_videos, num_frames=s.num_frames, height=s.height, width=s.width,
-        val_videos=s.val_videos, seed=s.seed,
-    )
-    ensure_synthetic(cfg.root, spec)
+    from dinosavi.data.synthetic import ensure_synthetic
 
-
-def build_train_dataset(
-    cfg: DictConfig, split: str, encoder: FrozenEncoder, rule: ResizeRule,
-    known_bad: Mapping[str, BadFile] | None = None,
-) -> ClipIndex:
-    """What training iterates over: raw clips ``(T, 3, H, W)`` uint8 (encoded online by the trainer), or
-    dicts of ``frames`` and precomputed ``features`` when ``features.store`` (read from the on-disk
-    store, missing frames encoded and written first) or ``features.in_memory`` is set.
-
-    Unreadable files are skipped (``skip_bad``, see :mod:`dinosavi.data.badfiles`); ``known_bad`` lists
-    files (by path) to skip without reading them.
-    """
-    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
-    clips = build_clip_dataset(cfg.data, split, size, cfg.seed, skip_bad=True, known_bad=known_bad)
-    if cfg.features.store:
-        from dinosavi.data.videos import FrameClips, VideoClips
-        from dinosavi.features.cache import StoreClips
-        from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
-
-        if cfg.features.in_memory:
-            log.info("features.store is set: training reads the store, features.in_memory is not used")
-        assert isinstance(clips, FrameClips | VideoClips)
-        store = FeatureStore(cfg.features.store, cfg.features.dtype)
-        space = FeatureSpace(store, encoder, Resolution(rule, presize=True), cfg.encoder.batch_size)
-        return StoreClips(clips, space)
-    if cfg.features.in_memory:
-        return FeatureClips(clips, encoder, rule, cfg.encoder.batch_size)
-    return clips
+    ensure_synthetic(cfg.root, OmegaConf.to_object(cfg.synthetic))  # type: ignore[arg-type]
 
 
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
-    MOVi frame folders (``movi``)."""
-    if cfg.name == "videos":
-        raise ValueError("data=videos has no annotations to evaluate on; use data=davis, synthetic or movi")
-    check_data_root(cfg)
-    if cfg.name == "movi":
-        from dinosavi.data.movi import MoviDataset
+    MOVi frame folders (``movi``).
 
-        return MoviDataset(cfg.root, split)
-    return DavisDataset(cfg.root, split, year=cfg.year, quality=cfg.quality)
+    Raises:
+        ValueError: ``data=videos``, which has no annotations.
+    """
+    kind = _dataset(cfg)
+    if kind.sequences is None:
+        raise ValueError(f"data={cfg.name} has no annotations to evaluate on; use data=davis, synthetic or movi")
+    check_data_root(cfg)
+    return kind.sequences(cfg, split)
 
 
 def build_clip_dataset(
     cfg: DataConfig, split: str, size: tuple[int, int], seed: int, skip_bad: bool = False,
     known_bad: Mapping[str, BadFile] | None = None,
 ) -> ClipIndex:
-    """Training clips ``(T, 3, H, W)`` uint8 from ``data.name``; ``set_epoch(e)`` draws new clips.
+    """Training clips ``(T, 3, H, W)`` uint8 of ``size`` from ``data.name``; ``set_epoch(e)`` draws new clips.
     ``skip_bad`` and ``known_bad`` as in :class:`dinosavi.data.videos.FrameClips`."""
     ensure_dataset(cfg)
-    if cfg.name == "videos":
-        from dinosavi.data.videos import VideoClips
+    return _dataset(cfg).clips(cfg, split, size=size, seed=seed, skip_bad=skip_bad, known_bad=known_bad)
 
-        return VideoClips(
-            cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed, skip_bad=skip_bad, known_bad=known_bad,
-        )
-    if cfg.name == "movi":
-        from dinosavi.data.movi import MoviDataset
-        from dinosavi.data.videos import FrameClips
 
-        return FrameClips(
-            MoviDataset(cfg.root, split), frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
-            clips_per_video=cfg.clips_per_video, size=size, seed=seed, root=cfg.root, skip_bad=skip_bad,
-            known_bad=known_bad,
-        )
-    from dinosavi.data.videos import DavisClips
-
-    return DavisClips(
-        cfg.root, split, frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
-        clips_per_video=cfg.clips_per_video, size=size, seed=seed, year=cfg.year, quality=cfg.quality,
-        skip_bad=skip_bad, known_bad=known_bad,
-    )
+def build_source_groups(cfg: DataConfig) -> list[SourceGroup]:
+    """The source groups (sequences, video files) of ``data`` that ``mode=cache`` stores."""
+    check_data_root(cfg)
+    return _dataset(cfg).groups(cfg)

@@ -50,6 +50,7 @@ class Checkpoint:
         scheduler: the LR scheduler's state dict, or None.
         rng: RNG states (``torch``, ``numpy``, ``python``; ``cuda`` when saved on a GPU), or None.
         extra: any other JSON state saved by the trainer (e.g. the data position).
+        path: the file it was loaded from (None when built in memory).
     """
 
     config: dict[str, Any]
@@ -59,6 +60,7 @@ class Checkpoint:
     scheduler: dict[str, Any] | None = None
     rng: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -237,6 +239,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         scheduler=meta.get("scheduler"),
         rng=_rng_from_file(groups["rng"], meta["rng"]) if "rng" in meta else None,
         extra=meta.get("extra", {}),
+        path=path,
     )
 
 

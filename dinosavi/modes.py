@@ -1,35 +1,55 @@
-"""The modes behind the CLI: help, train, eval, convert, demo. Each takes the composed config and a run dir."""
+"""The modes behind the CLI, in one dispatch table (:data:`MODES`): each takes the composed config, the run
+directory and the command line's overrides, builds what it needs (:mod:`dinosavi.build`) and calls the
+package with built objects and typed options. This is the front door: below it nothing reads a config.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from dinosavi.config import MODES, Config
+from dinosavi.atomic import write_atomic
+from dinosavi.config import MODES as MODE_HELP
+from dinosavi.config import Config
 
 if TYPE_CHECKING:
-    from dinosavi.metrics.results import DiscoveryTable
+    from dinosavi.checkpoint import Checkpoint
+    from dinosavi.encoders.base import FrozenEncoder
+    from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "checkpoint_config", "kmeans_at_eval_size", "print_help", "propagation_at_eval_size", "run_convert", "run_demo",
-    "run_eval", "run_propagate", "run_segment", "run_train",
+    "MODES", "checkpoint_config", "evaluate_model", "options", "print_help", "propagate_with", "run_cache",
+    "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
+    "save_config", "train_from_config",
 ]
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).parent / "conf"
 
+_T = TypeVar("_T")
 
-def _save_config(cfg: DictConfig, run_dir: Path) -> None:
+
+def options(node: Any, kind: type[_T]) -> _T:
+    """A config section as the typed options it is the schema of (checked by their ``__post_init__``)."""
+    value = OmegaConf.to_object(node) if isinstance(node, DictConfig) else node
+    if not isinstance(value, kind):
+        raise TypeError(f"expected a {kind.__name__} section, got {type(value).__name__}")
+    return value
+
+
+def save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """The resolved config as ``<run dir>/config.yaml``, atomically."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".config.yaml.tmp"
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    tmp.replace(run_dir / "config.yaml")
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def _override_keys(overrides: list[str]) -> list[str]:
@@ -68,22 +88,278 @@ def checkpoint_config(
     return out
 
 
+def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
+    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its sections: ``preset``, ``model`` and
+    ``encoder``, or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
+    from dinosavi.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(cfg.resume)
+    if sections is None:
+        sections = [k for k in ckpt.config if k not in ("mode", "resume")]
+        return ckpt, checkpoint_config(cfg, _with_data(ckpt.config, cfg), sections, overrides)
+    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides)
+
+
+def _encoder(cfg: DictConfig) -> FrozenEncoder:
+    from dinosavi.build import build_encoder, resolve_device
+
+    return build_encoder(cfg.encoder).to(resolve_device(cfg.device))
+
+
 def run_train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
-    """``mode=train``: train, or continue the run of ``resume=<checkpoint>``.
+    """``mode=train``: train, or continue the run of ``resume=<checkpoint>``; returns the final checkpoint.
 
     ``overrides`` are the command line's; on resume they are re-applied to the checkpoint's config.
     """
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.train import train
-
+    ckpt = None
     if cfg.resume:
-        ckpt = load_checkpoint(cfg.resume)
-        keep = [k for k in ckpt.config if k not in ("mode", "resume")]
-        cfg = checkpoint_config(cfg, _with_data(ckpt.config, cfg), keep, overrides)
-    _save_config(cfg, run_dir)
-    path = train(cfg, run_dir)
+        ckpt, cfg = _load(cfg, overrides)
+    save_config(cfg, run_dir)
+    path, _, _ = train_from_config(cfg, run_dir, ckpt)
     log.info("final checkpoint: %s", path)
     return path
+
+
+def train_from_config(
+    cfg: DictConfig, run_dir: Path, resume: Checkpoint | None = None
+) -> tuple[Path, SlotModel, FrozenEncoder]:
+    """Build the encoder, the model and the training clips of ``cfg`` (in this order: the model's
+    initialisation draws from the seeded RNG) and train; returns the final checkpoint, the trained model
+    and the encoder. Under ``torchrun`` the process group is joined first and left at the end."""
+    from dinosavi.build import (
+        build_encoder,
+        build_feature_source,
+        build_model,
+        build_training_clips,
+        check_model_encoder,
+        ensure_dataset,
+        resolve_device,
+    )
+    from dinosavi.data.badfiles import BadFileIndex, SkipLog
+    from dinosavi.distributed import Distributed
+    from dinosavi.train import train
+    from dinosavi.train_options import TrainOptions
+
+    train_options = options(cfg.train, TrainOptions)
+    ddp = Distributed.from_env()
+    try:
+        device = ddp.start(resolve_device(cfg.device))
+        ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
+        encoder = build_encoder(cfg.encoder).to(device)
+        check_model_encoder(cfg.model, encoder, cfg.preset)
+        model = build_model(cfg.model, encoder.feature_dim).to(device)
+        source = build_feature_source(cfg, encoder, "train")
+        bad_files = BadFileIndex(cfg.data.root)
+        clips = build_training_clips(cfg, source, known_bad=bad_files.load())
+        skipped = SkipLog(cfg.data.root, clips.num_found, cfg.data.max_bad_fraction, bad_files)
+        config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+        path = train(model, clips, source, train_options, run_dir, batch_size=cfg.data.batch_size,
+                     num_workers=cfg.data.num_workers, seed=cfg.seed, config=config, resume=resume, skipped=skipped,
+                     ddp=ddp)
+    finally:
+        ddp.close()
+    return path, model, encoder
+
+
+def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model and encoder config, the data and eval
+    options of ``cfg``) on an annotated split; returns the global scores."""
+    from dinosavi.build import load_model
+
+    if not cfg.resume:
+        raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
+    ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+    save_config(cfg, run_dir)
+    encoder = _encoder(cfg)
+    model = load_model(ckpt, cfg.model, encoder)
+    return evaluate_model(cfg, model, encoder, run_dir, f"{cfg.preset} (step {ckpt.step})")
+
+
+def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, out_dir: Path,
+                   name: str) -> dict[str, float]:
+    """Evaluate a built model on the split of ``cfg.data`` with the options of ``cfg.eval`` (lock-on or
+    unsupervised), the features from ``features.store`` when set; returns the global scores."""
+    from dinosavi.build import build_feature_source, build_sequences, ensure_dataset, resolve_split
+    from dinosavi.evaluation.options import EvalOptions, ScoreOptions
+    from dinosavi.evaluation.runner import evaluate_slots
+
+    eval_options = options(cfg.eval, EvalOptions)
+    max_proposals = options(cfg.score, ScoreOptions).max_proposals
+    if not Path(cfg.data.root).exists():
+        ensure_dataset(cfg.data)  # the synthetic set is generated on first use; an existing folder is read as is
+    split = resolve_split(cfg.data, "eval")
+    dataset = build_sequences(cfg.data, split)
+    source = build_feature_source(cfg, encoder, "eval")
+    return evaluate_slots(model, source, dataset, eval_options, out_dir, split=split, name=name, seed=cfg.seed,
+                          max_proposals=max_proposals)
+
+
+def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float] | Path | None:
+    """``mode=propagate``: label propagation with the frozen ``encoder`` on a DAVIS-layout split (the global
+    scores; it writes what ``mode=eval`` writes), or of ``first_mask`` through the video of ``input=``
+    (as ``mode=segment method=propagate``; the report's path)."""
+    if cfg.input:
+        return run_segment(cfg, run_dir, overrides)
+    save_config(cfg, run_dir)
+    return propagate_with(cfg, _encoder(cfg), run_dir)
+
+
+def propagate_with(cfg: DictConfig, encoder: FrozenEncoder, out_dir: Path, name: str = "eval") -> dict[str, float]:
+    """Label propagation of ``cfg.propagate`` with a built encoder on the split of ``cfg.data``; frames at the
+    resolution ``name`` of :func:`dinosavi.build.build_feature_source` (``propagate``: its own; ``eval``: the
+    slot model's, so that both read the same features)."""
+    from dinosavi.build import build_feature_source, build_sequences, resolve_split
+    from dinosavi.config import PropagateConfig
+    from dinosavi.evaluation.options import EvalOptions
+    from dinosavi.evaluation.propagate import evaluate_propagation
+
+    params = options(cfg.propagate, PropagateConfig)
+    split = resolve_split(cfg.data, "propagate")
+    dataset = build_sequences(cfg.data, split)
+    source = build_feature_source(cfg, encoder, name)
+    return evaluate_propagation(source, dataset, params, options(cfg.eval, EvalOptions), out_dir, split=split,
+                                name=params.preset)
+
+
+def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``; writes
+    what it did to ``<run dir>/cache.json`` and returns it."""
+    from dinosavi.build import DATASETS, build_resolution, build_source_groups, check_data_root
+    from dinosavi.features.cache import cache_features
+    from dinosavi.features.source import RESOLUTIONS
+    from dinosavi.features.store import FeatureSpace, FeatureStore
+
+    if not cfg.features.store:
+        raise ValueError("mode=cache needs features.store=<folder>")
+    names = list(cfg.features.resolutions)
+    if not names or any(n not in RESOLUTIONS for n in names):
+        raise ValueError(f"Unknown features.resolutions {names}; expected a non-empty subset of {RESOLUTIONS}")
+    check_data_root(cfg.data)
+    if DATASETS[cfg.data.name].sequences is None and "eval" in names:  # no annotations: never evaluated
+        log.info("data=%s: the eval resolution applies to annotated data only; caching train", cfg.data.name)
+        names.remove("eval")
+        if not names:
+            raise ValueError(f"data={cfg.data.name} caches the train resolution only; set features.resolutions=[train]")
+    save_config(cfg, run_dir)
+    encoder = _encoder(cfg)
+    groups = build_source_groups(cfg.data)
+    with FeatureStore(cfg.features.store, cfg.features.dtype, flush_every=5.0) as store:
+        spaces = [FeatureSpace(store, encoder, build_resolution(cfg, encoder, n), cfg.encoder.batch_size)
+                  for n in names]
+        log.info("caching %d groups of %s at %s into %s (%s)", len(groups), cfg.data.root, names, store.root,
+                 cfg.features.dtype)
+        stats = cache_features(store, spaces, groups)
+    log.info("cached %d frames x %d resolutions in %.1f s (%.1f frames/s); encoded %d, %d entries in the store",
+             stats.frames, len(spaces), stats.seconds, stats.frames / max(stats.seconds, 1e-9), stats.encoded,
+             len(store))
+    summary = {"store": str(store.root), "data": str(cfg.data.root), "resolutions": names, "groups": len(groups),
+               "frames": stats.frames, "encoded": stats.encoded, "seconds": stats.seconds, "entries": len(store)}
+    write_atomic(run_dir / "cache.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    """``mode=score``: score ``results=<dir>`` against ``data.root``, write the CSVs and JSON there, print;
+    returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). Imports no torch."""
+    from dinosavi.evaluation.options import ScoreOptions
+    from dinosavi.evaluation.score import score_folder
+    from dinosavi.evaluation.tables import format_table, write_score_files
+
+    if not cfg.results:
+        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
+    split = cfg.data.split or "val"
+    results = Path(cfg.results)
+    table = score_folder(results, cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality,
+                         options=options(cfg.score, ScoreOptions))
+    for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
+        if old.exists():
+            log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)
+    paths = write_score_files(table, results, split)
+    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    print(format_table(table))
+    return table.global_means()
+
+
+def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | None:
+    """``mode=segment`` (and ``mode=propagate input=<video>``): segment the videos of ``input=`` with the slot
+    model of ``resume=<checkpoint>`` (its model and encoder config) or, with ``method=propagate``, by label
+    propagation of ``first_mask``; returns the path of ``report.html``."""
+    from dinosavi.evaluation.segment import METHODS
+
+    method = "propagate" if cfg.mode == "propagate" else cfg.method
+    if method not in METHODS:
+        raise ValueError(f"Unknown method `{method}`; expected one of {METHODS}")
+    ckpt = None
+    if method == "slots":
+        if not cfg.resume:
+            raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
+                             "method=propagate first_mask=<palette PNG> with any encoder=")
+        ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+    elif cfg.resume:
+        log.warning("method=%s uses no checkpoint; resume=%s is ignored", method, cfg.resume)
+    save_config(cfg, run_dir)
+    return _segment(cfg, method, ckpt, run_dir)
+
+
+def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Path) -> Path | None:
+    """Read the inputs and the first mask, build the segmenter of ``method`` and segment (``mode=segment``)."""
+    from dinosavi.build import build_feature_source, load_model
+    from dinosavi.config import PropagateConfig
+    from dinosavi.data.davis import davis_palette
+    from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
+    from dinosavi.evaluation.options import EvalOptions
+    from dinosavi.evaluation.runner import check_encoder_options
+    from dinosavi.evaluation.segment import propagation_segmenter, read_first_mask, segment_inputs, slot_segmenter
+
+    if not cfg.input:
+        raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
+    if method == "propagate" and not cfg.first_mask:
+        raise ValueError("method=propagate needs first_mask=<palette PNG of the first frame>")
+    s = cfg.segment
+    if s.chunk_frames < 1:
+        raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
+    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
+                                   folder_fps=s.folder_fps)
+    sources = find_sources(cfg.input)
+    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
+    if mask_path is not None and len(sources) > 1:
+        raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
+                         f"{len(sources)} videos; segment one video at a time with first_mask")
+    streams = [stream_frames(source, stream_options) for source in sources]
+    first, palette = (None, davis_palette()) if mask_path is None else read_first_mask(mask_path, sources[0],
+                                                                                       streams[0].size)
+    encoder, chunk = _encoder(cfg), s.chunk_frames
+    eval_options = options(cfg.eval, EvalOptions)
+    segmenter: Callable[..., Any]
+    if method == "slots":
+        assert ckpt is not None
+        model = load_model(ckpt, cfg.model, encoder)
+        lock_on = first is not None
+        eval_options = replace(eval_options, lock_on=lock_on, num_slots=None if lock_on else eval_options.num_slots,
+                               num_extra_slots=eval_options.num_extra_slots if lock_on else 0)
+        check_encoder_options(eval_options, encoder.num_heads is not None, encoder.name)
+        source = build_feature_source(cfg, encoder, "eval")
+        kind = f"lock-on from {mask_path}" if lock_on else "unsupervised, every slot a segment"
+        title = f"Segmentation with {cfg.preset} (step {ckpt.step}): {kind}"
+        details = [f"checkpoint {cfg.resume}; encoder {encoder.name} at short side {cfg.eval.short_side}; "
+                   f"{eval_options}"]
+
+        def segmenter(stream: Any) -> Any:
+            return slot_segmenter(model, source, chunk, first, stream.size, eval_options, cfg.seed)
+    else:
+        assert first is not None
+        labels = first
+        params = options(cfg.propagate, PropagateConfig)
+        source = build_feature_source(cfg, encoder, "propagate")
+        title = f"Label propagation ({params.preset}) of {mask_path} with {encoder.name}"
+        details = [f"encoder {encoder.name}, stride {encoder.patch_size}, short side {params.short_side}; {params}"]
+
+        def segmenter(stream: Any) -> Any:
+            return propagation_segmenter(source, chunk, labels, params)
+    details.append(f"input {cfg.input}; " + ", ".join(f"segment.{k}={v}" for k, v in s.items()))
+    log.info("%s on %d video(s) from %s", title, len(sources), cfg.input)
+    return segment_inputs(streams, segmenter, run_dir, palette, eval_options, title=title, details=details,
+                          maps_folder="slots" if method == "slots" else "soft")
 
 
 def _with_data(ckpt_config: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
@@ -101,17 +377,15 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     (``out=<file>``, else ``<run dir>/<name>.safetensors``), its converted config and the original's config kept.
     """
     from dinosavi.build import build_model
-    from dinosavi.checkpoint import load_checkpoint, save_checkpoint
+    from dinosavi.checkpoint import save_checkpoint
     from dinosavi.original import ORIGINAL_SOURCE
 
     if not cfg.resume:
         raise ValueError("mode=convert needs resume=<original DINOSAVi .ckpt>")
-    ckpt = load_checkpoint(cfg.resume)
+    ckpt, merged = _load(cfg, overrides)
     if ckpt.extra.get("source") != ORIGINAL_SOURCE:
         raise ValueError(f"{cfg.resume} is already a dinosavi checkpoint; mode=convert reads original DINOSAVi "
                          f".ckpt files")
-    keep = [k for k in ckpt.config if k not in ("mode", "resume")]
-    merged = checkpoint_config(cfg, _with_data(ckpt.config, cfg), keep, overrides)
     model = build_model(merged.model, int(ckpt.extra["feature_dim"]))
     model.load_state_dict(ckpt.model, strict=True)
     config = cast(dict[str, Any], OmegaConf.to_container(merged, resolve=True))
@@ -121,171 +395,6 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     save_checkpoint(out, model, config, ckpt.step, extra=ckpt.extra)
     print(f"{cfg.resume} ({config['preset']}) -> {out}")
     return out
-
-
-def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=eval``: semi-supervised DAVIS evaluation of ``resume=<checkpoint>``; returns the global scores."""
-    if not cfg.resume:
-        raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
-    return _evaluate(Path(cfg.resume), cfg, run_dir, overrides)
-
-
-def _evaluate(ckpt_path: Path, cfg: DictConfig, out_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """Evaluate a checkpoint: its model and encoder config, the data and eval options of ``cfg``."""
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.evaluation.runner import evaluate_checkpoint
-
-    ckpt = load_checkpoint(ckpt_path)
-    cfg = checkpoint_config(cfg, ckpt.config, ["preset", "model", "encoder"], overrides)
-    _save_config(cfg, out_dir)
-    return evaluate_checkpoint(ckpt, cfg, out_dir)
-
-
-def run_propagate(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
-    """``mode=propagate``: label propagation with the frozen ``encoder`` on a DAVIS-layout split; returns the
-    global scores. Writes what ``mode=eval`` writes (PNGs, overlays, videos, CSVs, JSON, report.html).
-    """
-    from dinosavi.evaluation.propagate import evaluate_propagation
-
-    _save_config(cfg, run_dir)
-    return evaluate_propagation(cfg, run_dir)
-
-
-def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | None:
-    """``mode=segment`` (and ``mode=propagate input=<video>``): segment the videos of ``input=`` with the slot
-    model of ``resume=<checkpoint>`` (its model and encoder config) or, with ``method=propagate``, by label
-    propagation of ``first_mask``; returns the path of ``report.html``."""
-    from dinosavi.evaluation.segment import segment_inputs
-
-    ckpt = None
-    if cfg.mode == "propagate":
-        cfg = cast(DictConfig, OmegaConf.merge(cfg, {"method": "propagate"}))
-    if cfg.method == "slots":
-        from dinosavi.checkpoint import load_checkpoint
-
-        if not cfg.resume:
-            raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
-                             "method=propagate first_mask=<palette PNG> with any encoder=")
-        ckpt = load_checkpoint(cfg.resume)
-        cfg = checkpoint_config(cfg, ckpt.config, ["preset", "model", "encoder"], overrides)
-    elif cfg.resume:
-        log.warning("method=%s uses no checkpoint; resume=%s is ignored", cfg.method, cfg.resume)
-    _save_config(cfg, run_dir)
-    return segment_inputs(cfg, run_dir, ckpt)
-
-
-def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
-    """``mode=demo``: train on the synthetic set; evaluate on its val split and on the DAVIS sample, each
-    next to the references that need no learning (k-means, label propagation with the same encoder)."""
-    from dinosavi.train import train
-
-    _save_config(cfg, run_dir)
-    ckpt = train(cfg, run_dir)
-    evals = run_dir / "eval"
-    store = {"features": {"store": str(run_dir / "features")}}  # each val frame is encoded once
-    synthetic = cast(DictConfig, OmegaConf.merge(cfg, {"data": {"split": "val"}}, store))
-    davis = cast(DictConfig, OmegaConf.merge(cfg, store, {
-        "data": {"name": "davis", "root": cfg.demo.davis_root, "split": "val"},
-        "eval": {"short_side": cfg.demo.davis_short_side}}))
-    results = {
-        "synthetic lock-on": _evaluate(ckpt, synthetic, evals / "synthetic", overrides),
-        "synthetic unsupervised": _evaluate(
-            ckpt, cast(DictConfig, OmegaConf.merge(synthetic, {"eval": {"lock_on": False}})),
-            evals / "synthetic-unsupervised", overrides),
-        "synthetic k-means": kmeans_at_eval_size(synthetic).global_means(),
-        "synthetic propagation": run_propagate(propagation_at_eval_size(synthetic), evals / "synthetic-propagate"),
-        "davis lock-on": _evaluate(ckpt, davis, evals / "davis", overrides),
-        "davis propagation": run_propagate(propagation_at_eval_size(davis), evals / "davis-propagate"),
-    }
-    figure = _demo_figure(synthetic, davis, evals, run_dir / "demo.jpg")
-    print(f"\ncheckpoint: {ckpt}")
-    print(_demo_summary(results, cfg.model.num_slots))
-    print(f"figure (ground truth | slot model | label propagation, frames first/middle/last): {figure}")
-    return results
-
-
-def propagation_at_eval_size(cfg: DictConfig) -> DictConfig:
-    """``cfg`` with label propagation at the resolution the slot model is evaluated at (the same features)."""
-    from dinosavi.build import build_encoder
-
-    stride = build_encoder(cfg.encoder).patch_size
-    return cast(DictConfig, OmegaConf.merge(cfg, {"propagate": {"short_side": cfg.eval.short_side,
-                                                                "multiple_of": stride}}))
-
-
-def kmeans_at_eval_size(cfg: DictConfig) -> DiscoveryTable:
-    """k-means (K = the model's slot count) on the val frames at the model's eval resolution, the features
-    read from (and written to) ``features.store``."""
-    from dinosavi.build import build_encoder, build_sequences, resolve_device
-    from dinosavi.encoders.base import ResizeRule
-    from dinosavi.evaluation.references import kmeans_reference
-    from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
-
-    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
-    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
-    space = FeatureSpace(FeatureStore(cfg.features.store, cfg.features.dtype), encoder, Resolution(rule),
-                         cfg.encoder.batch_size)
-    k = cfg.model.num_slots if isinstance(cfg.model.num_slots, int) else sum(cfg.model.num_slots)
-    return kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, k, cfg.encoder.batch_size, cfg.seed,
-                            space)
-
-
-def _demo_summary(results: dict[str, dict[str, float]], num_slots: Any) -> str:
-    """The demo's numbers beside their references and the targets of a model that binds."""
-    unsup, km = results["synthetic unsupervised"], results["synthetic k-means"]
-    early, late = unsup["FG-ARI-early"], unsup["FG-ARI-late"]
-    rows = [
-        ("synthetic val, unsupervised (every slot a segment)", None, None, None),
-        ("  frame FG-ARI", unsup["FG-ARI-frame"], f"k-means (K={num_slots}) {km['FG-ARI-frame']:.3f}",
-         unsup["FG-ARI-frame"] > km["FG-ARI-frame"]),
-        ("  video FG-ARI", unsup["FG-ARI"], "target 0.5", unsup["FG-ARI"] >= 0.5),
-        ("  frame mBO", unsup["mBO-frame"], f"k-means {km['mBO-frame']:.3f}; target 0.3", unsup["mBO-frame"] >= 0.3),
-        ("  video mBO", unsup["mBO"], "", None),
-        ("  FG-ARI, first quarter of frames", early, "", None),
-        ("  FG-ARI, second half of frames", late, f"{late / early:.2f} x the first quarter; target 0.8 x",
-         late >= 0.8 * early),
-        ("synthetic val, lock-on J&F", results["synthetic lock-on"]["J&F-Mean"],
-         f"label propagation {results['synthetic propagation']['J&F-Mean']:.3f}",
-         results["synthetic lock-on"]["J&F-Mean"] >= results["synthetic propagation"]["J&F-Mean"]),
-        ("DAVIS sample, lock-on J&F", results["davis lock-on"]["J&F-Mean"],
-         f"label propagation {results['davis propagation']['J&F-Mean']:.3f}",
-         results["davis lock-on"]["J&F-Mean"] >= results["davis propagation"]["J&F-Mean"]),
-    ]
-    lines = [f"{'':52} {'model':>6}  reference (no learning, same encoder and frames)"]
-    for name, value, reference, met in rows:
-        if value is None:
-            lines.append(name)
-            continue
-        mark = "" if met is None else ("  [met]" if met else "  [missed]")
-        lines.append(f"{name:52} {value:6.3f}  {reference}{mark}")
-    return "\n".join(lines)
-
-
-def _demo_figure(synthetic: DictConfig, davis: DictConfig, evals: Path, path: Path) -> Path:
-    """Ground truth, the slot model (lock-on) and label propagation on the first val video of each set."""
-    import numpy as np
-    from PIL import Image
-
-    from dinosavi.atomic import atomic_path
-    from dinosavi.build import build_sequences
-    from dinosavi.data.davis import read_palette_png
-    from dinosavi.viz.figure import FigureBlock, comparison_figure
-
-    blocks = []
-    for name, cfg, folder in (("synthetic", synthetic, "synthetic"), ("DAVIS", davis, "davis")):
-        seq = build_sequences(cfg.data, "val")[0]
-        assert seq.labels is not None
-
-        def read(run: str, names: list[str] = seq.frame_names, seq_name: str = seq.name) -> np.ndarray:
-            return np.stack([read_palette_png(evals / run / "results" / seq_name / f"{n}.png")[0] for n in names])
-
-        columns = {"ground truth": seq.labels.numpy(), "slot model (lock-on)": read(folder),
-                   "label propagation": read(f"{folder}-propagate")}
-        blocks.append(FigureBlock(f"{name} {seq.name}", seq.frames.permute(0, 2, 3, 1).numpy(), columns,
-                                  seq.palette))
-    with atomic_path(path) as tmp:
-        Image.fromarray(comparison_figure(blocks)).save(tmp, format="JPEG", quality=88)
-    return path
 
 
 def _presets() -> list[tuple[str, str]]:
@@ -305,7 +414,7 @@ def print_help(overrides: list[str]) -> None:
               for g in ("data", "encoder", "eval", "propagate")}
     lines = ["dinosavi: self-supervised video object segmentation with slots on frozen features", "",
              "usage: python -m dinosavi mode=<mode> [group=option] [key=value ...]", "", "modes:"]
-    lines += [f"  {name:<8} {text}" for name, text in MODES.items()]
+    lines += [f"  {name:<8} {text}" for name, text in MODE_HELP.items()]
     lines += ["", "presets (hparam=<name>):"]
     lines += [f"  {name:<32} {text}" for name, text in _presets()]
     lines += ["", "config groups:"] + [f"  {g}=<{'|'.join(opts)}>" for g, opts in groups.items()]
@@ -320,3 +429,32 @@ def print_help(overrides: list[str]) -> None:
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]
     print("\n".join(lines))
+
+
+def _run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
+    from dinosavi.demo import run_demo
+
+    return run_demo(cfg, run_dir)
+
+
+MODES: dict[str, Callable[[DictConfig, Path, list[str]], Any]] = {
+    "train": run_train,
+    "eval": run_eval,
+    "cache": run_cache,
+    "propagate": run_propagate,
+    "segment": run_segment,
+    "score": run_score,
+    "convert": run_convert,
+    "demo": _run_demo,
+}
+
+
+def run_mode(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
+    """Run the mode named by ``cfg.mode`` (``mode=help`` never reaches here: it makes no run directory).
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if cfg.mode not in MODES:
+        raise ValueError(f"Unknown mode `{cfg.mode}`; expected one of {sorted(MODE_HELP)}")
+    return MODES[cfg.mode](cfg, run_dir, overrides)

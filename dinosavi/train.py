@@ -1,7 +1,8 @@
-"""The training loop, top to bottom: build, (resume), then encode clips, bind slots, step, log, save.
+"""The training loop, top to bottom: (resume), then encode clips, bind slots, step, log, save.
 
-The frozen encoder runs on the training device in the main process, batched; data-loader workers
-only decode and resize frames.
+:func:`train` takes built objects (the model, the clips, where their features come from, the typed
+options); :func:`dinosavi.modes.run_train` builds them from the config. The frozen encoder runs on the
+training device in the main process, batched; data-loader workers only decode and resize frames.
 
 Launched with ``torchrun --nproc_per_node=N -m dinosavi mode=train ...`` the loop runs data-parallel
 (DistributedDataParallel; NCCL on CUDA, gloo on CPU). ``data.batch_size`` is the *global* batch: each
@@ -27,43 +28,34 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 import torch
-import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
-from dinosavi.build import (
-    build_encoder,
-    build_model,
-    build_train_dataset,
-    ensure_dataset,
-    resolve_device,
-    resolve_split,
-)
-from dinosavi.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from dinosavi.data.badfiles import BadFileIndex, Skip, SkipLog
+from dinosavi.checkpoint import Checkpoint, capture_rng, restore_rng, save_checkpoint
+from dinosavi.data.badfiles import Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
 from dinosavi.data.videos import ClipIndex
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.distributed import Distributed
+from dinosavi.features.source import FeatureSource
 from dinosavi.models.slot_model import ClipLoss, SlotModel
+from dinosavi.precision import precision_dtype
+from dinosavi.train_options import TrainOptions
 from dinosavi.viz.overlay import mask_grid
 
-__all__ = ["PRECISIONS", "STOP_SIGNALS", "train"]
+__all__ = ["STOP_SIGNALS", "train"]
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
 )
@@ -71,187 +63,213 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> Path:
-    """Train the model described by ``cfg``; returns the path of the final checkpoint.
+def train(
+    model: SlotModel,
+    clips: ClipIndex,
+    source: FeatureSource,
+    options: TrainOptions,
+    run_dir: Path,
+    *,
+    batch_size: int,
+    num_workers: int = 0,
+    seed: int = 0,
+    config: dict[str, Any] | None = None,
+    resume: Checkpoint | None = None,
+    skipped: SkipLog | None = None,
+    ddp: Distributed | None = None,
+) -> Path:
+    """Train ``model`` on ``clips``; returns the path of the final checkpoint. The model is trained in place.
 
     Args:
-        cfg: the resolved config (schema :class:`dinosavi.config.Config`).
+        model: the slot model, on the training device.
+        clips: the training clips (:func:`dinosavi.features.source.training_clips`).
+        source: the encoder of raw clips (:meth:`FeatureSource.batch`).
+        options: the optimisation recipe and its bookkeeping.
         run_dir: where TensorBoard logs and ``checkpoints/`` go (rank 0 only).
+        batch_size: the global batch (split evenly over the processes).
+        num_workers: data-loader worker processes.
+        seed: the seed of the clip order (epoch ``e`` draws from ``seed + e``).
+        config: the run's resolved config, stored in every checkpoint (what rebuilds the model).
+        resume: a checkpoint to continue from: its weights, optimizer, schedule, RNG and data position.
+        skipped: the record of unreadable videos (:mod:`dinosavi.data.badfiles`); none are allowed when None.
+        ddp: this process's place in a ``torchrun`` launch, its process group joined (one process when None).
 
     Raises:
+        ValueError: a batch that does not split over the processes or exceeds the clips, a checkpoint that
+            cannot resume (weights only, or past ``max_steps``).
         SystemExit: status ``128 + signal`` after SIGTERM or SIGUSR1, once a resumable checkpoint is saved.
         KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
-    ddp = _Distributed.from_env()
-    try:
-        return _train(cfg, run_dir, ddp)
-    finally:
-        if ddp.world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+    trainer = _Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
+                       skipped or SkipLog(run_dir, max(clips.num_found, 1), 0.0, None))
+    if resume is not None:
+        trainer.resume(resume)
+    return trainer.run(num_workers, seed)
 
 
-def _train(cfg: DictConfig, run_dir: Path, ddp: _Distributed) -> Path:
-    device = resolve_device(cfg.device)
-    if ddp.world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", ddp.local_rank)
-        torch.cuda.set_device(device)
-    ddp.init(device)
-    autocast, scaler = _precision(cfg.train.precision, device)
-    split = resolve_split(cfg.data, "train")
-    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
-    config_dict: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+@dataclass
+class _Position:
+    """Where training is: optimisation steps taken, the epoch, and batches taken of it."""
 
-    ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
-    encoder = build_encoder(cfg.encoder).to(device)
-    if cfg.model.bgfg and encoder.num_heads is None:
-        raise ValueError(
-            f"preset `{cfg.preset}` uses background/foreground slot groups (model.bgfg=true), which need the "
-            f"encoder's CLS attention; encoder `{cfg.encoder.name}` has none: use a ViT encoder "
-            f"(e.g. encoder=dino_vits8) or set model.bgfg=false"
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+
+
+class _Trainer:
+    """One training run: the optimisation state, one step, saving, and the loop over epochs."""
+
+    def __init__(self, model: SlotModel, clips: ClipIndex, source: FeatureSource, options: TrainOptions,
+                 run_dir: Path, batch_size: int, ddp: Distributed, config: dict[str, Any], skipped: SkipLog) -> None:
+        self.model, self.clips, self.source, self.options, self.ddp = model, clips, source, options, ddp
+        self.config, self.skipped, self.batch_size = config, skipped, batch_size
+        self.device = next(model.parameters()).device
+        self.autocast, self.scaler = _precision(options.precision, self.device)
+        if batch_size % ddp.world_size:
+            raise ValueError(f"data.batch_size={batch_size} (the global batch) must be divisible by the "
+                             f"{ddp.world_size} processes")
+        self.per_process = batch_size // ddp.world_size
+        if len(clips) // batch_size == 0:
+            raise ValueError(f"data.batch_size={batch_size} is larger than the {len(clips)} clips of {skipped.root}; "
+                             f"lower data.batch_size or raise data.clips_per_video")
+        self.objective: nn.Module = _Objective(model)
+        if ddp.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.objective = DistributedDataParallel(self.objective, device_ids=ids)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=options.lr, total_steps=options.max_steps, pct_start=options.pct_start
         )
-    model = build_model(cfg.model, encoder.feature_dim).to(device)
-    objective: nn.Module = _Objective(model)
-    if ddp.world_size > 1:
-        objective = DistributedDataParallel(objective, device_ids=[device.index] if device.type == "cuda" else None)
-    rule = ResizeRule(size=size)
-    bad_files = BadFileIndex(cfg.data.root)
-    dataset = build_train_dataset(cfg, split, encoder, rule, known_bad=bad_files.load())
-    skipped = SkipLog(cfg.data.root, dataset.num_found, cfg.data.max_bad_fraction, bad_files)
-    skipped.add(dataset.take_skips())
-    if skipped.over_limit:
-        raise skipped.error()
-    global_batch = cfg.data.batch_size
-    if global_batch % ddp.world_size:
-        raise ValueError(f"data.batch_size={global_batch} (the global batch) must be divisible by the "
-                         f"{ddp.world_size} processes")
-    batch_size = global_batch // ddp.world_size
-    steps_per_epoch = len(dataset) // global_batch
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"data.batch_size={cfg.data.batch_size} is larger than the {len(dataset)} clips of "
-            f"{cfg.data.root} ({split}); lower data.batch_size or raise data.clips_per_video"
-        )
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg.train.lr, total_steps=cfg.train.max_steps, pct_start=cfg.train.pct_start
-    )
-    max_norm = float("inf") if cfg.train.grad_clip is None else cfg.train.grad_clip
-    log.info(
-        "device=%s encoder=%s (D=%d, stride %d) input=%s split=%s clips=%d steps/epoch=%d params=%d "
-        "precision=%s processes=%d batch=%d per process",
-        device, cfg.encoder.name, encoder.feature_dim, encoder.patch_size, size, split, len(dataset),
-        steps_per_epoch, sum(p.numel() for p in model.parameters()), cfg.train.precision, ddp.world_size,
-        batch_size,
-    )
-
-    step, epoch, batch_in_epoch = 0, 0, 0
-    if cfg.resume:
-        step, epoch, batch_in_epoch = _resume(
-            Path(cfg.resume), model, optimizer, scheduler, scaler, cfg.train.max_steps
+        self.max_norm = float("inf") if options.grad_clip is None else options.grad_clip
+        self.at = _Position()
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.last_path = self.ckpt_dir / "last.safetensors"
+        self.run_dir, self.saved_at = run_dir, -1
+        self.writer: SummaryWriter | None = None
+        encoder = source.encoder
+        log.info(
+            "device=%s encoder=%s (D=%d, stride %d) input=%s clips=%d steps/epoch=%d params=%d precision=%s "
+            "processes=%d batch=%d per process", self.device, encoder.name, encoder.feature_dim, encoder.patch_size,
+            source.rule.size, len(clips), len(clips) // batch_size, sum(p.numel() for p in model.parameters()),
+            options.precision, ddp.world_size, self.per_process,
         )
 
-    writer = SummaryWriter(str(run_dir / "tb"), purge_step=step) if ddp.rank == 0 else None
-    ckpt_dir = run_dir / "checkpoints"
-    last_path = ckpt_dir / "last.safetensors"
+    def resume(self, ckpt: Checkpoint) -> None:
+        """Continue from ``ckpt``: weights, optimizer, schedule, gradient scaler, RNG and data position."""
+        self.at = _Position(*_resume(ckpt, self.model, self.optimizer, self.scheduler, self.scaler,
+                                     self.options.max_steps))
 
-    saved_at = -1
-
-    def save(name: str) -> Path:
-        nonlocal saved_at
-        path = ckpt_dir / f"{name}.safetensors"
-        if ddp.rank != 0 or saved_at == step:
+    def save(self, name: str) -> Path:
+        """Save ``checkpoints/<name>.safetensors`` and ``last.safetensors`` (rank 0, once per step)."""
+        path = self.ckpt_dir / f"{name}.safetensors"
+        if self.ddp.rank != 0 or self.saved_at == self.at.step:
             return path
-        saved_at = step
-        extra = {"epoch": epoch, "batch_in_epoch": batch_in_epoch, "grad_scaler": scaler.state_dict()}
-        save_checkpoint(path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
-        save_checkpoint(last_path, model, config_dict, step, optimizer, scheduler, capture_rng(), extra)
+        self.saved_at = self.at.step
+        extra = {"epoch": self.at.epoch, "batch_in_epoch": self.at.batch_in_epoch,
+                 "grad_scaler": self.scaler.state_dict()}
+        for target in (path, self.last_path):
+            save_checkpoint(target, self.model, self.config, self.at.step, self.optimizer, self.scheduler,
+                            capture_rng(), extra)
         log.info("saved %s", path)
         return path
 
-    model.train()
-    stopped: signal.Signals | None = None
-    columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
-    try:
-        with _StopSignals() as stop, Progress(*columns, transient=False, disable=ddp.rank != 0) as progress:
-            task = progress.add_task("train", total=cfg.train.max_steps, completed=step, loss=float("nan"))
-            while step < cfg.train.max_steps:
-                dataset.set_epoch(epoch)
-                sampler = EpochSampler(
-                    len(dataset), cfg.seed, epoch, batch_in_epoch * global_batch,
-                    rank=ddp.rank, world_size=ddp.world_size, batch_size=batch_size,
-                )
-                loader = DataLoader(
-                    _WithSkips(dataset), batch_size=batch_size, sampler=sampler, drop_last=True,
-                    collate_fn=_collate_with_skips,
-                    num_workers=cfg.data.num_workers, pin_memory=device.type == "cuda",
-                    generator=torch.Generator().manual_seed(cfg.seed + epoch),  # keeps the global RNG untouched
-                    worker_init_fn=_ignore_stop_signals,
-                )
-                for batch, skips in loader:
-                    t0 = time.perf_counter()
-                    for skip in skipped.add(skips):
-                        dataset.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
-                    clips, features, cls_attention = _features(batch, encoder, rule, cfg.encoder.batch_size, device)
-                    with autocast:
-                        out: ClipLoss = objective(features, cls_attention, (ddp.rank, ddp.world_size))
-                    logs = ddp.mean({"loss/total": out.loss.detach(), **out.logs})
-                    if not torch.isfinite(logs["loss/total"]):
-                        raise FloatingPointError(
-                            f"loss became {logs['loss/total'].item()} at step {step + 1}; the last good "
-                            f"checkpoint is {last_path if last_path.exists() else 'none (no checkpoint saved yet)'}"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(out.loss).backward()
-                    scaler.unscale_(optimizer)
-                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
-                    step += 1
-                    batch_in_epoch += 1
-                    progress.update(task, completed=step, loss=logs["loss/total"].item())
-                    logging_step = step % cfg.train.log_every == 0 or step == cfg.train.max_steps
-                    if writer is not None and logging_step:
-                        for name, value in logs.items():
-                            writer.add_scalar(name, value.item(), step)
-                        writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                        writer.add_scalar("train/grad_norm", grad_norm.item(), step)
-                        writer.add_scalar("train/clips_per_s", global_batch / (time.perf_counter() - t0), step)
-                        writer.add_scalar("data/skipped_videos", skipped.count, step)
-                        writer.add_image("masks", mask_grid(clips[0, 0], out.alpha[0, 0].detach().float()), step)
-                    if step % cfg.train.save_every == 0 and step < cfg.train.max_steps:
-                        save(f"step-{step:07d}")
-                    if step >= cfg.train.max_steps:
-                        break
-                    stop_now, too_many_bad = ddp.any(stop.received is not None, skipped.over_limit)
-                    if too_many_bad:
-                        save(f"step-{step:07d}")
-                        raise skipped.error(f"; training stopped at step {step} (continue with resume={last_path})")
-                    if stop_now:
-                        stopped = stop.received or signal.SIGTERM  # None: a signal reached another process
-                        break
-                else:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                if stopped is not None:
-                    break
-    except KeyboardInterrupt:
-        log.warning("interrupted at step %d; saving", step)
-        save(f"step-{step:07d}")
-        if writer is not None:
-            writer.close()
-        raise
-    final = save(f"step-{step:07d}")
-    if writer is not None:
-        writer.close()
-    if skipped.count:
-        log.warning("skipped %d of %d videos of %s as unreadable (listed in %s)", skipped.count, skipped.num_videos,
-                    cfg.data.root, bad_files.path)
-    if stopped is not None:
-        log.warning("received %s: stopped at step %d of %d and saved %s; continue with resume=%s",
-                    stopped.name, step, cfg.train.max_steps, final, last_path)
-        raise SystemExit(128 + stopped)
-    return final
+    def step(self, batch: Tensor | dict[str, Tensor], skips: list[Skip]) -> float:
+        """One optimisation step on a batch; logs every ``log_every`` steps; returns the mean loss."""
+        t0 = time.perf_counter()
+        for skip in self.skipped.add(skips):
+            self.clips.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
+        frames, features, cls_attention = self.source.batch(batch, self.device)
+        with self.autocast:
+            out: ClipLoss = self.objective(features, cls_attention, (self.ddp.rank, self.ddp.world_size))
+        logs = self.ddp.mean({"loss/total": out.loss.detach(), **out.logs})
+        if not torch.isfinite(logs["loss/total"]):
+            last = self.last_path if self.last_path.exists() else "none (no checkpoint saved yet)"
+            raise FloatingPointError(f"loss became {logs['loss/total'].item()} at step {self.at.step + 1}; the last "
+                                     f"good checkpoint is {last}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(out.loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.at.step += 1
+        self.at.batch_in_epoch += 1
+        step = self.at.step
+        if self.writer is not None and (step % self.options.log_every == 0 or step == self.options.max_steps):
+            for name, value in logs.items():
+                self.writer.add_scalar(name, value.item(), step)
+            self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], step)
+            self.writer.add_scalar("train/grad_norm", grad_norm.item(), step)
+            self.writer.add_scalar("train/clips_per_s", self.batch_size / (time.perf_counter() - t0), step)
+            self.writer.add_scalar("data/skipped_videos", self.skipped.count, step)
+            self.writer.add_image("masks", mask_grid(frames[0, 0], out.alpha[0, 0].detach().float()), step)
+        return float(logs["loss/total"].item())
+
+    def loader(self, num_workers: int, seed: int) -> DataLoader:
+        """The batches of the current epoch, from the current position on."""
+        self.clips.set_epoch(self.at.epoch)
+        sampler = EpochSampler(len(self.clips), seed, self.at.epoch, self.at.batch_in_epoch * self.batch_size,
+                               rank=self.ddp.rank, world_size=self.ddp.world_size, batch_size=self.per_process)
+        return DataLoader(
+            _WithSkips(self.clips), batch_size=self.per_process, sampler=sampler, drop_last=True,
+            collate_fn=_collate_with_skips, num_workers=num_workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(seed + self.at.epoch),  # keeps the global RNG untouched
+            worker_init_fn=_ignore_stop_signals,
+        )
+
+    def epochs(self, stop: _StopSignals, progress: Progress, num_workers: int, seed: int) -> signal.Signals | None:
+        """Steps until ``max_steps``, a stop signal (returned) or too many unreadable videos (raised)."""
+        task = progress.add_task("train", total=self.options.max_steps, completed=self.at.step, loss=float("nan"))
+        while self.at.step < self.options.max_steps:
+            for batch, skips in self.loader(num_workers, seed):
+                loss = self.step(batch, skips)
+                progress.update(task, completed=self.at.step, loss=loss)
+                step = self.at.step
+                if step % self.options.save_every == 0 and step < self.options.max_steps:
+                    self.save(f"step-{step:07d}")
+                if step >= self.options.max_steps:
+                    return None
+                stop_now, too_many_bad = self.ddp.any(stop.received is not None, self.skipped.over_limit)
+                if too_many_bad:
+                    self.save(f"step-{step:07d}")
+                    raise self.skipped.error(f"; training stopped at step {step} (continue with "
+                                             f"resume={self.last_path})")
+                if stop_now:
+                    return stop.received or signal.SIGTERM  # None: a signal reached another process
+            self.at.epoch, self.at.batch_in_epoch = self.at.epoch + 1, 0
+        return None
+
+    def run(self, num_workers: int, seed: int) -> Path:
+        """Train to ``max_steps`` and save the final checkpoint (see :func:`train`)."""
+        self.skipped.add(self.clips.take_skips())
+        if self.skipped.over_limit:
+            raise self.skipped.error()
+        if self.ddp.rank == 0:
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.at.step)
+        self.model.train()
+        columns = (TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), TimeRemainingColumn())
+        try:
+            with _StopSignals() as stop, Progress(*columns, transient=False, disable=self.ddp.rank != 0) as progress:
+                stopped = self.epochs(stop, progress, num_workers, seed)
+        except KeyboardInterrupt:
+            log.warning("interrupted at step %d; saving", self.at.step)
+            self.save(f"step-{self.at.step:07d}")
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        final = self.save(f"step-{self.at.step:07d}")
+        if self.skipped.count:
+            log.warning("skipped %d of %d videos of %s as unreadable (listed in %s)", self.skipped.count,
+                        self.skipped.num_videos, self.skipped.root,
+                        self.skipped.index.path if self.skipped.index else "no file")
+        if stopped is not None:
+            log.warning("received %s: stopped at step %d of %d and saved %s; continue with resume=%s",
+                        stopped.name, self.at.step, self.options.max_steps, final, self.last_path)
+            raise SystemExit(128 + stopped)
+        return final
 
 
 class _WithSkips(Dataset):
@@ -316,84 +334,22 @@ class _Objective(nn.Module):
         return self.model.clip_loss(features, cls_attention, shard)
 
 
-@dataclass
-class _Distributed:
-    """This process's place in a ``torchrun`` launch (``world_size`` 1 without one)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-
-    @classmethod
-    def from_env(cls) -> _Distributed:
-        """Read ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` set by torchrun."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        return cls(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
-
-    def init(self, device: torch.device) -> None:
-        """Join the process group (NCCL on CUDA, gloo on CPU) when launched with several processes."""
-        self.device = device
-        if self.world_size > 1 and not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            log.info("process %d of %d (%s)", self.rank, self.world_size, dist.get_backend())
-
-    def any(self, *flags: bool) -> tuple[bool, ...]:
-        """Whether each flag is set in any process (one all-reduce under torchrun), so all act at one step."""
-        if self.world_size == 1:
-            return flags
-        values = torch.tensor([float(f) for f in flags], device=self.device)
-        dist.all_reduce(values, op=dist.ReduceOp.MAX)
-        return tuple(bool(v) for v in values.tolist())
-
-    def mean(self, values: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Scalars averaged over the processes (one all-reduce), detached, as float32."""
-        stacked = torch.stack([v.detach().float() for v in values.values()])
-        if self.world_size > 1:
-            dist.all_reduce(stacked)
-            stacked /= self.world_size
-        return dict(zip(values, stacked))
-
-
 def _precision(name: str, device: torch.device) -> tuple[contextlib.AbstractContextManager[Any], Any]:
     """Autocast context and gradient scaler for ``train.precision`` (``fp32``, ``bf16``, ``fp16``)."""
-    if name not in PRECISIONS:
-        raise ValueError(f"Unknown train.precision `{name}`; expected one of {sorted(PRECISIONS)}")
     if name == "fp16" and device.type != "cuda":
         raise ValueError("train.precision=fp16 needs CUDA (gradient scaling); use bf16 or fp32 on CPU")
     autocast: contextlib.AbstractContextManager[Any] = (
-        torch.autocast(device.type, dtype=PRECISIONS[name]) if name != "fp32" else contextlib.nullcontext()
+        torch.autocast(device.type, dtype=precision_dtype(name)) if name != "fp32" else contextlib.nullcontext()
     )
     return autocast, torch.amp.GradScaler(device.type, enabled=name == "fp16")
 
 
-def _features(
-    batch: Tensor | dict[str, Tensor], encoder: FrozenEncoder, rule: ResizeRule, batch_size: int, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Frames ``(B, T, 3, H, W)`` uint8, features ``(B, T, D, h, w)`` and CLS attention
-    ``(B, T, heads, h, w)`` (None when the encoder has none) on ``device`` for one batch.
-
-    A batch is either raw clips (encoded here, on the training device) or a dict of precomputed
-    ``frames``, ``features`` and optionally ``cls_attention``.
-    """
-    if isinstance(batch, dict):
-        cls_attention = batch.get("cls_attention")
-        return (batch["frames"], batch["features"].to(device, non_blocking=True),
-                None if cls_attention is None else cls_attention.to(device, non_blocking=True))
-    B, T = batch.shape[:2]
-    encoded = encoder.encode(batch.flatten(0, 1), rule, batch_size=batch_size)
-    attention = encoded.cls_attention
-    return (batch, encoded.features.clone().unflatten(0, (B, T)),  # clone: usable by autograd
-            None if attention is None else attention.clone().unflatten(0, (B, T)))
-
-
 def _resume(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any, max_steps: int
+    ckpt: Checkpoint, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+    max_steps: int,
 ) -> tuple[int, int, int]:
     """Load weights, optimizer, scheduler, gradient-scaler and RNG states; returns ``(step, epoch, batch_in_epoch)``."""
-    ckpt = load_checkpoint(path)
+    path = ckpt.path or ckpt.extra.get("path", "the checkpoint")
     model.load_state_dict(ckpt.model, strict=True)
     if ckpt.optimizer is None and ckpt.extra.get("source") == "original-dinosavi":
         # as the original's own resume: its weights, a fresh optimizer and schedule from step 0

@@ -43,36 +43,39 @@ def _overrides(root: Path, store: Path, *extra: str) -> list[str]:
 
 
 def _train(root: Path, run_dir: Path, *extra: str) -> Path:
-    from dinosavi.train import train
+    from dinosavi.modes import run_train
     from dinosavi.utils import seed_everything
 
     seed_everything(0)  # as the entry point does
-    return train(compose_config("mode=train", *_overrides(root, run_dir.parent / "features", *extra)), run_dir)
+    return run_train(compose_config("mode=train", *_overrides(root, run_dir.parent / "features", *extra)), run_dir, [])
 
 
 def _val_features(root: Path, store: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(features (T, D, h, w), labels (T, H, W))`` of each val video, at the demo's eval resolution."""
     from dinosavi.build import build_encoder, build_sequences
     from dinosavi.encoders.base import ResizeRule
-    from dinosavi.evaluation.runner import frame_features
+    from dinosavi.features.source import FeatureSource
+    from dinosavi.features.store import Resolution
 
     cfg = compose_config("mode=eval", *_overrides(root, store))
     encoder = build_encoder(cfg.encoder)
-    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
+    source = FeatureSource(encoder, Resolution(ResizeRule(short_side=cfg.eval.short_side,
+                                                          multiple_of=encoder.patch_size)))
     out = []
     for seq in build_sequences(cfg.data, "val"):
         assert seq.labels is not None
-        out.append((torch.stack(list(frame_features(encoder, seq.frames, rule, 32))), seq.labels))
+        out.append((torch.stack(list(source.features(seq.frames))), seq.labels))
     return out
 
 
 def _frame_fg_ari(model, features: torch.Tensor, labels: torch.Tensor, **options) -> torch.Tensor:
     """FG-ARI of every frame of one video, every slot a segment: ``(T,)``."""
+    from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.vos import segment_sequence
     from dinosavi.metrics.objects import fg_ari_per_frame
 
-    result = segment_sequence(model, features, None, size=tuple(labels.shape[-2:]), lock_on=False,
-                              generator=torch.Generator().manual_seed(0), **options)
+    result = segment_sequence(model, features, None, EvalOptions(lock_on=False, **options),
+                              size=tuple(labels.shape[-2:]), generator=torch.Generator().manual_seed(0))
     return fg_ari_per_frame(labels, result.labels)
 
 
@@ -137,27 +140,26 @@ VIDEO_FG_ARI_FLOOR = 0.15
 
 
 def test_a_trained_model_binds_objects_through_videos(learning_set, tmp_path):
-    from dinosavi.build import build_encoder, build_sequences
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.encoders.base import ResizeRule
+    from dinosavi.build import build_encoder, build_feature_source, build_sequences
+    from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.references import kmeans_reference
-    from dinosavi.evaluation.runner import evaluate_checkpoint
     from dinosavi.evaluation.vos import segment_sequence
     from dinosavi.metrics.objects import discovery_scores
+    from dinosavi.modes import run_eval
 
     ckpt = _train(learning_set, tmp_path / "train", "train.max_steps=300", "train.save_every=300")
     cfg = compose_config("mode=eval", *_overrides(learning_set, tmp_path / "features"), "eval.lock_on=false",
-                         "eval.overlays=false", "eval.videos=false", "eval.report=false", "data.split=val")
-    trained = evaluate_checkpoint(load_checkpoint(ckpt), cfg, tmp_path / "trained")
+                         "eval.overlays=false", "eval.videos=false", "eval.report=false", "data.split=val",
+                         f"resume={ckpt}")
+    trained = run_eval(cfg, tmp_path / "trained", [])
     untrained_model = _load(ckpt, trained=False)
     untrained = []
     for features, labels in _val_features(learning_set, tmp_path / "features"):
-        result = segment_sequence(untrained_model, features, None, size=tuple(labels.shape[-2:]), lock_on=False,
-                                  generator=torch.Generator().manual_seed(0))
+        result = segment_sequence(untrained_model, features, None, EvalOptions(lock_on=False),
+                                  size=tuple(labels.shape[-2:]), generator=torch.Generator().manual_seed(0))
         untrained.append(discovery_scores(labels, result.labels)["FG-ARI"])
-    encoder = build_encoder(cfg.encoder)
-    rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
-    kmeans = kmeans_reference(build_sequences(cfg.data, "val"), encoder, rule, 6).global_means()
+    source = build_feature_source(cfg, build_encoder(cfg.encoder), "eval")
+    kmeans = kmeans_reference(build_sequences(cfg.data, "val"), source, 6).global_means()
     untrained_score = sum(untrained) / len(untrained)
     print(f"video FG-ARI: trained {trained['FG-ARI']:.3f}, untrained {untrained_score:.3f}, "
           f"k-means {kmeans['FG-ARI']:.3f}; frame FG-ARI trained {trained['FG-ARI-frame']:.3f}, "

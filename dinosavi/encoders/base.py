@@ -117,9 +117,11 @@ class FrozenEncoder(nn.Module):
 
     Subclasses set ``feature_dim``, ``patch_size`` (the feature stride in pixels), ``num_heads``
     (None without CLS attention), ``preprocess`` and ``default_resize``, and implement ``forward`` on
-    normalised images. ``encode`` is the public entry point: uint8 frames in, features out.
+    normalised images. ``encode`` is the public entry point: uint8 frames in, features out. ``name`` is
+    the registry name it was built from (``encoder.name``), for logs and reports.
     """
 
+    name: str = "encoder"
     feature_dim: int
     patch_size: int
     num_heads: int | None

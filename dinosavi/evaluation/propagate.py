@@ -13,11 +13,11 @@ computed for a band of query rows at a time, against only the context rows withi
 neighbourhood, so no ``N x N`` (let alone ``T x N x N``) affinity is ever built.
 
 :func:`evaluate_propagation` runs it over a DAVIS-layout split (``mode=propagate``) with the settings of
-the ``propagate`` config section (:meth:`PropagationParams.from_config`).
+:class:`dinosavi.evaluation.options.PropagationParams` (DINO's ``eval_video_segmentation.py``,
+Caron et al. 2021, by default; ``propagate=crw``: Jabri et al. 2020).
 
-Defaults follow DINO's ``eval_video_segmentation.py`` (Caron et al. 2021); :data:`CRW` holds the
-settings of Jabri et al. 2020. Shapes: ``T`` frames, ``C`` context frames, ``K`` classes (background and
-objects ``1..K-1``), ``D`` channels, ``h, w`` feature grid, ``N = h*w``, ``H, W`` pixels.
+Shapes: ``T`` frames, ``C`` context frames, ``K`` classes (background and objects ``1..K-1``),
+``D`` channels, ``h, w`` feature grid, ``N = h*w``, ``H, W`` pixels.
 """
 
 from __future__ import annotations
@@ -25,27 +25,24 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from omegaconf import DictConfig
 from torch import Tensor
 
-from dinosavi.build import build_encoder, build_sequences, resolve_device, resolve_split
-from dinosavi.config import PropagateConfig
 from dinosavi.data.davis import Sequence as DavisSequence
-from dinosavi.encoders.base import ResizeRule
-from dinosavi.evaluation.runner import frame_features, run_sequences
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+from dinosavi.data.davis import SequenceDataset
+from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.runner import run_sequences
+from dinosavi.features.source import FeatureSource
+from dinosavi.metrics.protocol import VOID_LABEL
 
 __all__ = [
-    "CRW",
     "DINO",
     "PropagatedFrame",
-    "PropagationParams",
     "PropagationResult",
     "evaluate_propagation",
     "first_frame_labels",
@@ -57,54 +54,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-VOID = 255
 
 
-@dataclass(frozen=True)
-class PropagationParams:
-    """Settings of label propagation.
+DINO = PropagationParams()  # DINO's settings, the defaults; ``propagate=crw`` sets CRW's
 
-    Attributes:
-        n_last_frames: previous predictions kept in the context besides the first frame.
-        size_mask_neighborhood: neighbourhood radius in patches (square of side ``2r+1``); 0 disables it.
-        topk: affinities kept per query patch.
-        temperature: softmax temperature of the kept affinities.
-        first_frame_unrestricted: the first frame's patches are all reachable (CRW's long-term memory).
-        norm_mask: min-max normalise each class's upsampled map before the argmax (DINO's ``norm_mask``).
-        chunk_elements: most affinity entries (query patches x context patches) held at once.
-    """
-
-    n_last_frames: int = 7
-    size_mask_neighborhood: int = 12
-    topk: int = 5
-    temperature: float = 0.1
-    first_frame_unrestricted: bool = False
-    norm_mask: bool = True
-    chunk_elements: int = 1 << 23
-
-    def __post_init__(self) -> None:
-        if self.n_last_frames < 0 or self.size_mask_neighborhood < 0:
-            raise ValueError(f"n_last_frames and size_mask_neighborhood must be >= 0, got {self}")
-        if self.topk < 1 or self.temperature <= 0 or self.chunk_elements < 1:
-            raise ValueError(f"topk and chunk_elements must be >= 1 and temperature > 0, got {self}")
-
-    @classmethod
-    def from_config(cls, section: PropagateConfig | DictConfig) -> PropagationParams:
-        """The settings of a ``propagate`` config section (the ``propagate=dino|crw`` presets set them all);
-        a ``chunk_elements`` of None keeps the default."""
-        params = cls(
-            n_last_frames=section.n_last_frames, size_mask_neighborhood=section.size_mask_neighborhood,
-            topk=section.topk, temperature=section.temperature,
-            first_frame_unrestricted=section.first_frame_unrestricted, norm_mask=section.norm_mask,
-        )
-        if section.chunk_elements is None:
-            return params
-        return replace(params, chunk_elements=section.chunk_elements)
-
-
-DINO = PropagationParams()
-CRW = PropagationParams(n_last_frames=20, size_mask_neighborhood=12, topk=10, temperature=0.05,
-                        first_frame_unrestricted=True, norm_mask=False)
 
 
 @dataclass
@@ -146,7 +99,7 @@ def first_frame_labels(labels: Tensor, grid: tuple[int, int], num_classes: int) 
     Returns:
         ``(K, h, w)`` float32 one-hot.
     """
-    ids = torch.where(labels == VOID, torch.zeros_like(labels), labels)
+    ids = torch.where(labels == VOID_LABEL, torch.zeros_like(labels), labels)
     small = F.interpolate(ids[None, None].float(), size=grid, mode="nearest-exact")[0, 0].long()
     return rearrange(F.one_hot(small, num_classes).float(), "h w k -> k h w")
 
@@ -266,7 +219,7 @@ def propagate_frames(
         ValueError: ``features`` holds no frame.
     """
     size = (first_labels.shape[-2], first_labels.shape[-1])
-    valid = first_labels[first_labels != VOID]
+    valid = first_labels[first_labels != VOID_LABEL]
     num_classes = int(valid.max()) + 1 if valid.numel() else 1
     first_key: Tensor | None = None
     first_soft = torch.empty(0)
@@ -278,7 +231,7 @@ def propagate_frames(
             first_key = feat
             one_hot = first_frame_labels(first_labels.to(f.device), grid, num_classes)
             first_soft = rearrange(one_hot, "k h w -> k (h w)")
-            yield PropagatedFrame(torch.where(first_labels == VOID, 0, first_labels).cpu(), one_hot.cpu(), 0)
+            yield PropagatedFrame(torch.where(first_labels == VOID_LABEL, 0, first_labels).cpu(), one_hot.cpu(), 0)
             continue
         keys = [first_key] + [k for k, _ in memory]
         labels = [first_soft] + [s for _, s in memory]
@@ -292,38 +245,40 @@ def propagate_frames(
         raise ValueError("propagate_sequence got no frames; expected at least one")
 
 
-def evaluate_propagation(cfg: DictConfig, out_dir: Path) -> dict[str, float]:
-    """Label propagation with the frozen ``cfg.encoder`` on a DAVIS-layout split, scored and written like
-    ``mode=eval`` (PNGs, overlays, videos, CSVs, JSON, report.html; see
-    :func:`dinosavi.evaluation.runner.run_sequences`).
+def evaluate_propagation(
+    source: FeatureSource,
+    dataset: SequenceDataset,
+    params: PropagationParams,
+    options: EvalOptions,
+    out_dir: Path,
+    *,
+    split: str,
+    name: str = "dino",
+) -> dict[str, float]:
+    """Label propagation on a DAVIS-layout split, scored and written like ``mode=eval`` (PNGs, overlays,
+    videos, CSVs, JSON, report.html; see :func:`dinosavi.evaluation.runner.run_sequences`).
 
-    Settings come from ``cfg.propagate`` (:meth:`PropagationParams.from_config`, the resize rule from its
-    ``short_side``/``multiple_of``), data from ``cfg.data``, output options from ``cfg.eval``; with
-    ``features.store`` the features are read from (and written to) the feature store.
+    Args:
+        source: the features of the frames (the encoder at propagation's resolution; the store when set).
+        dataset: the annotated sequences.
+        params: the propagation settings.
+        options: which outputs are written (``overlays``, ``videos``, ``report``).
+        out_dir: where the files go.
+        split: the split's name (in the CSV names).
+        name: the settings' preset name, for the report.
 
     Returns:
         The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
     """
-    p = cfg.propagate
-    params = PropagationParams.from_config(p)
-    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
-    rule = ResizeRule(short_side=p.short_side, multiple_of=p.multiple_of)
-    split = resolve_split(cfg.data, "propagate")
-    dataset = build_sequences(cfg.data, split)
-    log.info("propagating (%s: %s) with %s (stride %d) on %s/%s: %d sequences", p.preset, params,
-             cfg.encoder.name, encoder.patch_size, cfg.data.root, split, len(dataset))
-
-    space = None
-    if cfg.features.store:  # the features of mode=eval at the same resolution are read, not encoded again
-        store = FeatureStore(cfg.features.store, cfg.features.dtype)
-        space = FeatureSpace(store, encoder, Resolution(rule), cfg.encoder.batch_size)
+    encoder = source.encoder
+    log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
+             encoder.patch_size, split, len(dataset))
 
     def segment(seq: DavisSequence) -> tuple[Tensor, None]:
         assert seq.labels is not None
-        features = frame_features(encoder, seq.frames, rule, cfg.encoder.batch_size, space,
-                                  dataset.frame_paths(seq.name), seq.name)
+        features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
         return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
 
-    title = f"Label propagation ({p.preset}) with {cfg.encoder.name} on {split}"
-    details = f"encoder {cfg.encoder.name}, stride {encoder.patch_size}; {params}"
-    return run_sequences(dataset, segment, out_dir, split, title, cfg.eval, details)
+    title = f"Label propagation ({name}) with {encoder.name} on {split}"
+    details = f"encoder {encoder.name}, stride {encoder.patch_size}; {params}"
+    return run_sequences(dataset, segment, out_dir, split, title, options, details)

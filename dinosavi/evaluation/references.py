@@ -16,9 +16,7 @@ from einops import rearrange
 from torch import Tensor
 
 from dinosavi.data.davis import SequenceDataset
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.evaluation.runner import frame_features
-from dinosavi.features.store import FeatureSpace
+from dinosavi.features.source import FeatureSource
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import DiscoveryTable
@@ -85,15 +83,7 @@ def kmeans_segments(
     return up.long() + 1
 
 
-def kmeans_reference(
-    dataset: SequenceDataset,
-    encoder: FrozenEncoder,
-    rule: ResizeRule,
-    k: int,
-    batch_size: int = 32,
-    seed: int = 0,
-    space: FeatureSpace | None = None,
-) -> DiscoveryTable:
+def kmeans_reference(dataset: SequenceDataset, source: FeatureSource, k: int, seed: int = 0) -> DiscoveryTable:
     """Per-frame k-means of every sequence of an annotated split, scored like unsupervised evaluation.
 
     k-means ids are per frame, so only the frame-level scores (``FG-ARI-frame``, ``FG-ARI-early``,
@@ -101,12 +91,9 @@ def kmeans_reference(
 
     Args:
         dataset: the annotated split.
-        encoder: the frozen encoder of the model it is compared with.
-        rule: the resize rule of that model's evaluation.
+        source: the features the model it is compared with is evaluated on (its encoder and eval resolution).
         k: clusters per frame (the model's slot count).
-        batch_size: frames per encoder pass.
         seed: seeds the k-means++ draws.
-        space: a feature store at ``rule`` to read the features from (and write them to).
     """
     table = DiscoveryTable()
     generator = torch.Generator().manual_seed(seed)
@@ -115,8 +102,7 @@ def kmeans_reference(
         if seq.labels is None:
             raise ValueError(f"sequence `{seq.name}` has no annotations; the k-means reference needs them")
         truth = torch.where(seq.labels == VOID_LABEL, 0, seq.labels)
-        features = torch.stack(list(frame_features(encoder, seq.frames, rule, batch_size, space,
-                                                   dataset.frame_paths(seq.name), seq.name)))
+        features = torch.stack(list(source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)))
         pred = kmeans_segments(features, k, (truth.shape[-2], truth.shape[-1]), generator=generator)
         table.add(seq.name, discovery_scores(truth, pred), fg_ari_per_frame(truth, pred))
     return table

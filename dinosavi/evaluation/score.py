@@ -18,19 +18,18 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from omegaconf import DictConfig
 
 from dinosavi.data.davis import DavisDataset
 from dinosavi.data.png import read_palette_png
+from dinosavi.evaluation.options import ScoreOptions
 from dinosavi.metrics import compiled
 from dinosavi.metrics.protocol import VOID_LABEL
-from dinosavi.metrics.results import ScoreTable, format_table
+from dinosavi.metrics.results import ScoreTable
 
-__all__ = ["PROTOCOLS", "default_workers", "run_score", "score_folder"]
+__all__ = ["default_workers", "score_folder"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("semi", "unsupervised")
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
@@ -134,9 +133,7 @@ def score_folder(
     split: str = "val",
     year: str = "2017",
     quality: str = "480p",
-    protocol: str = "semi",
-    max_proposals: int = 20,
-    workers: int = 0,
+    options: ScoreOptions | None = None,
 ) -> ScoreTable:
     """Per-object DAVIS statistics of every sequence of ``split`` in a results folder.
 
@@ -154,9 +151,8 @@ def score_folder(
         split: split file name.
         year: ``ImageSets`` sub-folder.
         quality: resolution folder.
-        protocol: ``semi`` or ``unsupervised``.
-        max_proposals: the largest proposal id allowed in unsupervised results.
-        workers: threads; 0 means one per core this process may use.
+        options: the protocol (``semi`` or ``unsupervised``), the largest proposal id allowed in unsupervised
+            results, and the threads (0: one per core this process may use); ``ScoreOptions()`` when None.
 
     Returns:
         The statistics, sequences in split-file order.
@@ -167,10 +163,8 @@ def score_folder(
             the first annotated frame does not hold (semi) or above ``max_proposals`` (unsupervised);
             of several, the one of the first such sequence in the split file.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"Unknown scoring protocol `{protocol}`; expected one of {list(PROTOCOLS)}")
-    if workers < 0:
-        raise ValueError(f"score.workers must be >= 0 (0: one per core), got {workers}")
+    options = options or ScoreOptions()
+    protocol, max_proposals = options.protocol, options.max_proposals
     results = Path(results_dir)
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")
@@ -182,36 +176,7 @@ def score_folder(
         return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], protocol, max_proposals)
 
     table = ScoreTable()
-    for name, (num_objects, j, f) in zip(names, _ordered_map(score, names, workers or default_workers())):
+    for name, (num_objects, j, f) in zip(names, _ordered_map(score, names, options.workers or default_workers())):
         table.add(name, j, f)
         log.info("scored %s: %d objects, %d frames", name, num_objects, j.shape[1] + (2 if protocol == "semi" else 0))
     return table
-
-
-def run_score(cfg: DictConfig) -> dict[str, float]:
-    """``mode=score``: score ``results=<dir>`` against ``data.root``, write the CSVs and JSON there, print.
-
-    Returns:
-        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
-    """
-    if not cfg.results:
-        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
-    split = cfg.data.split or "val"
-    results = Path(cfg.results)
-    table = score_folder(
-        results,
-        cfg.data.root,
-        split,
-        year=cfg.data.year,
-        quality=cfg.data.quality,
-        protocol=cfg.score.protocol,
-        max_proposals=cfg.score.max_proposals,
-        workers=cfg.score.workers,
-    )
-    for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
-        if old.exists():
-            log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)
-    paths = table.write(results, split)
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
-    print(format_table(table))
-    return table.global_means()

@@ -30,29 +30,26 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from torch import Tensor
 
 from dinosavi.atomic import remove_on_failure
-from dinosavi.build import build_encoder, build_model, resolve_device
-from dinosavi.checkpoint import Checkpoint
-from dinosavi.data.davis import davis_palette, read_palette_png, write_palette_png
-from dinosavi.data.inputs import FrameStream, StreamOptions, VideoSource, find_sources, stream_frames
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.evaluation.propagate import PropagationParams, propagate_frames
-from dinosavi.evaluation.runner import _slot_count
+from dinosavi.data.davis import read_palette_png, write_palette_png
+from dinosavi.data.inputs import FrameStream, VideoSource
+from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.propagate import propagate_frames
 from dinosavi.evaluation.vos import segment_frames
+from dinosavi.features.source import FeatureSource
 from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import save_jpeg
@@ -60,7 +57,7 @@ from dinosavi.viz.overlay import mask_grid, overlay
 from dinosavi.viz.report import VideoEntry, jpeg_data_uri, spread, write_video_report
 from dinosavi.viz.video import write_video
 
-__all__ = ["METHODS", "Segmenter", "encode_frames", "propagation_segmenter", "segment_inputs", "segment_video",
+__all__ = ["METHODS", "Segmenter", "propagation_segmenter", "read_first_mask", "segment_inputs", "segment_video",
            "slot_segmenter"]
 
 log = logging.getLogger(__name__)
@@ -74,36 +71,22 @@ WRITERS = 2  # writer threads; at most twice as many frames wait to be written
 Segmenter = Callable[[Iterator[Tensor]], Iterator[tuple[Tensor, Tensor]]]
 
 
-def encode_frames(
-    encoder: FrozenEncoder, frames: Iterable[Tensor], rule: ResizeRule, chunk: int
-) -> Iterator[tuple[Tensor, Tensor | None]]:
-    """Per-frame features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None without a CLS token) of
-    ``(3, H, W)`` uint8 frames, ``chunk`` frames read and encoded at a time."""
-    frames = iter(frames)
-    while batch := list(islice(frames, chunk)):
-        out = encoder.encode(torch.stack(batch), rule, chunk)
-        for t in range(len(batch)):
-            yield out.features[t], None if out.cls_attention is None else out.cls_attention[t]
-
-
 def slot_segmenter(
     model: SlotModel,
-    encoder: FrozenEncoder,
-    rule: ResizeRule,
+    source: FeatureSource,
     chunk: int,
     first_labels: Tensor | None,
     size: tuple[int, int],
-    options: DictConfig,
+    options: EvalOptions,
     seed: int,
 ) -> Segmenter:
-    """A slot model's segmenter: lock-on from ``first_labels`` ``(H, W)`` when given, else every slot a
-    segment; ``options`` is ``cfg.eval`` (slot counts, iterations, output, tracking), as in ``mode=eval``."""
-    lock_on = first_labels is not None
-    num_slots = None if lock_on or options.num_slots is None else _slot_count(options.num_slots)
+    """A slot model's segmenter: lock-on from ``first_labels`` ``(H, W)`` when ``options.lock_on``, else every
+    slot a segment (slot counts, iterations, output and tracking from ``options``, as in ``mode=eval``)."""
+    lock_on = options.lock_on
     wants_background = options.num_extra_slots > 0 if lock_on else model.slot_init.num_groups == 2
 
     def run(frames: Iterator[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
-        outputs = encode_frames(encoder, frames, rule, chunk)
+        outputs = source.stream(frames, chunk)
         first = next(outputs, None)
         if first is None:
             return
@@ -111,28 +94,21 @@ def slot_segmenter(
         background = None
         if wants_background and cls_attention is not None:
             background = background_mask(cls_attention[None])[0]
-        steps = segment_frames(
-            model, chain([features], (f for f, _ in outputs)), first_labels, size=size, lock_on=lock_on,
-            num_bg_slots=options.num_bg_slots, slots_per_class=options.slots_per_class,
-            num_extra_slots=options.num_extra_slots if lock_on else 0, num_slots=num_slots, background=background,
-            output=options.output, num_iters=options.num_iters, ini_iters=options.ini_iters,
-            track_mode=options.track_mode, track_temperature=options.track_temperature,
-            generator=torch.Generator().manual_seed(seed),
-        )
+        steps = segment_frames(model, chain([features], (f for f, _ in outputs)), first_labels, options, size=size,
+                               background=background, generator=torch.Generator().manual_seed(seed))
         for step in steps:
             yield step.labels, step.masks
 
     return run
 
 
-def propagation_segmenter(
-    encoder: FrozenEncoder, rule: ResizeRule, chunk: int, first_labels: Tensor, params: PropagationParams
-) -> Segmenter:
+def propagation_segmenter(source: FeatureSource, chunk: int, first_labels: Tensor,
+                          params: PropagationParams) -> Segmenter:
     """Label propagation of ``first_labels`` ``(H, W)``; the maps are the ``(K, h, w)`` soft labels."""
 
     def run(frames: Iterator[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
-        features = (f for f, _ in encode_frames(encoder, frames, rule, chunk))
-        for step in propagate_frames(features, first_labels, encoder.patch_size, params):
+        features = (f for f, _ in source.stream(frames, chunk))
+        for step in propagate_frames(features, first_labels, source.encoder.patch_size, params):
             yield step.labels, step.soft
 
     return run
@@ -181,6 +157,42 @@ class _FramesPerSecond(ProgressColumn):
         return Text(f"{task.completed / elapsed:.2f} frames/s" if elapsed and task.completed else "")
 
 
+class _FrameWriter:
+    """Writes a video's frames on the writer threads as their labels come, in order, and collects the
+    report's images; :meth:`drain` hands back the overlays of finished frames (for the MP4)."""
+
+    def __init__(self, folder: Path, maps_folder: str, palette: np.ndarray, overlays: bool, marks: set[int],
+                 pool: ThreadPoolExecutor) -> None:
+        self.folder, self.maps_folder, self.palette = folder, maps_folder, palette
+        self.overlays, self.pool = overlays, pool
+        self.marks, self.middle = marks, sorted(marks)[len(marks) // 2]
+        self.pending: deque[Future[_Written]] = deque()
+        self.thumbnails: list[str] = []
+        self.maps: list[str] = []
+        self.last: np.ndarray | None = None
+        self.count = 0
+
+    def submit(self, name: str, frame: np.ndarray, ids: np.ndarray, maps: Tensor) -> None:
+        """Queue the next frame's files: ``frame`` ``(H, W, 3)`` uint8, ``ids`` ``(H, W)`` uint8 and ``maps``
+        ``(M, h, w)``."""
+        index = self.count
+        self.pending.append(self.pool.submit(
+            _write_frame, self.folder, self.maps_folder, name, frame, ids, maps, self.palette, self.overlays,
+            index in self.marks, index == self.middle))
+        self.count += 1
+
+    def drain(self, keep: int) -> Iterator[np.ndarray]:
+        """The overlays of the oldest frames until at most ``keep`` wait to be written."""
+        while len(self.pending) > keep:
+            out = self.pending.popleft().result()
+            if out.thumbnail is not None:
+                self.thumbnails.append(out.thumbnail)
+            if out.maps is not None:
+                self.maps.append(out.maps)
+            self.last = out.overlay
+            yield out.overlay
+
+
 def segment_video(
     stream: FrameStream,
     segmenter: Segmenter,
@@ -227,44 +239,23 @@ def segment_video(
             yield torch.from_numpy(frame).permute(2, 0, 1)
 
     marks = set(spread(stream.length, THUMBNAILS)) if stream.length else {0}
-    middle = sorted(marks)[len(marks) // 2]
-    thumbnails: list[str] = []
-    maps: list[str] = []
-    count, t0 = 0, time.perf_counter()
+    writer = _FrameWriter(folder, maps_folder, palette, overlays, marks, pool)
     task = None if progress is None else progress.add_task(name, total=stream.length or None)
-    last: np.ndarray | None = None
+    t0 = time.perf_counter()
 
     def written() -> Iterator[np.ndarray]:
-        nonlocal count, last
-        pending: deque[Future[_Written]] = deque()
-
-        def drain(keep: int) -> Iterator[np.ndarray]:
-            while len(pending) > keep:
-                out = pending.popleft().result()
-                if out.thumbnail is not None:
-                    thumbnails.append(out.thumbnail)
-                if out.maps is not None:
-                    maps.append(out.maps)
-                yield out.overlay
-
         for labels, frame_maps in segmenter(pull()):
             frame_name, frame = waiting.popleft()
             ids = labels.numpy()
             if ids.max() > 255:
                 raise ValueError(f"{name}: segment id {int(ids.max())} does not fit a palette PNG; use at most 255 "
                                  "slots (eval.num_slots)")
-            pending.append(pool.submit(_write_frame, folder, maps_folder, frame_name, frame, ids.astype(np.uint8),
-                                       frame_maps, palette, overlays, count in marks, count == middle))
-            count += 1
+            writer.submit(frame_name, frame, ids.astype(np.uint8), frame_maps)
             if progress is not None and task is not None:
                 progress.advance(task)
-            for image in drain(2 * WRITERS):
-                last = image
-                yield image
-        for image in drain(0):
-            last = image
-            yield image
-        if count == 0:
+            yield from writer.drain(2 * WRITERS)
+        yield from writer.drain(0)
+        if writer.count == 0:
             raise ValueError(f"{stream.source.path}: no frames to segment (segment.start / segment.stop select "
                              f"none; the stream has about {stream.length})")
 
@@ -274,21 +265,21 @@ def segment_video(
     else:
         for _ in written():
             pass
-    seconds = time.perf_counter() - t0
+    seconds, count = time.perf_counter() - t0, writer.count
     if progress is not None and task is not None:
         progress.update(task, total=count, completed=count)  # a video's length was an estimate
-    if last is not None and (count - 1) not in marks:  # the true last frame (a video's length is an estimate)
-        thumbnails.append(_thumbnail(last))
+    if writer.last is not None and (count - 1) not in marks:  # the true last frame (the length is an estimate)
+        writer.thumbnails.append(_thumbnail(writer.last))
     log.info("%s: %d frames in %.1f s (%.2f frames/s)", name, count, seconds, count / seconds)
     return VideoEntry(
         name=name, source=str(stream.source.path), num_frames=count, size=stream.size, fps=float(stream.rate),
         seconds=seconds, video=f"{name}/{mp4.name}" if video else None,
         folders=[f"{name}/{sub}" for sub in ("results", *(("overlays",) if overlays else ()), maps_folder)],
-        thumbnails=thumbnails, maps=maps,
+        thumbnails=writer.thumbnails, maps=writer.maps,
     )
 
 
-def _first_labels(path: Path, source: VideoSource, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
+def read_first_mask(path: Path, source: VideoSource, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
     """The ``(H, W)`` int64 ids of ``first_mask`` (resized, nearest, to the stream's ``size``) and its palette.
 
     Raises:
@@ -305,95 +296,37 @@ def _first_labels(path: Path, source: VideoSource, size: tuple[int, int]) -> tup
     return torch.from_numpy(labels.astype(np.int64)), palette
 
 
-def segment_inputs(cfg: DictConfig, out_dir: Path, ckpt: Checkpoint | None) -> Path | None:
-    """``mode=segment``: segment every video of ``cfg.input`` (see the module docstring).
-
-    ``cfg.method`` is ``slots`` (``ckpt`` given; ``cfg.model``/``cfg.encoder`` are its, see
-    :func:`dinosavi.modes.checkpoint_config`) or ``propagate``. Frames are read per ``cfg.segment``; the
-    outputs follow ``eval.overlays``, ``eval.videos`` and ``eval.report``. A failed run removes the files
-    it wrote under ``out_dir``.
+def segment_inputs(
+    streams: list[FrameStream],
+    segmenter: Callable[[FrameStream], Segmenter],
+    out_dir: Path,
+    palette: np.ndarray,
+    options: EvalOptions,
+    *,
+    title: str,
+    details: list[str],
+    maps_folder: str = "slots",
+) -> Path | None:
+    """Segment every stream (see the module docstring) and write the report; ``segmenter(stream)`` gives
+    each stream's segmenter. The outputs follow ``options.overlays``, ``videos`` and ``report``. A failed
+    run removes the files it wrote under ``out_dir``.
 
     Returns:
-        The path of ``report.html`` (None with ``eval.report=false``).
-
-    Raises:
-        ValueError / FileNotFoundError: a missing ``input``, a ``first_mask`` that is missing, not a
-            palette PNG or not the video's size, ``first_mask`` with several videos, an unknown method.
+        The path of ``report.html`` (None with ``options.report`` false).
     """
-    if cfg.method not in METHODS:
-        raise ValueError(f"Unknown method `{cfg.method}`; expected one of {METHODS}")
-    if not cfg.input:
-        raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
-    if cfg.method == "propagate" and not cfg.first_mask:
-        raise ValueError("method=propagate needs first_mask=<palette PNG of the first frame>")
-    if cfg.method == "slots" and ckpt is None:
-        raise ValueError("method=slots needs resume=<checkpoint.safetensors>")
-    s = cfg.segment
-    options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
-                            folder_fps=s.folder_fps)
-    if s.chunk_frames < 1:
-        raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
-    sources = find_sources(cfg.input)
-    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
-    if mask_path is not None and len(sources) > 1:
-        raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
-                         f"{len(sources)} videos; segment one video at a time with first_mask")
-    streams = [stream_frames(source, options) for source in sources]
-    first = None
-    palette = davis_palette()
-    if mask_path is not None:
-        first, palette = _first_labels(mask_path, sources[0], streams[0].size)
-
-    device = resolve_device(cfg.device)
-    encoder = build_encoder(cfg.encoder).to(device)
-    chunk = s.chunk_frames
-    if cfg.method == "slots":
-        assert ckpt is not None
-        model = build_model(cfg.model, encoder.feature_dim).to(device)
-        model.load_state_dict(ckpt.model, strict=True)
-        model.eval()
-        if first is not None and cfg.eval.num_extra_slots > 0 and encoder.num_heads is None:
-            raise ValueError(f"eval.num_extra_slots needs the CLS-attention background of the first frame "
-                             f"(eval.num_extra_slots={cfg.eval.num_extra_slots}); encoder `{cfg.encoder.name}` has "
-                             "no CLS token: use a ViT encoder or eval.num_extra_slots=0")
-        rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)
-        kind = "lock-on from " + str(mask_path) if first is not None else "unsupervised, every slot a segment"
-        title = f"Segmentation with {cfg.preset} (step {ckpt.step}): {kind}"
-        keys = ["num_bg_slots", "slots_per_class", "num_extra_slots"] if first is not None else ["num_slots"]
-        keys += ["output", "num_iters", "ini_iters", "track_mode", "track_temperature"]
-        details = [f"checkpoint {cfg.resume}; encoder {cfg.encoder.name} at short side {cfg.eval.short_side}; "
-                   + ", ".join(f"eval.{k}={cfg.eval[k]}" for k in keys)]
-
-        def segmenter(stream: FrameStream) -> Segmenter:
-            return slot_segmenter(model, encoder, rule, chunk, first, stream.size, cfg.eval, cfg.seed)
-    else:
-        assert first is not None
-        labels = first
-        params = PropagationParams.from_config(cfg.propagate)
-        rule = ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of)
-        title = f"Label propagation ({cfg.propagate.preset}) of {mask_path} with {cfg.encoder.name}"
-        details = [f"encoder {cfg.encoder.name}, stride {encoder.patch_size}, short side {cfg.propagate.short_side}; "
-                   f"{params}"]
-
-        def segmenter(stream: FrameStream) -> Segmenter:
-            return propagation_segmenter(encoder, rule, chunk, labels, params)
-    details.append(f"input {cfg.input}; " + ", ".join(f"segment.{k}={v}" for k, v in s.items()))
-    log.info("%s on %d video(s) from %s", title, len(sources), cfg.input)
-
     with remove_on_failure(out_dir):
         entries = []
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _FramesPerSecond(),
                    TimeElapsedColumn())
-        maps_folder = "slots" if cfg.method == "slots" else "soft"
         with ThreadPoolExecutor(max_workers=WRITERS) as pool, Progress(*columns) as progress:
             for stream in streams:
                 entries.append(segment_video(
-                    stream, segmenter(stream), out_dir, palette, maps_folder=maps_folder, overlays=cfg.eval.overlays,
-                    video=cfg.eval.videos, pool=pool, progress=progress))
+                    stream, segmenter(stream), out_dir, palette, maps_folder=maps_folder, overlays=options.overlays,
+                    video=options.videos, pool=pool, progress=progress))
         frames = sum(e.num_frames for e in entries)
         seconds = sum(e.seconds for e in entries)
-        details.append(f"{frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s)")
-        report = write_video_report(out_dir / "report.html", title, entries, details) if cfg.eval.report else None
+        details = [*details, f"{frames} frames in {seconds:.1f} s ({frames / seconds:.2f} frames/s)"]
+        report = write_video_report(out_dir / "report.html", title, entries, details) if options.report else None
     for e in entries:
         print(f"{e.name}: {e.num_frames} frames at {e.size[1]}x{e.size[0]} in {e.seconds:.1f} s "
               f"({e.num_frames / e.seconds:.2f} frames/s) -> {out_dir / e.name}")

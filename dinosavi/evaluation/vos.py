@@ -31,21 +31,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
+from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.tracking import SlotTracker
+from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.models.background import bgfg_slot_masks
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["LABEL_SAMPLINGS", "FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels",
+__all__ = ["FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels",
            "patch_labels_nearest", "segment_frames", "segment_sequence"]
 
-VOID = 255
-LABEL_SAMPLINGS = ("area", "nearest")
 
 
 @dataclass
@@ -93,7 +94,7 @@ def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Ten
     Returns:
         ``(h, w)`` int64 ids in ``0..K``.
     """
-    ids = torch.where(labels == VOID, torch.zeros_like(labels), labels)
+    ids = torch.where(labels == VOID_LABEL, torch.zeros_like(labels), labels)
     onehot = F.one_hot(ids.clamp(max=num_objects), num_objects + 1).permute(2, 0, 1).float()  # (K+1, H, W)
     frac = F.adaptive_avg_pool2d(onehot[None], grid)[0]  # (K+1, h, w): exact area fractions
     out = frac.argmax(0)
@@ -106,7 +107,7 @@ def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Ten
 def patch_labels_nearest(labels: Tensor, grid: tuple[int, int]) -> Tensor:
     """Object id of each patch by nearest-neighbour sampling (the original DINOSAVi's ``F.interpolate`` of the
     first frame's one-hot labels), void counted as background: ``(H, W)`` int64 -> ``(h, w)`` int64."""
-    ids = torch.where(labels == VOID, torch.zeros_like(labels), labels)
+    ids = torch.where(labels == VOID_LABEL, torch.zeros_like(labels), labels)
     return F.interpolate(ids[None, None].float(), size=grid, mode="nearest")[0, 0].long()
 
 
@@ -161,22 +162,8 @@ def segment_sequence(
     model: SlotModel,
     features: Iterable[Tensor],
     first_labels: Tensor | None,
-    *,
-    size: tuple[int, int] | None = None,
-    lock_on: bool = True,
-    num_bg_slots: int = 4,
-    slots_per_class: int = 1,
-    num_extra_slots: int = 0,
-    num_slots: int | Sequence[int] | None = None,
-    background: Tensor | None = None,
-    later_backgrounds: Iterable[Tensor] | None = None,
-    label_sampling: str = "area",
-    output: str = "alpha",
-    num_iters: int | None = None,
-    ini_iters: int | None = None,
-    track_mode: str | None = "auto",
-    track_temperature: float = 0.1,
-    generator: torch.Generator | None = None,
+    options: EvalOptions | None = None,
+    **frames: Any,
 ) -> SegmentResult:
     """Segment a video, from its first-frame mask (lock-on) or with every slot a segment.
 
@@ -186,13 +173,7 @@ def segment_sequence(
 
     Takes the arguments of :func:`segment_frames`, documented there, and collects its frames.
     """
-    steps = list(segment_frames(
-        model, features, first_labels, size=size, lock_on=lock_on, num_bg_slots=num_bg_slots,
-        slots_per_class=slots_per_class, num_extra_slots=num_extra_slots, num_slots=num_slots,
-        background=background, later_backgrounds=later_backgrounds, label_sampling=label_sampling, output=output,
-        num_iters=num_iters, ini_iters=ini_iters, track_mode=track_mode, track_temperature=track_temperature,
-        generator=generator,
-    ))
+    steps = list(segment_frames(model, features, first_labels, options, **frames))
     return SegmentResult(labels=torch.stack([s.labels for s in steps]), masks=torch.stack([s.masks for s in steps]),
                          slot_classes=steps[0].slot_classes)
 
@@ -201,21 +182,11 @@ def segment_frames(
     model: SlotModel,
     features: Iterable[Tensor],
     first_labels: Tensor | None,
+    options: EvalOptions | None = None,
     *,
     size: tuple[int, int] | None = None,
-    lock_on: bool = True,
-    num_bg_slots: int = 4,
-    slots_per_class: int = 1,
-    num_extra_slots: int = 0,
-    num_slots: int | Sequence[int] | None = None,
     background: Tensor | None = None,
     later_backgrounds: Iterable[Tensor] | None = None,
-    label_sampling: str = "area",
-    output: str = "alpha",
-    num_iters: int | None = None,
-    ini_iters: int | None = None,
-    track_mode: str | None = "auto",
-    track_temperature: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> Iterator[FrameSegment]:
     """Segment a video frame by frame, from its first-frame mask (lock-on) or with every slot a segment.
@@ -225,67 +196,49 @@ def segment_frames(
     the model's slots and the tracker's state, so a long video runs in bounded memory. The arguments are
     checked when it is called; frames are read as it is iterated.
 
-    Frames go through the model's one time loop (:meth:`dinosavi.models.slot_model.SlotModel.scan`), as
-    in training: a model with a predictor carries its slots from frame to frame; a per-frame model
-    (DINOSAUR) binds fresh slots at every frame, and slot identity across frames comes from tracking.
-
     Args:
         model: the trained slot model (in eval mode).
         features: per-frame features ``(D, h, w)`` in order — a ``(T, D, h, w)`` tensor, or a generator
             that encodes frames chunk by chunk so long videos never hold all features at once.
-        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); needed with ``lock_on``.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); needed with ``options.lock_on``.
+        options: what :class:`dinosavi.evaluation.options.EvalOptions` says of binding and read-out:
+            ``lock_on`` (False: slot ``s`` is segment ``s + 1``), the slot counts (``num_bg_slots``,
+            ``slots_per_class``, ``num_extra_slots`` with lock-on, which need ``background``; ``num_slots``
+            without, the model's when None), ``label_sampling`` (``area``: :func:`patch_labels`; ``nearest``:
+            :func:`patch_labels_nearest`, objects no sampled pixel hits get no slots), ``output`` (``alpha``
+            decoder masks or ``slot`` attention), ``num_iters``/``ini_iters`` (the model's when None) and
+            ``track_mode``/``track_temperature`` (``auto``: ``overlap`` for a per-frame model, none for a
+            model that carries its slots). Defaults: ``EvalOptions()``.
         size: ``(H, W)`` of the predictions; ``first_labels``' size when None.
-        lock_on: semi-supervised lock-on; False: unsupervised, slot ``s`` is segment ``s + 1``.
-        num_bg_slots: background slots (lock-on).
-        slots_per_class: slots per object (lock-on).
-        num_extra_slots: extra foreground slots for objects absent from ``first_labels`` (lock-on);
-            they need ``background``.
-        num_slots: slot count (unsupervised; ``[bg, fg]`` with slot groups); the model's when None.
         background: ``(h, w)`` bool CLS-attention background of frame 0
             (:func:`dinosavi.models.background.background_mask`), or None.
         later_backgrounds: per later frame, in order, its ``(h, w)`` bool CLS-attention background: the
             background slots (the first ``num_bg_slots`` with lock-on, the background group without) may attend
             only to it, the others anywhere; without lock-on the background group is restricted so at frame 0
             too (from ``background``). None: later frames are unrestricted.
-        label_sampling: how the first frame's labels reach the patch grid: ``area`` (:func:`patch_labels`) or
-            ``nearest`` (:func:`patch_labels_nearest`; objects no sampled pixel hits get no slots).
-        output: ``alpha`` (decoder masks) or ``slot`` (slot-attention weights).
-        num_iters: iterations on carried slots; the model's when None.
-        ini_iters: iterations on sampled slots (the first frame; every frame of a per-frame model); the
-            model's ``ini_iters`` when None.
-        track_mode: ``auto`` (``overlap`` for a per-frame model, none for a model that carries its
-            slots), None, ``overlap`` or ``slotsim``: re-order slots frame to frame.
-        track_temperature: softmax temperature of the tracking similarities.
         generator: source of the initial slots (and of the fresh slots of a per-frame model).
 
     Yields:
         Per frame, a :class:`FrameSegment`.
 
     Raises:
-        ValueError: bad options (at the call), or no frames (at the first step).
+        ValueError: bad arguments (at the call), or no frames (at the first step).
     """
-    if output not in ("alpha", "slot"):
-        raise ValueError(f"Unknown eval output `{output}`; expected alpha or slot")
-    if label_sampling not in LABEL_SAMPLINGS:
-        raise ValueError(f"Unknown eval.label_sampling `{label_sampling}`; expected one of {LABEL_SAMPLINGS}")
+    options = options or EvalOptions()
     device = next(model.parameters()).device
     if first_labels is not None:
         first_labels = first_labels.to(device)
         size = (first_labels.shape[-2], first_labels.shape[-1])
     if size is None:
         raise ValueError("segment_sequence needs first_labels or size")
-    if lock_on and first_labels is None:
+    if options.lock_on and first_labels is None:
         raise ValueError("lock-on evaluation needs the first frame's labels")
-    if lock_on and num_slots is not None:
-        raise ValueError("eval.num_slots applies to lock_on=false; lock-on uses num_bg_slots + "
-                         "slots_per_class x objects + num_extra_slots slots")
+    track_mode = options.track_mode
     if track_mode == "auto":
         track_mode = None if model.carries_slots else "overlap"
-    tracker = SlotTracker(track_mode, track_temperature) if track_mode else None
-
-    return _segment_steps(model, features, first_labels, size, lock_on, num_bg_slots, slots_per_class,
-                          num_extra_slots, num_slots, background, later_backgrounds, label_sampling, output, num_iters,
-                          ini_iters, tracker, generator)
+    tracker = SlotTracker(track_mode, options.track_temperature) if track_mode else None
+    return _segment_steps(model, features, first_labels, size, options, background, later_backgrounds, tracker,
+                          generator)
 
 
 @torch.no_grad()
@@ -294,17 +247,9 @@ def _segment_steps(
     features: Iterable[Tensor],
     first_labels: Tensor | None,
     size: tuple[int, int],
-    lock_on: bool,
-    num_bg_slots: int,
-    slots_per_class: int,
-    num_extra_slots: int,
-    num_slots: int | Sequence[int] | None,
+    options: EvalOptions,
     background: Tensor | None,
     later_backgrounds: Iterable[Tensor] | None,
-    label_sampling: str,
-    output: str,
-    num_iters: int | None,
-    ini_iters: int | None,
     tracker: SlotTracker | None,
     generator: torch.Generator | None,
 ) -> Iterator[FrameSegment]:
@@ -316,21 +261,8 @@ def _segment_steps(
         raise ValueError("segment_sequence got no frames")
     h, w = first.shape[-2:]
     bg = None if background is None else background.to(device).reshape(h, w)
-    mask: Tensor | None
-    if lock_on:
-        assert first_labels is not None
-        counts, mask, classes = _lock_on_slots(model, first_labels, (h, w), num_bg_slots, slots_per_class,
-                                               num_extra_slots, bg, label_sampling)
-        num_bg = num_bg_slots
-    else:
-        counts = model.num_slots if num_slots is None else num_slots
-        classes = _segments(counts, device)
-        grouped = model.slot_init.num_groups == 2
-        num_bg = counts[0] if grouped and not isinstance(counts, int) else 0
-        if later_backgrounds is not None and num_bg:  # the original: only the background group is restricted
-            mask = None if bg is None else _background_slots(bg, len(classes), num_bg)
-        else:
-            mask = _group_mask(counts, bg) if grouped else None
+    counts, mask, classes, num_bg = _first_frame_slots(model, first_labels, (h, w), options, bg,
+                                                       restrict_later=later_backgrounds is not None)
     num_classes = int(classes.max()) if classes.numel() else 0
     later: Iterable[Tensor | None] = ()
     if later_backgrounds is not None and num_bg:
@@ -338,20 +270,42 @@ def _segment_steps(
     tokens = (model.embed(f.to(device)[None]) for f in chain([first], frames))
     steps = model.scan(tokens, model.init_slots(1, counts, generator),
                        chain([None if mask is None else mask[None]], later), counts, generator,
-                       ini_iters=ini_iters, num_iters=num_iters)
+                       ini_iters=options.ini_iters, num_iters=options.num_iters)
     for index, out in enumerate(steps):
         attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
-        m = model.decode(out.slots, (h, w), attention).alpha[0] if output == "alpha" else attention[0]  # (S, h, w)
+        m = model.decode(out.slots, (h, w), attention).alpha[0] if options.output == "alpha" else attention[0]
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
-            m = m[tracker.assign(out.slots[0], m)]
-        if index == 0 and lock_on:
+            m = m[tracker.assign(out.slots[0], m)]  # (S, h, w)
+        if index == 0 and options.lock_on:
             assert first_labels is not None
-            labels = torch.where(first_labels == VOID, 0, first_labels)
+            labels = torch.where(first_labels == VOID_LABEL, 0, first_labels)
         else:
             labels = _classify(m, classes, num_classes, size)
         yield FrameSegment(labels=labels.cpu(), masks=m.cpu(), slot_classes=classes.cpu())
 
 
+def _first_frame_slots(
+    model: SlotModel, first_labels: Tensor | None, grid: tuple[int, int], options: EvalOptions,
+    background: Tensor | None, restrict_later: bool,
+) -> tuple[int | Sequence[int], Tensor | None, Tensor, int]:
+    """Slot counts to draw, the ``(S, N)`` first-frame mask (None: unrestricted), the ``(S,)`` slot classes
+    and the number of background slots (restricted at later frames with ``restrict_later``)."""
+    mask: Tensor | None
+    if options.lock_on:
+        assert first_labels is not None
+        counts, mask, classes = _lock_on_slots(model, first_labels, grid, options.num_bg_slots,
+                                               options.slots_per_class, options.num_extra_slots, background,
+                                               options.label_sampling)
+        return counts, mask, classes, options.num_bg_slots
+    counts = model.num_slots if options.num_slots is None else options.num_slots
+    classes = _segments(counts, background.device if background is not None else next(model.parameters()).device)
+    grouped = model.slot_init.num_groups == 2
+    num_bg = counts[0] if grouped and not isinstance(counts, int) else 0
+    if restrict_later and num_bg:  # the original: only the background group is restricted
+        mask = None if background is None else _background_slots(background, len(classes), num_bg)
+    else:
+        mask = _group_mask(counts, background) if grouped else None
+    return counts, mask, classes, num_bg
 
 
 def _lock_on_slots(
@@ -368,7 +322,7 @@ def _lock_on_slots(
 
     With background/foreground slot groups the background slots are drawn from the background group.
     """
-    valid = first_labels[first_labels != VOID]
+    valid = first_labels[first_labels != VOID_LABEL]
     num_objects = int(valid.max()) if valid.numel() else 0
     objects: list[int] | None = None
     if label_sampling == "nearest":

@@ -1,8 +1,8 @@
 """Filling the feature store (``mode=cache``) and reading training clips from it.
 
-``mode=cache`` encodes every frame of a dataset once per resolution (``features.resolutions``:
-``train`` = ``train.input_size``, ``eval`` = ``eval.short_side`` with the long side a multiple of the
-stride) and writes them to ``features.store``. A thread decodes (and verifies) the next groups while
+:func:`cache_features` encodes every frame of a dataset's source groups once per resolution (for
+``mode=cache``, ``features.resolutions`` of :func:`dinosavi.features.source.resolution`) and writes them
+to the store. A thread decodes (and verifies) the next groups while
 the encoder runs; a rerun finds every entry, checks its checksum and encodes nothing.
 
 Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
@@ -17,30 +17,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dinosavi.build import check_data_root
 from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.store import (
     FeatureSpace,
     FeatureStore,
-    Resolution,
     file_digest,
     video_frame_digest,
 )
 
-__all__ = ["RESOLUTIONS", "CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups",
-           "resolutions", "run_cache", "video_groups"]
+__all__ = ["CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups", "movi_groups",
+           "video_groups"]
 
 log = logging.getLogger(__name__)
-
-RESOLUTIONS = ("train", "eval")
-
 
 @dataclass
 class SourceGroup:
@@ -84,23 +77,18 @@ def davis_groups(root: str | Path, splits: Sequence[str] | None, year: str = "20
     return list(groups.values())
 
 
+def movi_groups(root: str | Path, split: str | None) -> list[SourceGroup]:
+    """Every video of a MOVi export's ``split`` (its frame folders)."""
+    from dinosavi.data.movi import MoviDataset
+
+    movi = MoviDataset(root, split)
+    return [SourceGroup(n, movi.frame_paths(n)) for n in movi.sequence_names]
+
+
 def video_groups(root: str | Path, frame_rate: float | None) -> list[SourceGroup]:
     """Every video file under ``root``, decoded at ``frame_rate``."""
     root = Path(root)
     return [SourceGroup(str(p.relative_to(root)), [p], video=True, frame_rate=frame_rate) for p in find_videos(root)]
-
-
-def resolutions(names: Sequence[str], input_size: tuple[int, int], short_side: int | None,
-                patch_size: int) -> dict[str, Resolution]:
-    """``train``: frames resized to ``input_size`` as training clips are; ``eval``: the evaluation rule."""
-    unknown = [n for n in names if n not in RESOLUTIONS]
-    if unknown or not names:
-        raise ValueError(f"Unknown features.resolutions {list(names)}; expected a non-empty subset of {RESOLUTIONS}")
-    table = {
-        "train": Resolution(ResizeRule(size=input_size), presize=True),
-        "eval": Resolution(ResizeRule(short_side=short_side, multiple_of=patch_size)),
-    }
-    return {n: table[n] for n in names}
 
 
 @dataclass
@@ -248,36 +236,3 @@ class StoreClips(ClipIndex):
         if stored.cls_attention is not None:
             item["cls_attention"] = stored.cls_attention
         return item
-
-
-def run_cache(cfg: DictConfig, run_dir: Path, encoder: FrozenEncoder) -> CacheStats:
-    """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``."""
-    if not cfg.features.store:
-        raise ValueError("mode=cache needs features.store=<folder>")
-    check_data_root(cfg.data)
-    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
-    wanted = resolutions(list(cfg.features.resolutions), size, cfg.eval.short_side, encoder.patch_size)
-    if cfg.data.name == "videos":
-        if wanted.pop("eval", None) is not None:
-            log.info("data=videos: the eval resolution applies to DAVIS-layout data only; caching train")
-        if not wanted:
-            raise ValueError("data=videos caches the train resolution only; set features.resolutions=[train]")
-        groups = video_groups(cfg.data.root, cfg.data.frame_rate)
-    elif cfg.data.name == "movi":
-        from dinosavi.data.movi import MoviDataset
-
-        movi = MoviDataset(cfg.data.root, cfg.data.split)
-        groups = [SourceGroup(n, movi.frame_paths(n)) for n in movi.sequence_names]
-    else:
-        splits = None if cfg.data.split is None else [cfg.data.split]
-        groups = davis_groups(cfg.data.root, splits, cfg.data.year, cfg.data.quality)
-    with FeatureStore(cfg.features.store, cfg.features.dtype, flush_every=5.0) as store:
-        spaces = [FeatureSpace(store, encoder, r, cfg.encoder.batch_size) for r in wanted.values()]
-        log.info("caching %d groups of %s at %s into %s (%s)", len(groups), cfg.data.root, list(wanted), store.root,
-                 cfg.features.dtype)
-        stats = cache_features(store, spaces, groups)
-    log.info("cached %d frames x %d resolutions in %.1f s (%.1f frames/s); encoded %d, %d entries in the store",
-             stats.frames, len(spaces), stats.seconds, stats.frames / max(stats.seconds, 1e-9), stats.encoded,
-             len(store))
-    return stats
-

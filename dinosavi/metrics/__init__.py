@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     )
     from dinosavi.metrics.matching import Assignment, match_segments
     from dinosavi.metrics.objects import fg_ari, mean_best_overlap, miou
-    from dinosavi.metrics.results import ScoreTable, format_table
+    from dinosavi.metrics.results import ScoreTable
 
 __all__ = [
     "Assignment",
@@ -32,7 +32,6 @@ __all__ = [
     "db_statistics",
     "evaluate_semisupervised",
     "fg_ari",
-    "format_table",
     "jaccard",
     "match_segments",
     "mean_best_overlap",
@@ -49,7 +48,6 @@ _MODULES = {
     "db_statistics": "protocol",
     "evaluate_semisupervised": "davis",
     "fg_ari": "objects",
-    "format_table": "results",
     "jaccard": "davis",
     "match_segments": "matching",
     "mean_best_overlap": "objects",

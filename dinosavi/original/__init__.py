@@ -48,4 +48,4 @@ def load_original_checkpoint(path: str | Path) -> Checkpoint:
     weights = original_to_dinosavi(original.model, model)
     extra = {"source": ORIGINAL_SOURCE, "path": str(original.path), "epoch": original.epoch,
              "feature_dim": feature_dim, "original_config": original.config}
-    return Checkpoint(config=config, step=0, model=weights, extra=extra)
+    return Checkpoint(config=config, step=0, model=weights, extra=extra, path=Path(original.path))

@@ -1,7 +1,9 @@
-"""The visual outputs of an evaluation run beyond the palette PNGs and overlay JPEGs.
+"""The files of an evaluation run besides its scores.
 
 Shared by ``mode=eval`` (lock-on) and ``mode=propagate``::
 
+    <out_dir>/results/<seq>/<frame>.png   palette PNGs, pixel = object id (the annotations' names and size)
+    <out_dir>/overlays/<seq>/<frame>.jpg  the predictions blended over the frames
     <out_dir>/videos/<seq>.mp4        overlays as a video (PyAV)
     <out_dir>/slots/<seq>/<frame>.jpg per-slot masks on the frame (lock-on with eval.output=slot)
     <out_dir>/tb/                     TensorBoard: a few overlay frames per sequence
@@ -22,18 +24,49 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from dinosavi.atomic import atomic_path
-from dinosavi.data.davis import Sequence
+from dinosavi.data.davis import Sequence, write_palette_png
 from dinosavi.viz.overlay import mask_grid, overlay
 from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, spread, write_report
 from dinosavi.viz.video import write_overlay_video
 
-__all__ = ["RunOutputs", "save_jpeg", "write_slot_maps"]
+__all__ = ["RunOutputs", "save_jpeg", "write_sequence", "write_slot_maps"]
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int = 85) -> None:
     """Save an ``(H, W, 3)`` uint8 RGB image as a JPEG, atomically."""
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="JPEG", quality=quality)
+
+
+def write_sequence(
+    out_dir: Path, seq: Sequence, labels: np.ndarray, overlays: bool, pool: ThreadPoolExecutor
+) -> list[Future[None]]:
+    """Queue a sequence's palette PNGs (and overlay JPEGs) on a thread pool.
+
+    Args:
+        out_dir: the evaluation folder.
+        seq: the sequence (frames, palette, frame names).
+        labels: ``(T, H, W)`` uint8 predicted ids.
+        overlays: also write blended overlays.
+        pool: the writer threads.
+
+    Returns:
+        The pending writes; call ``result()`` on each to surface errors.
+    """
+    results = out_dir / "results" / seq.name
+    results.mkdir(parents=True, exist_ok=True)
+    futures = [pool.submit(write_palette_png, results / f"{n}.png", labels[t], seq.palette)
+               for t, n in enumerate(seq.frame_names)]
+    if overlays:
+        frames = seq.frames.permute(0, 2, 3, 1).numpy()
+        (out_dir / "overlays" / seq.name).mkdir(parents=True, exist_ok=True)
+        futures += [pool.submit(_write_overlay, out_dir / "overlays" / seq.name / f"{n}.jpg", frames[t], labels[t],
+                                seq.palette) for t, n in enumerate(seq.frame_names)]
+    return futures
+
+
+def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: np.ndarray) -> None:
+    save_jpeg(path, overlay(frame, labels, palette), quality=90)
 
 
 def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:

@@ -4,7 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,15 +14,20 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.baselines.propagate_dense import neighbourhood_mask, propagate_frame_dense, propagate_sequence_dense
+from dinosavi.config import PropagateConfig
+from dinosavi.evaluation.options import PropagationParams
 from dinosavi.evaluation.propagate import (
-    CRW,
     DINO,
-    PropagationParams,
     propagate_frame,
     propagate_frames,
     propagate_sequence,
 )
+from dinosavi.modes import options
 from tests.conftest import REPO_ROOT, compose_config
+
+# CRW's settings (Jabri et al. 2020), which propagate=crw must compose to
+CRW = PropagationParams(n_last_frames=20, size_mask_neighborhood=12, topk=10, temperature=0.05,
+                        first_frame_unrestricted=True, norm_mask=False)
 
 
 def _one_hot_video(labels: torch.Tensor, dim: int = 8) -> torch.Tensor:
@@ -155,14 +160,18 @@ def test_propagate_frames_streams_what_propagate_sequence_returns():
         next(propagate_frames(iter(()), first, 8, params))
 
 
-def test_presets_compose_to_the_constants():
-    for name, params in (("dino", DINO), ("crw", CRW)):
-        p = compose_config("mode=propagate", f"propagate={name}").propagate
-        assert p.preset == name
-        assert PropagationParams.from_config(p) == params
-        assert (p.short_side, p.multiple_of) == (480, 64)
-    p = compose_config("mode=propagate", "propagate=crw", "propagate.chunk_elements=1000").propagate
-    assert PropagationParams.from_config(p) == replace(CRW, chunk_elements=1000) != CRW
+def _params(*overrides: str) -> PropagationParams:
+    p = options(compose_config("mode=propagate", *overrides).propagate, PropagateConfig)
+    assert (p.short_side, p.multiple_of) == (480, 64)
+    return PropagationParams(**{f.name: getattr(p, f.name) for f in fields(PropagationParams)})
+
+
+def test_presets_compose_to_the_papers_settings():
+    assert _params("propagate=dino") == DINO == PropagationParams()  # DINO's are the defaults
+    assert _params("propagate=crw") == CRW
+    assert _params("propagate=crw", "propagate.chunk_elements=1000") == replace(CRW, chunk_elements=1000) != CRW
+    with pytest.raises(ValueError, match="topk"):
+        _params("propagate=crw", "propagate.topk=0")  # checked when the section becomes options
 
 
 def test_bad_params_are_refused():

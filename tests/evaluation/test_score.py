@@ -14,7 +14,9 @@ from PIL import Image
 from scipy import ndimage
 
 from dinosavi.data.davis import read_palette_png, write_palette_png
-from dinosavi.evaluation.score import run_score, score_folder
+from dinosavi.evaluation.options import ScoreOptions
+from dinosavi.evaluation.score import score_folder
+from dinosavi.modes import run_score
 from tests.conftest import REPO_ROOT, compose_config
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -76,7 +78,7 @@ def test_perturbed_results_equal_the_definitions(sample: Path, tmp_path: Path) -
         j, f = davis_numpy.evaluate_semisupervised(gt, pred)
         expected[f"{seq}_1"] = davis_numpy.db_statistics(j[0]) + davis_numpy.db_statistics(f[0])
     cfg = compose_config("mode=score", f"results={results}", f"data.root={sample}", "data.split=val")
-    run_score(cfg)
+    run_score(cfg, tmp_path, [])
     data = json.loads((results / "metrics-val.json").read_text())
     keys = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     for name, values in expected.items():
@@ -90,7 +92,8 @@ def test_stale_csv_is_overwritten(sample: Path, tmp_path: Path) -> None:
     stale = "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.123,0.123,0.123,0.123,0.123,0.123,0.123\n"
     (results / "global_results-val.csv").write_text(stale)
     (results / "per-sequence_results-val.csv").write_text("Sequence,J-Mean,F-Mean\nbogus_1,0.1,0.1\n")
-    run_score(compose_config("mode=score", f"results={results}", f"data.root={sample}", "data.split=val"))
+    cfg = compose_config("mode=score", f"results={results}", f"data.root={sample}", "data.split=val")
+    run_score(cfg, tmp_path, [])
     assert (results / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")
     assert "bogus" not in (results / "per-sequence_results-val.csv").read_text()
 
@@ -171,7 +174,7 @@ def test_unsupervised_matches_permuted_proposals(tmp_path: Path) -> None:
     for t in range(4):
         write_palette_png(root / "Annotations" / "480p" / "toy" / f"{t:05d}.png", gt[t])
         write_palette_png(results / "toy" / f"{t:05d}.png", prop[t])
-    table = score_folder(results, root, "val", protocol="unsupervised")
+    table = score_folder(results, root, "val", options=ScoreOptions(protocol="unsupervised"))
     j_ref, f_ref, ids = davis_numpy.evaluate_unsupervised(gt, prop)
     assert ids.tolist() == [7, 3]
     obj1, obj2 = table.objects
@@ -179,11 +182,11 @@ def test_unsupervised_matches_permuted_proposals(tmp_path: Path) -> None:
     assert obj2.j_mean == pytest.approx(j_ref[1].mean(), abs=1e-12) and obj2.j_mean < 1
     assert obj2.f_mean == pytest.approx(f_ref[1].mean(), abs=1e-12)
     with pytest.raises(ValueError, match=r"00001\.png holds id 9"):  # proposals are not first-frame objects
-        score_folder(results, root, "val", protocol="semi")
+        score_folder(results, root, "val", options=ScoreOptions(protocol="semi"))
     with pytest.raises(ValueError, match="max_proposals"):
-        score_folder(results, root, "val", protocol="unsupervised", max_proposals=8)
+        score_folder(results, root, "val", options=ScoreOptions(protocol="unsupervised", max_proposals=8))
     with pytest.raises(ValueError, match="protocol"):
-        score_folder(results, root, "val", protocol="weakly")
+        score_folder(results, root, "val", options=ScoreOptions(protocol="weakly"))
 
 
 def _write_perturbed(sample: Path, results: Path) -> None:
@@ -200,13 +203,13 @@ def test_workers_and_torch_fallback_give_identical_tables(
 
     results = tmp_path / "results"
     _write_perturbed(sample, results)
-    serial = score_folder(results, sample, "val", workers=1)
+    serial = score_folder(results, sample, "val", options=ScoreOptions(workers=1))
     assert [o.name for o in serial.objects] == [f"{s}_1" for s in SEQUENCES]
-    assert score_folder(results, sample, "val", workers=3).objects == serial.objects
+    assert score_folder(results, sample, "val", options=ScoreOptions(workers=3)).objects == serial.objects
     monkeypatch.setattr(compiled, "_jf", None)
-    assert score_folder(results, sample, "val", workers=2).objects == serial.objects
+    assert score_folder(results, sample, "val", options=ScoreOptions(workers=2)).objects == serial.objects
     with pytest.raises(ValueError, match="workers"):
-        score_folder(results, sample, "val", workers=-1)
+        score_folder(results, sample, "val", options=ScoreOptions(workers=-1))
 
 
 def test_first_failing_sequence_is_reported_with_workers(sample: Path, tmp_path: Path) -> None:
@@ -216,7 +219,7 @@ def test_first_failing_sequence_is_reported_with_workers(sample: Path, tmp_path:
     first.unlink()
     second.unlink()
     with pytest.raises(FileNotFoundError, match=first.name) as info:
-        score_folder(results, sample, "val", workers=2)
+        score_folder(results, sample, "val", options=ScoreOptions(workers=2))
     assert SEQUENCES[0] in str(info.value)
 
 

@@ -18,9 +18,12 @@ from dinosavi.data.davis import DavisDataset, davis_palette, read_palette_png
 from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import build_encoder
-from dinosavi.evaluation.runner import frame_features
-from dinosavi.evaluation.segment import encode_frames, segment_video, slot_segmenter
+from dinosavi.evaluation.options import EvalOptions
+from dinosavi.evaluation.segment import segment_video, slot_segmenter
 from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.store import Resolution
+from dinosavi.modes import options
 from dinosavi.viz.video import write_video
 from tests.conftest import REPO_ROOT, compose_config
 
@@ -73,7 +76,8 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
             yield item
 
     stream.frames = counted(stream.frames)
-    inner = slot_segmenter(model, encoder, rule, 2, first, stream.size, cfg.eval, seed=0)
+    source = FeatureSource(encoder, Resolution(rule))
+    inner = slot_segmenter(model, source, 2, first, stream.size, options(cfg.eval, EvalOptions), seed=0)
 
     def segmenter(frames):
         for t, out in enumerate(inner(frames)):
@@ -83,7 +87,7 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         entry = segment_video(stream, segmenter, tmp_path, davis_palette(), pool=pool)
     assert max(read_ahead) <= 2  # at most one chunk of frames waits for its labels
-    expected = segment_sequence(model, frame_features(encoder, seq.frames, rule, 32), first, num_bg_slots=4,
+    expected = segment_sequence(model, source.features(seq.frames), first, EvalOptions(num_bg_slots=4),
                                 generator=torch.Generator().manual_seed(0))
     out = tmp_path / seq.name
     pred = np.stack([read_palette_png(out / "results" / f"{n}.png")[0] for n in seq.frame_names])
@@ -97,21 +101,6 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
     with av.open(str(out / f"{seq.name}.mp4")) as container:
         assert container.streams.video[0].average_rate == 24  # a frame folder plays at segment.folder_fps
         assert sum(1 for _ in container.decode(video=0)) == len(seq.frame_names)
-
-
-def test_encode_frames_reads_a_chunk_at_a_time():
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
-    pulled = []
-
-    def frames():
-        for t in range(5):
-            pulled.append(t)
-            yield torch.full((3, 32, 40), 10 * t, dtype=torch.uint8)
-
-    stream = encode_frames(encoder, frames(), ResizeRule(short_side=32, multiple_of=8), chunk=2)
-    features, attention = next(stream)
-    assert pulled == [0, 1] and features.shape == (encoder.feature_dim, 4, 5) and attention is None
-    assert len(list(stream)) == 4 and pulled == [0, 1, 2, 3, 4]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from PIL import Image
 from dinosavi.data.davis import DavisDataset, read_palette_png
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import build_encoder
+from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_frames, segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.models.decoders import AlphaDecoder
@@ -84,8 +85,8 @@ def synthetic_val(tiny_synthetic):
 def _jf(model: SlotModel, sequences, **kwargs) -> float:
     scores = []
     for labels, features in sequences:
-        result = segment_sequence(model, features, labels[0], num_bg_slots=8,
-                                  generator=torch.Generator().manual_seed(0), **kwargs)
+        result = segment_sequence(model, features, labels[0], EvalOptions(num_bg_slots=8, **kwargs),
+                                  generator=torch.Generator().manual_seed(0))
         s = evaluate_semisupervised(labels, result.labels)
         scores.append((s.j.mean(1) + s.f.mean(1)) / 2)
     return torch.cat(scores).mean().item()
@@ -132,28 +133,31 @@ def test_segment_frames_streams_what_segment_sequence_returns(synthetic_val, loc
             pulled.append(t)
             yield f
 
-    kwargs = {"num_bg_slots": 2} if lock_on else {"size": tuple(labels.shape[1:])}
+    options = EvalOptions(lock_on=lock_on, num_bg_slots=2)
+    size = None if lock_on else tuple(labels.shape[1:])
     first = labels[0] if lock_on else None
     steps = []
-    for t, step in enumerate(segment_frames(model, frames(), first, lock_on=lock_on,
-                                            generator=torch.Generator().manual_seed(1), **kwargs)):
+    generator = torch.Generator().manual_seed(1)
+    for t, step in enumerate(segment_frames(model, frames(), first, options, size=size, generator=generator)):
         assert pulled == list(range(t + 1))
         steps.append(step)
-    whole = segment_sequence(model, features, first, lock_on=lock_on, generator=torch.Generator().manual_seed(1),
-                             **kwargs)
+    whole = segment_sequence(model, features, first, options, size=size, generator=torch.Generator().manual_seed(1))
     assert torch.equal(torch.stack([s.labels for s in steps]), whole.labels)
     assert torch.equal(torch.stack([s.masks for s in steps]), whole.masks)
     assert torch.equal(steps[-1].slot_classes, whole.slot_classes)
-    with pytest.raises(ValueError, match="Unknown eval output `bogus`"):
-        segment_frames(model, frames(), first, lock_on=lock_on, output="bogus", **kwargs)  # checked at the call
+    with pytest.raises(ValueError, match=r"Unknown eval\.output `bogus`"):
+        EvalOptions(lock_on=lock_on, output="bogus")  # checked before a model runs
+    with pytest.raises(ValueError, match="needs first_labels or size"):
+        segment_frames(model, frames(), None, EvalOptions(lock_on=False))  # checked at the call
 
 
 def test_same_seed_same_masks(synthetic_val):
     encoder, sequences = synthetic_val
     model = binding_model(encoder.feature_dim)
     labels, features = sequences[0]
-    a = segment_sequence(model, features, labels[0], num_bg_slots=2, generator=torch.Generator().manual_seed(3))
-    b = segment_sequence(model, features, labels[0], num_bg_slots=2, generator=torch.Generator().manual_seed(3))
+    options = EvalOptions(num_bg_slots=2)
+    a = segment_sequence(model, features, labels[0], options, generator=torch.Generator().manual_seed(3))
+    b = segment_sequence(model, features, labels[0], options, generator=torch.Generator().manual_seed(3))
     assert torch.equal(a.labels, b.labels) and torch.equal(a.masks, b.masks)
     assert a.labels.shape == labels.shape and torch.equal(a.labels[0], labels[0])
 
@@ -260,7 +264,7 @@ def test_first_frame_uses_the_model_ini_iters(monkeypatch):
                         lambda x, s, n, m=None: calls.append(n) or original(x, s, n, m))
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[4:12, 4:12] = 1
-    segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=2)
+    segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=2))
     assert calls == [5, 1, 1]  # 5 at the first frame, the model's num_iters after
 
 
@@ -269,7 +273,7 @@ def test_lock_on_with_background_foreground_groups():
     assert model.slot_init.num_groups == 2
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[2:8, 2:8], labels[9:15, 9:15] = 1, 2
-    result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=3,
+    result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=3),
                               generator=torch.Generator().manual_seed(0))
     assert result.slot_classes.tolist() == [0, 0, 0, 1, 2]
     assert result.labels.shape == (3, 16, 16)
@@ -295,7 +299,7 @@ def test_extra_slots_in_a_sequence_count_as_background():
     labels[4:12, 4:12] = 1
     background = torch.ones(4, 4, dtype=torch.bool)
     background[0, 0] = False  # an unannotated object
-    result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, num_bg_slots=2, num_extra_slots=2,
+    result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=2, num_extra_slots=2),
                               background=background)
     assert result.slot_classes.tolist() == [0, 0, 1, 0, 0]
     assert result.masks.shape == (3, 5, 4, 4)
@@ -306,8 +310,9 @@ def test_unsupervised_every_slot_is_a_segment(synthetic_val):
     encoder, sequences = synthetic_val
     model = binding_model(encoder.feature_dim)
     labels, features = sequences[0]
-    result = segment_sequence(model, features, None, size=tuple(labels.shape[-2:]), lock_on=False, num_slots=6,
-                              num_iters=2, ini_iters=4, generator=torch.Generator().manual_seed(0))
+    options = EvalOptions(lock_on=False, num_slots=6, num_iters=2, ini_iters=4)
+    result = segment_sequence(model, features, None, options, size=tuple(labels.shape[-2:]),
+                              generator=torch.Generator().manual_seed(0))
     assert result.slot_classes.tolist() == [1, 2, 3, 4, 5, 6]
     assert result.masks.shape[:2] == (len(labels), 6)
     assert result.labels.min() >= 1 and result.labels.max() <= 6
@@ -315,7 +320,7 @@ def test_unsupervised_every_slot_is_a_segment(synthetic_val):
     up = torch.nn.functional.interpolate(result.masks[2][None], size=labels.shape[-2:], mode="bilinear")[0]
     assert torch.equal(result.labels[2], up.argmax(0) + 1)
     with pytest.raises(ValueError, match="num_slots applies to lock_on=false"):
-        segment_sequence(model, features, labels[0], num_bg_slots=2, num_slots=6)
+        EvalOptions(num_bg_slots=2, num_slots=6)
 
 
 def test_unsupervised_discovery_beats_a_model_that_does_not_bind(synthetic_val):
@@ -327,8 +332,8 @@ def test_unsupervised_discovery_beats_a_model_that_does_not_bind(synthetic_val):
     def scores(model: SlotModel) -> tuple[float, float]:
         fg_ari, jf = [], []
         for labels, features in sequences:
-            result = segment_sequence(model, features, None, size=tuple(labels.shape[-2:]), lock_on=False,
-                                      num_slots=8, output="slot", generator=torch.Generator().manual_seed(0))
+            result = segment_sequence(model, features, None, EvalOptions(lock_on=False, num_slots=8, output="slot"),
+                                      size=tuple(labels.shape[-2:]), generator=torch.Generator().manual_seed(0))
             fg_ari.append(discovery_scores(labels, result.labels)["FG-ARI"])
             matched = match_segments(labels, result.labels)
             jf.append(((matched.j.mean() + matched.f.mean()) / 2).item())
@@ -347,8 +352,8 @@ def test_grouped_unsupervised_restricts_groups_at_the_first_frame():
     model = _slot_model(num_slots=[2, 3], bgfg=True, bgfg_strategy="initial")
     background = torch.zeros(4, 4, dtype=torch.bool)
     background[:2] = True
-    result = segment_sequence(model, torch.randn(2, 24, 4, 4), None, size=(16, 16), lock_on=False,
-                              background=background, output="slot", generator=torch.Generator().manual_seed(0))
+    result = segment_sequence(model, torch.randn(2, 24, 4, 4), None, EvalOptions(lock_on=False, output="slot"),
+                              size=(16, 16), background=background, generator=torch.Generator().manual_seed(0))
     first = result.masks[0]  # (5, 4, 4) slot attention
     assert first[:2, 2:].abs().sum() == 0 and first[2:, :2].abs().sum() == 0
     assert result.labels.max() <= 5

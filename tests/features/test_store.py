@@ -16,7 +16,6 @@ import torch
 from dinosavi.data.videos import DavisClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.encoders.registry import build_encoder
-from dinosavi.evaluation.runner import frame_features
 from dinosavi.features.cache import StoreClips, cache_features, davis_groups
 from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
 from tests.conftest import REPO_ROOT
@@ -63,22 +62,6 @@ def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
             assert online.cls_attention is not None
             torch.testing.assert_close(item["cls_attention"], online.cls_attention, atol=1e-3, rtol=1e-3)
             assert item["frames"].dtype == torch.uint8 and item["frames"].shape[:2] == (3, 3)
-
-
-def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, monkeypatch):
-    encoder = build_encoder("efficientnet_lite0").freeze()
-    groups = davis_groups(tiny_synthetic, ["val"])
-    frames = groups[0].decode()
-    rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
-    online = torch.stack(list(frame_features(encoder, frames, rule, 4)))
-    space = FeatureSpace(FeatureStore(tmp_path / "store"), encoder, Resolution(rule), batch_size=4)
-    first = torch.stack(list(frame_features(encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)))
-    calls = _count_calls(encoder, monkeypatch)
-    second = torch.stack(list(frame_features(encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)))
-    assert calls == []  # read from the store
-    torch.testing.assert_close(first, online)
-    torch.testing.assert_close(second, online, atol=2e-3, rtol=1e-3)
-    assert not torch.equal(second, online)  # really the fp16 copy
 
 
 def test_fp32_store_is_exact(tiny_synthetic, tmp_path, vit):
@@ -266,28 +249,6 @@ def test_train_reads_the_store(tiny_synthetic, tmp_path, monkeypatch):
     path = run_train(cfg, tmp_path / "run", overrides)
     assert load_checkpoint(path).step == 2
     assert len(FeatureStore(tmp_path / "store")) == 3 * 6  # the 3 training videos, train resolution
-
-
-def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
-    from dinosavi.evaluation.runner import frame_outputs
-
-    encoder = build_encoder("vit_tiny_random").freeze()
-    groups = davis_groups(tiny_synthetic, ["val"])
-    frames = groups[0].decode()
-    rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
-    reference = encoder.encode(frames, rule, 4)
-    assert reference.cls_attention is not None
-    online = list(frame_outputs(encoder, frames, rule, 3))  # chunks of 3: frames split across encode calls
-    space = FeatureSpace(FeatureStore(tmp_path / "store"), encoder, Resolution(rule), batch_size=4)
-    frame_outputs_args = (encoder, frames, rule, 4, space, groups[0].paths, groups[0].name)
-    list(frame_outputs(*frame_outputs_args))
-    stored = list(frame_outputs(*frame_outputs_args))
-    assert len(online) == len(stored) == len(frames)
-    for (f_on, a_on), (f_st, a_st), a_ref in zip(online, stored, reference.cls_attention):
-        assert a_on is not None and a_st is not None
-        torch.testing.assert_close(a_on, a_ref)
-        torch.testing.assert_close(a_st, a_ref, atol=1e-3, rtol=1e-3)
-        torch.testing.assert_close(f_st, f_on, atol=2e-3, rtol=1e-3)
 
 
 @pytest.mark.parametrize("kind", ["store", "memory"])

@@ -1,14 +1,11 @@
-"""ScoreTable: global means, official CSV layout and format, JSON, atomic writes."""
+"""ScoreTable: global means and the checks of what is added."""
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dinosavi.metrics.results import GLOBAL_COLUMNS, ScoreTable, format_table
+from dinosavi.metrics.results import ScoreTable
 
 
 def _table() -> ScoreTable:
@@ -30,28 +27,9 @@ def test_global_means() -> None:
     assert g["J-Decay"] == pytest.approx(0.4 / 3)
 
 
-def test_write_official_csvs_and_json(tmp_path: Path) -> None:
-    paths = _table().write(tmp_path, "val")
-    assert [p.name for p in paths] == ["global_results-val.csv", "per-sequence_results-val.csv", "metrics-val.json"]
-    lines = paths[0].read_text().splitlines()
-    assert lines[0] == "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay"
-    assert lines[1] == "0.558,0.483,0.250,0.133,0.633,0.667,0.000"
-    seq = paths[1].read_text().splitlines()
-    assert seq == ["Sequence,J-Mean,F-Mean", "bear_1,0.700,0.900", "dog_1,0.500,1.000", "dog_2,0.250,0.000"]
-    data = json.loads(paths[2].read_text())
-    assert set(data["global"]) == set(GLOBAL_COLUMNS)
-    assert data["per_object"]["bear_1"]["J-Mean"] == pytest.approx(0.7, abs=1e-15)
-    assert not list(tmp_path.glob("*.tmp"))
-
-
 def test_duplicate_sequence_and_empty_table_raise() -> None:
     table = _table()
     with pytest.raises(ValueError, match="bear"):
         table.add("bear", np.ones((1, 3)), np.ones((1, 3)))
     with pytest.raises(ValueError, match="no sequence"):
         ScoreTable().global_means()
-
-
-def test_format_table() -> None:
-    text = format_table(_table())
-    assert "J&F-Mean" in text and "dog_2" in text and "0.558" in text

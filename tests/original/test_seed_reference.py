@@ -22,6 +22,7 @@ from torch import Tensor
 import dinosavi.models.decoders as decoders
 from dinosavi.checkpoint import load_checkpoint
 from dinosavi.config import ModelConfig
+from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
@@ -215,10 +216,9 @@ def evaluation_path(model: SlotModel, inputs: dict[str, Tensor]) -> dict[str, Te
         try:
             with fixed_noise(model, inputs["slot_noise"]):
                 result = segment_sequence(
-                    model, feats, None, size=tuple(feats.shape[-2:]), lock_on=False,
-                    background=backgrounds[0] if grouped else None,
+                    model, feats, None, EvalOptions(lock_on=False, output=output, track_mode=None),
+                    size=tuple(feats.shape[-2:]), background=backgrounds[0] if grouped else None,
                     later_backgrounds=iter(backgrounds[1:]) if grouped else None,
-                    output=output, track_mode=None,
                 )
         finally:
             rec.close()

@@ -1,0 +1,151 @@
+"""Where features come from: read from the feature store, or encoded now. The one place that decides.
+
+A :class:`FeatureSource` is the frozen encoder at one resolution and, when the run has a feature store
+(``features.store``), that resolution's space of the store. Evaluation asks it for the features of a
+sequence (:meth:`FeatureSource.frames`); training for those of a batch (:meth:`FeatureSource.batch`),
+and :func:`training_clips` picks what the training dataset yields. The resolutions themselves (the
+``train`` and ``eval`` resize rules) are defined once, in :func:`resolution`, for training, evaluation
+and ``mode=cache`` alike, so store entries written by one are found by the others.
+
+Shapes: ``B`` clips, ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
+from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+
+__all__ = ["RESOLUTIONS", "FeatureSource", "resolution", "training_clips"]
+
+log = logging.getLogger(__name__)
+
+RESOLUTIONS = ("train", "eval")
+
+
+def resolution(name: str, input_size: tuple[int, int], short_side: int | None, patch_size: int) -> Resolution:
+    """The resolution ``name`` of a run: ``train`` resizes frames to ``input_size`` ``(H, W)`` as training
+    clips are (uint8 first, so the store keeps thumbnails); ``eval`` resizes the short side to
+    ``short_side`` (None: native size) and the long side to a multiple of the encoder's ``patch_size``.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name == "train":
+        return Resolution(ResizeRule(size=input_size), presize=True)
+    if name == "eval":
+        return Resolution(ResizeRule(short_side=short_side, multiple_of=patch_size))
+    raise ValueError(f"Unknown resolution `{name}`; expected one of {RESOLUTIONS}")
+
+
+@dataclass
+class FeatureSource:
+    """The features of frames at one resolution: from ``space`` (the feature store) when given, else
+    encoded now by ``encoder``, ``batch_size`` frames at a time.
+
+    Build it with :meth:`create`, which gives the store space the same resolution as the encoder's rule.
+    """
+
+    encoder: FrozenEncoder
+    resolution: Resolution
+    batch_size: int = 32
+    space: FeatureSpace | None = None
+
+    @classmethod
+    def create(cls, encoder: FrozenEncoder, resolution: Resolution, batch_size: int = 32,
+               store: FeatureStore | None = None) -> FeatureSource:
+        """A source at ``resolution``; with ``store``, reading (and filling) its space of that resolution."""
+        space = None if store is None else FeatureSpace(store, encoder, resolution, batch_size)
+        return cls(encoder, resolution, batch_size, space)
+
+    @property
+    def rule(self) -> ResizeRule:
+        """The resize rule frames are encoded at."""
+        return self.resolution.rule
+
+    def frames(self, frames: Tensor, paths: list[Path] | None = None,
+               name: str = "sequence") -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Per-frame features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None without a CLS token) of
+        ``frames: (T, 3, H, W)`` uint8, in order.
+
+        With a store, the sequence ``name`` is read by the digests of its source files ``paths`` (one per
+        frame); when absent or corrupt it is encoded and written back. Without one, frames are encoded
+        ``batch_size`` at a time as the caller iterates.
+
+        Raises:
+            ValueError: a store without one path per frame.
+        """
+        chunks: Iterable[tuple[Tensor, Tensor | None]]
+        if self.space is not None:
+            if paths is None or len(paths) != len(frames):
+                raise ValueError(f"{name}: the feature store needs one source path per frame, got {paths}")
+            stored, _ = self.space.get(name, [file_digest(p) for p in paths], lambda: frames)
+            chunks = [(stored.features, stored.cls_attention)]
+        else:
+            batches = frames.split(self.batch_size)
+            encoded = (self.encoder.encode(chunk, self.rule, self.batch_size) for chunk in batches)
+            chunks = ((out.features, out.cls_attention) for out in encoded)
+        for features, attention in chunks:
+            for t in range(len(features)):
+                yield features[t], None if attention is None else attention[t]
+
+    def stream(self, frames: Iterable[Tensor], chunk: int) -> Iterator[tuple[Tensor, Tensor | None]]:
+        """Per-frame features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None without a CLS token) of a
+        stream of ``(3, H, W)`` uint8 frames (a video being decoded), ``chunk`` frames read and encoded at a
+        time; never from the store (a stream has no source files to key it by)."""
+        frames = iter(frames)
+        while batch := list(islice(frames, chunk)):
+            out = self.encoder.encode(torch.stack(batch), self.rule, chunk)
+            for t in range(len(batch)):
+                yield out.features[t], None if out.cls_attention is None else out.cls_attention[t]
+
+    def features(self, frames: Tensor, paths: list[Path] | None = None, name: str = "sequence") -> Iterator[Tensor]:
+        """Per-frame features ``(D, h, w)`` only; arguments as in :meth:`frames`."""
+        for features, _ in self.frames(frames, paths, name):
+            yield features
+
+    def batch(self, batch: Tensor | dict[str, Tensor],
+              device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Frames ``(B, T, 3, H, W)`` uint8, features ``(B, T, D, h, w)`` and CLS attention
+        ``(B, T, heads, h, w)`` (None when the encoder has none) on ``device`` for one training batch.
+
+        A batch is raw clips (encoded now, on ``device``), or a dict of ``frames``, ``features`` and
+        optionally ``cls_attention`` that :func:`training_clips` read from the store or from memory.
+        """
+        if isinstance(batch, dict):
+            cls_attention = batch.get("cls_attention")
+            return (batch["frames"], batch["features"].to(device, non_blocking=True),
+                    None if cls_attention is None else cls_attention.to(device, non_blocking=True))
+        B, T = batch.shape[:2]
+        encoded = self.encoder.encode(batch.flatten(0, 1), self.rule, batch_size=self.batch_size)
+        attention = encoded.cls_attention
+        return (batch, encoded.features.clone().unflatten(0, (B, T)),  # clone: usable by autograd
+                None if attention is None else attention.clone().unflatten(0, (B, T)))
+
+
+def training_clips(clips: ClipIndex, source: FeatureSource, in_memory: bool = False) -> ClipIndex:
+    """What training iterates over: ``clips`` themselves, raw ``(T, 3, H, W)`` uint8 (encoded online by
+    :meth:`FeatureSource.batch`), or dicts of ``frames`` and precomputed ``features`` read from the store
+    when ``source`` has one (missing frames encoded and written first) or, with ``in_memory``, encoded
+    once into memory."""
+    if source.space is not None:
+        from dinosavi.features.cache import StoreClips
+
+        if in_memory:
+            log.info("features.store is set: training reads the store, features.in_memory is not used")
+        assert isinstance(clips, FrameClips | VideoClips)
+        return StoreClips(clips, source.space)
+    if in_memory:
+        from dinosavi.features.memory import FeatureClips
+
+        return FeatureClips(clips, source.encoder, source.rule, source.batch_size)
+    return clips
