@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -14,8 +14,6 @@ from dinosavi.metrics.davis import _scores, evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
 from dinosavi.metrics.protocol import boundary_radius
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
 pytestmark = pytest.mark.skipif(not compiled.available(), reason="the compiled J/F kernel is not built")
 
 
@@ -76,7 +74,7 @@ def test_isolated_pixels_and_thin_lines_equal_torch_path(density: float, monkeyp
         np.testing.assert_array_equal(f, f_ref)
 
 
-def test_real_masks_equal_baseline(davis_root: Path) -> None:
+def test_real_masks_equal_baseline(davis_root: Path, davis_numpy: ModuleType) -> None:
     """DAVIS 480p annotations against shifted copies of themselves, as the toolkit scores them."""
     from dinosavi.data.png import read_palette_png
 
