@@ -1,16 +1,25 @@
 """One pass over a joint (ground truth, prediction) id map: confusion counts and boundary bit planes.
 
-Both maps are cropped to the box holding every non-zero id (plus the one-pixel rim whose
-neighbours matter) and fused into one buffer, ``gt << s | pred`` per pixel, with at least one zero
-pad column and one zero pad row per frame. Read as int64 words, two dense comparisons (with a
-one-pixel-shifted copy, and with the next row) flag the few words holding a pixel that differs from
-its east, south or south-east neighbour; everything else runs on those words only:
+The torch path's counterpart of the compiled kernel (:mod:`dinosavi.metrics.compiled`): the same counts,
+computed for all frames and objects at once with whole-tensor operations instead of a loop over
+pixels (``tests/metrics/reference.py`` states the definitions plainly; the tests check both agree).
 
-* J: each row is a run of constant ids between east changes, so the confusion counts are sums of
-  ``+-(position + 1)`` over the east changes (pads only add to the (0, 0) cell);
-* F: a pixel lies on the DAVIS ``seg2bmap`` boundary of object ``k`` when its own, east, south and
-  south-east ids (edge-replicated at the image border) include ``k`` and something else; those
-  pixels are scattered into the bit planes of :mod:`dinosavi.metrics.boundary`.
+* What is packed. Both maps are cropped to the box holding every non-zero id (plus the one-pixel rim
+  whose neighbours matter) and fused into one joint id per pixel, ``gt << s | pred`` (4-bit halves in a
+  uint8 when both maps have at most 15 objects, else 16-bit halves in an int32), with at least one zero
+  pad column and one zero pad row per frame. Read as int64 words, that is 8 (or 2) pixels per word. Two
+  dense comparisons (with a copy shifted by one pixel, and with the next row) flag the few words
+  holding a pixel that differs from its east, south or south-east neighbour; everything else runs on
+  those words only.
+* J. Along a row the joint id is constant between east changes (the pad column ends every row), so a
+  run's length is the distance between the change that ends it and the one before. A changing pixel at
+  flat position ``f`` closes a run of its own id, ``+(f + 1)``, and opens one of its east neighbour's,
+  ``-(f + 1)``; summed per (frame, gt id, pred id) these give the confusion counts. Runs of the
+  background pair cross rows and frames, so the (0, 0) cell is no count; J never reads it.
+* F. A pixel lies on the DAVIS ``seg2bmap`` boundary of object ``k`` when its own, east, south and
+  south-east ids (edge-replicated at the image border) include ``k`` and are not all equal. Each such
+  (object, pixel) pair sets one bit in that object's plane, in the guarded word layout of
+  :mod:`dinosavi.metrics.boundary`, which dilates the planes by the disk and counts the matches.
 
 Shapes: ``T`` frames, ``H, W`` pixels, ``Kg``/``Kp`` objects of the two maps, ``Hc`` cropped rows,
 ``Wp`` words per plane row.
@@ -53,7 +62,7 @@ class JointCounts:
     """What J and F need from one joint map.
 
     Attributes:
-        confusion: (T, Kg+1, Kp+1) float64 pixel counts of (gt id, pred id).
+        confusion: (T, Kg+1, Kp+1) float64 pixel counts of (gt id, pred id); the (0, 0) cell is no count.
         gt_planes: (Kg, T, Hc, Wp) int64 boundary bit planes of the ground-truth objects.
         pred_planes: (Kp, T, Hc, Wp) int64 boundary bit planes of the predicted objects.
         n_gt: (Kg, T) boundary pixels per ground-truth object.

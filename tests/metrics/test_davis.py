@@ -1,4 +1,4 @@
-"""DAVIS J/F: hand-computed cases, protocol rules, and parity with the toolkit's
+"""DAVIS J/F: hand-computed cases, protocol rules, the plain reference, and parity with the toolkit's
 per-frame NumPy + OpenCV baseline (only the parity tests need OpenCV: the ``davis_numpy`` fixture)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from dinosavi.metrics.davis import (
+    _scores,
     boundary_f,
     boundary_radius,
     db_statistics,
@@ -18,6 +19,7 @@ from dinosavi.metrics.davis import (
     jaccard,
     seg2bmap,
 )
+from tests.metrics import reference
 
 pytestmark = pytest.mark.usefixtures("kernel")  # every test on the compiled and the torch path
 
@@ -105,6 +107,7 @@ def test_seg2bmap_tiny() -> None:
         bool,
     )
     assert np.array_equal(seg2bmap(seg[None])[0].numpy(), expected)
+    assert np.array_equal(reference.boundary_map(seg), expected)
 
 
 def test_seg2bmap_equals_baseline(davis_numpy: ModuleType) -> None:
@@ -318,3 +321,46 @@ def test_many_objects_at_borders_match_baseline(seed: int, davis_numpy: ModuleTy
     ours = evaluate_semisupervised(gt, pred)
     np.testing.assert_array_equal(ours.j.numpy(), j_ref)
     np.testing.assert_array_equal(ours.f.numpy(), f_ref)
+
+
+def _random_ids(rng: np.random.Generator, shape: tuple[int, int, int], k: int) -> np.ndarray:
+    """Noise and rectangles of ids 1..k, some cut by the image border."""
+    T, H, W = shape
+    out = np.where(rng.random(shape) < 0.05, rng.integers(0, k + 1, shape), 0).astype(np.uint8)
+    for obj in range(1, k + 1):
+        for t in range(T):
+            y, x = rng.integers(-3, H), rng.integers(-3, W)
+            out[t, max(y, 0) : y + rng.integers(1, H // 2 + 2), max(x, 0) : x + rng.integers(1, W // 2 + 2)] = obj
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equals_plain_reference_on_random_masks(seed: int) -> None:
+    """Both J/F paths (bit-packed torch, compiled) equal the plain definitions bit for bit: random sizes,
+    1 to 17 objects (narrow and wide joint ids), void and ids above K in gt, radii 0 to past the guard bits."""
+    rng = np.random.default_rng(seed)
+    for trial in range(6):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 90)))
+        k = [1, 2, 5, 17][(seed + trial) % 4]
+        gt, pred = _random_ids(rng, shape, k), _random_ids(rng, shape, k)
+        gt[rng.random(shape) < 0.03] = 255
+        radius = [0, 1, 3, boundary_radius(shape[1], shape[2]), 20, 40][trial]
+        j, f = _scores(torch.from_numpy(gt), torch.from_numpy(pred), k, radius)
+        pairs = np.repeat(np.arange(1, k + 1), 2).reshape(k, 2)
+        j_ref, f_ref = reference.pair_scores(gt, pred, pairs, radius)
+        np.testing.assert_array_equal(j.numpy(), j_ref)
+        np.testing.assert_array_equal(f.numpy(), f_ref)
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 8])
+def test_plain_reference_equals_baseline(radius: int, davis_numpy: ModuleType) -> None:
+    """The plain reference states the toolkit's definitions: the same values as its OpenCV path."""
+    rng = np.random.default_rng(radius)
+    for _ in range(20):
+        shape = (int(rng.integers(1, 30)), int(rng.integers(1, 70)))
+        gt, pred = rng.random(shape) < rng.random(), rng.random(shape) < rng.random()
+        assert reference.frame_jaccard(gt, pred) == davis_numpy.frame_jaccard(gt, pred)
+        assert reference.frame_boundary_f(gt, pred, radius) == davis_numpy.frame_boundary_f(
+            gt, pred, bound_th=radius if radius else 0.0
+        )
+        assert np.array_equal(reference.boundary_map(gt), davis_numpy.boundary_map(gt))
