@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dinosavi.models.background import background_mask, bgfg_slot_masks
+from dinosavi.models.background import BGFG_STRATEGIES, background_mask, bgfg_slot_masks
 
 
 def test_background_mask_hand_made():
@@ -34,3 +34,32 @@ def test_bgfg_slot_masks_strategies():
     assert torch.equal(initial[:, 0], always[:, 0]) and initial[:, 1:].all()
     with pytest.raises(ValueError, match="Unknown bgfg strategy `sometimes`"):
         bgfg_slot_masks(background, 2, 3, "sometimes")
+
+
+@pytest.mark.parametrize(("batch", "heads", "h", "w"), [(1, 1, 1, 2), (3, 6, 4, 7), (2, 12, 9, 5)])
+def test_background_mask_shapes(batch, heads, h, w):
+    got = background_mask(torch.rand(batch, heads, h, w))
+    assert got.shape == (batch, h, w) and got.dtype == torch.bool
+
+
+def test_background_mask_is_per_image_and_ignores_scale():
+    attn = torch.rand(4, 6, 5, 7)
+    whole = background_mask(attn)
+    for b in range(4):
+        assert torch.equal(whole[b], background_mask(attn[b : b + 1])[0])
+    # a common positive scale changes neither the counts above the mean nor the comparison with it
+    assert torch.equal(background_mask(attn * 3.0), whole)
+    assert torch.equal(background_mask(attn.half()), background_mask(attn.half().float()))
+
+
+def test_a_uniform_map_has_no_background():
+    assert not background_mask(torch.full((1, 3, 4, 4), 0.25)).any()
+
+
+@pytest.mark.parametrize("strategy", BGFG_STRATEGIES)
+@pytest.mark.parametrize(("num_bg", "num_fg"), [(1, 1), (2, 5), (0, 3)])
+def test_bgfg_slot_masks_shapes(strategy, num_bg, num_fg):
+    background = torch.rand(2, 4, 3, 5) < 0.5
+    masks = bgfg_slot_masks(background, num_bg, num_fg, strategy)
+    assert masks.shape == (2, 4, num_bg + num_fg, 15) and masks.dtype == torch.bool
+    assert torch.equal(masks[:, 0, :num_bg], background[:, 0].flatten(1)[:, None].expand(-1, num_bg, -1))
