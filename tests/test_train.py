@@ -46,29 +46,6 @@ def test_one_training_step_per_preset(preset, tiny_synthetic, tmp_path):
     assert (tmp_path / "config.yaml").is_file()
 
 
-def test_in_memory_features_match_online(tiny_synthetic):
-    from dinosavi.data.videos import DavisClips
-    from dinosavi.encoders.base import ResizeRule
-    from dinosavi.encoders.registry import build_encoder
-    from dinosavi.features.memory import FeatureClips
-
-    encoder = build_encoder("vit_tiny_random").freeze()
-    rule = ResizeRule(size=(64, 64))
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=2, clips_per_video=2, size=(64, 64))
-    memory = FeatureClips(clips, encoder, rule, batch_size=4)
-    assert len(memory) == len(clips)
-    for epoch in (0, 1):
-        clips.set_epoch(epoch)
-        memory.set_epoch(epoch)
-        for i in range(len(clips)):
-            frames = clips[i]
-            item = memory[i]
-            assert torch.equal(item["frames"], frames)
-            online = encoder.encode(frames, rule).features
-            # fp16 storage is the only difference
-            torch.testing.assert_close(item["features"], online, atol=2e-3, rtol=1e-3)
-
-
 def test_resume_continues_exactly(tiny_synthetic, tmp_path):
     full = load_checkpoint(_train(tiny_synthetic, tmp_path / "full", "hparam=demo", "train.max_steps=6"))
     _train(tiny_synthetic, tmp_path / "part", "hparam=demo", "train.max_steps=6", "train.save_every=3")
@@ -260,35 +237,6 @@ def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
     with pytest.raises(ValueError, match=r"preset `slot-s256d-bgfg`.*efficientnet_lite0"):
         _train(tiny_synthetic, tmp_path, "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0",
                "train.max_steps=1", "data.frames_per_clip=4")
-
-
-def test_in_memory_features_keep_cls_attention(tiny_synthetic):
-    from dinosavi.data.videos import DavisClips
-    from dinosavi.encoders.base import ResizeRule
-    from dinosavi.encoders.registry import build_encoder
-    from dinosavi.features.memory import FeatureClips
-
-    encoder = build_encoder("vit_tiny_random").freeze()
-    rule = ResizeRule(size=(64, 64))
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=1, clips_per_video=1, size=(64, 64))
-    item = FeatureClips(clips, encoder, rule, batch_size=4)[0]
-    online = encoder.encode(item["frames"], rule).cls_attention
-    assert online is not None
-    torch.testing.assert_close(item["cls_attention"], online, atol=2e-3, rtol=1e-3)
-
-
-def test_sampler_shards_make_the_global_batches():
-    from dinosavi.data.sampler import EpochSampler
-
-    one = list(EpochSampler(11, seed=3, epoch=1))
-    shards = [list(EpochSampler(11, seed=3, epoch=1, rank=r, world_size=2, batch_size=2)) for r in (0, 1)]
-    assert [len(s) for s in shards] == [4, 4]  # only whole global batches of 4
-    glued = [i for b in range(2) for r in (0, 1) for i in shards[r][2 * b : 2 * b + 2]]
-    assert glued == one[:8]
-    resumed = list(EpochSampler(11, seed=3, epoch=1, start=4, rank=1, world_size=2, batch_size=2))
-    assert resumed == shards[1][2:]
-    with pytest.raises(ValueError, match="whole number of global batches"):
-        EpochSampler(11, seed=3, start=3, rank=0, world_size=2, batch_size=2)
 
 
 def test_headline_preset_trains_on_a_folder_of_mp4_files(tmp_path):

@@ -5,10 +5,26 @@ functions of :mod:`dinosavi.metrics.davis` and :mod:`dinosavi.metrics.matching` 
 it. Its values equal the torch path's bit for bit (same integer counts, same float64 operations in
 the same order); without the extension, :func:`available` is false and the torch path runs.
 
-Per frame the kernel makes one pass over 8-pixel words (confusion counts and the box of the
-objects), one pass over that box (boundary pixels into one bit plane per object), then tests each
-boundary pixel's disk as bit spans, centre row first. It releases the interpreter lock, so
-sequences can be scored in threads.
+The algorithm, one frame at a time (``tests/metrics/reference.py`` states the same definitions plainly,
+without packing, and the tests check the two agree bit for bit):
+
+* J. One pass over both id maps counts every pixel into a confusion table ``conf[g, p]`` (its
+  ground-truth id, its predicted id), reading 8 pixels as one 64-bit word and skipping words that are
+  background in both. For a pair ``(k, q)``: intersection ``conf[k, q]``, union
+  ``sum_p conf[k, p] + sum_g conf[g, q] - conf[k, q]``, J their ratio (1 when the union is empty).
+* What is packed. The same pass notes the box of the non-zero ids. In that box (grown by one pixel up
+  and left) a pixel is on the boundary of object ``k`` when ``k`` is among its own, east, south and
+  south-east ids and those four are not all equal (DAVIS ``seg2bmap``, edge-replicated). Each
+  object's boundary becomes one bit plane: one bit per pixel, 64 pixels per ``uint64`` word, the box's
+  rows one after another; the number of set bits is the object's boundary length.
+* F. A boundary pixel of one plane is matched when the other plane has a set bit in the disk
+  ``dx**2 + dy**2 <= r**2`` around it. Row ``dy`` of the disk is the span ``x - w .. x + w`` with
+  ``w = isqrt(r**2 - dy**2)``, tested by masking the words it covers; rows are tried centre first and
+  the search stops at the first hit. Precision is the matched fraction of the prediction's boundary,
+  recall that of the ground truth's, F = 2PR / (P + R), with the toolkit's conventions for empty
+  boundaries (as :func:`dinosavi.metrics.davis.f_from_counts`).
+
+The kernel releases the interpreter lock, so sequences can be scored in threads.
 
 Shapes: ``T`` frames, ``H, W`` pixels, ``K`` ground-truth objects, ``P`` proposals, ``N`` pairs.
 """

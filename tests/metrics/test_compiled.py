@@ -1,9 +1,10 @@
-"""The compiled J/F kernel: bit-for-bit equal to the torch path and the NumPy baseline, its edge cases."""
+"""The compiled J/F kernel: bit-for-bit equal to the plain reference, the torch path and the OpenCV baseline;
+its edge cases."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,9 +14,8 @@ from dinosavi.metrics import compiled
 from dinosavi.metrics.davis import _scores, evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
 from dinosavi.metrics.protocol import boundary_radius
+from tests.metrics import reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
 pytestmark = pytest.mark.skipif(not compiled.available(), reason="the compiled J/F kernel is not built")
 
 
@@ -56,6 +56,24 @@ def test_equals_torch_path_bit_for_bit(seed: int, monkeypatch: pytest.MonkeyPatc
         np.testing.assert_array_equal(f, f_ref)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_equals_plain_reference_on_random_masks(seed: int) -> None:
+    """Every (gt id, pred id) pair, K != P, against the plain definitions; radii up to past one word (64)."""
+    rng = np.random.default_rng(100 + seed)
+    for trial in range(5):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 140)))
+        k, p = int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        gt, pred = _boxes(rng, shape, k), _boxes(rng, shape, p)
+        gt[rng.random(shape) < 0.03] = 255
+        pred[rng.random(shape) < 0.03] = p
+        radius = [0, 1, boundary_radius(shape[1], shape[2]), 30, 70][trial]
+        pairs = np.array([[a, b] for a in range(1, k + 1) for b in range(1, p + 1)], np.int32)
+        j, f = compiled.pair_scores(gt, pred, pairs, k, p, radius)
+        j_ref, f_ref = reference.pair_scores(gt, pred, pairs, radius)
+        np.testing.assert_array_equal(j, j_ref)
+        np.testing.assert_array_equal(f, f_ref)
+
+
 @pytest.mark.parametrize("density", [0.001, 0.02])
 def test_isolated_pixels_and_thin_lines_equal_torch_path(density: float, monkeypatch: pytest.MonkeyPatch) -> None:
     """Single pixels and 1-pixel lines anywhere in wide rows: every word offset holds a lone boundary."""
@@ -76,7 +94,7 @@ def test_isolated_pixels_and_thin_lines_equal_torch_path(density: float, monkeyp
         np.testing.assert_array_equal(f, f_ref)
 
 
-def test_real_masks_equal_baseline(davis_root: Path) -> None:
+def test_real_masks_equal_baseline(davis_root: Path, davis_numpy: ModuleType) -> None:
     """DAVIS 480p annotations against shifted copies of themselves, as the toolkit scores them."""
     from dinosavi.data.png import read_palette_png
 

@@ -1,9 +1,9 @@
-"""DAVIS J/F: hand-computed cases, protocol rules, and parity with the per-frame NumPy baseline."""
+"""DAVIS J/F: hand-computed cases, protocol rules, the plain reference, and parity with the toolkit's
+per-frame NumPy + OpenCV baseline (only the parity tests need OpenCV: the ``davis_numpy`` fixture)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -11,6 +11,7 @@ import torch
 from scipy import ndimage
 
 from dinosavi.metrics.davis import (
+    _scores,
     boundary_f,
     boundary_radius,
     db_statistics,
@@ -18,9 +19,8 @@ from dinosavi.metrics.davis import (
     jaccard,
     seg2bmap,
 )
+from tests.metrics import reference
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
 pytestmark = pytest.mark.usefixtures("kernel")  # every test on the compiled and the torch path
 
 
@@ -107,7 +107,12 @@ def test_seg2bmap_tiny() -> None:
         bool,
     )
     assert np.array_equal(seg2bmap(seg[None])[0].numpy(), expected)
-    assert np.array_equal(davis_numpy.boundary_map(seg), expected)
+    assert np.array_equal(reference.boundary_map(seg), expected)
+
+
+def test_seg2bmap_equals_baseline(davis_numpy: ModuleType) -> None:
+    seg = np.random.default_rng(0).random((9, 13)) < 0.5
+    assert np.array_equal(seg2bmap(seg[None])[0].numpy(), davis_numpy.boundary_map(seg))
 
 
 def test_boundary_radius() -> None:
@@ -138,8 +143,13 @@ def test_decay_bins(n: int, first: list[int], last: list[int]) -> None:
     assert mean == pytest.approx(x.mean())
     assert recall == pytest.approx((x > 0.5).mean())
     assert decay == pytest.approx(x[first].mean() - x[last].mean())
-    # T=300 would wrap with the toolkit's uint8 bin ids (ids[4] = 299 -> 43); here it does not.
-    assert davis_numpy.db_statistics(x) == pytest.approx((mean, recall, decay))
+
+
+def test_decay_bins_equal_baseline(davis_numpy: ModuleType) -> None:
+    # T=300 would wrap with the toolkit's uint8 bin ids (ids[4] = 299 -> 43); here and in the baseline it does not.
+    for n in (10, 300):
+        x = np.arange(n, dtype=np.float64)
+        assert davis_numpy.db_statistics(x) == pytest.approx(db_statistics(x))
 
 
 def test_db_statistics_nan() -> None:
@@ -214,7 +224,7 @@ def _blobs(rng: np.random.Generator, shape: tuple[int, int, int], k: int) -> np.
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_parity_with_baseline(seed: int) -> None:
+def test_parity_with_baseline(seed: int, davis_numpy: ModuleType) -> None:
     rng = np.random.default_rng(seed)
     gt = _blobs(rng, (5, 120, 200), 2)
     pred = _blobs(rng, (5, 120, 200), 2)
@@ -233,7 +243,7 @@ def test_parity_with_baseline(seed: int) -> None:
         np.testing.assert_allclose(j, j_ref, rtol=0, atol=1e-9)
 
 
-def test_frame_chunks_and_wide_ids_match_baseline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frame_chunks_and_wide_ids_match_baseline(monkeypatch: pytest.MonkeyPatch, davis_numpy: ModuleType) -> None:
     """Tile grids split over frame chunks, int64 inputs, and K >= 16 (int32 joint map) give the same values."""
     import dinosavi.metrics.davis as davis
 
@@ -266,7 +276,7 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(cpu.j, gpu.j.cpu()) and torch.equal(cpu.f, gpu.f.cpu())
 
 
-def _ref(gt: np.ndarray, pred: np.ndarray, th: float) -> tuple[np.ndarray, np.ndarray]:
+def _ref(davis_numpy: ModuleType, gt: np.ndarray, pred: np.ndarray, th: float) -> tuple[np.ndarray, np.ndarray]:
     j = [davis_numpy.frame_jaccard(gt[t], pred[t]) for t in range(len(gt))]
     f = [davis_numpy.frame_boundary_f(gt[t], pred[t], bound_th=th) for t in range(len(gt))]
     return np.array(j), np.array(f)
@@ -274,7 +284,7 @@ def _ref(gt: np.ndarray, pred: np.ndarray, th: float) -> tuple[np.ndarray, np.nd
 
 @pytest.mark.parametrize("shape", [(3, 1, 1), (3, 1, 9), (3, 9, 1), (4, 13, 17), (2, 31, 65), (2, 40, 130)])
 @pytest.mark.parametrize("th", [0.0, 1, 3, 0.008, 0.5, 200])
-def test_parity_odd_sizes_borders_and_radii(shape: tuple[int, int, int], th: float) -> None:
+def test_parity_odd_sizes_borders_and_radii(shape: tuple[int, int, int], th: float, davis_numpy: ModuleType) -> None:
     """Odd sizes, masks touching every border, word-boundary widths, radius 0 and larger than the image."""
     rng = np.random.default_rng(sum(shape))
     gt = rng.random(shape) < 0.4
@@ -282,23 +292,23 @@ def test_parity_odd_sizes_borders_and_radii(shape: tuple[int, int, int], th: flo
     gt[0], pred[0, :, -1] = True, True  # full frame / right border
     pred[-1] = False  # empty prediction
     j, f = jaccard(gt, pred).numpy(), boundary_f(gt, pred, bound_th=th).numpy()
-    j_ref, f_ref = _ref(gt, pred, th)
+    j_ref, f_ref = _ref(davis_numpy, gt, pred, th)
     np.testing.assert_array_equal(j, j_ref)
     np.testing.assert_array_equal(f, f_ref)
 
 
-def test_all_empty_and_one_empty_sequences() -> None:
+def test_all_empty_and_one_empty_sequences(davis_numpy: ModuleType) -> None:
     z = np.zeros((4, 11, 13), np.uint8)
     gt = z.copy()
     gt[:, 3:6, 4:9] = 1
     for g, p in ((z, z), (gt, z), (z, gt)):
-        j_ref, f_ref = _ref(g, p, 0.008)
+        j_ref, f_ref = _ref(davis_numpy, g, p, 0.008)
         np.testing.assert_array_equal(boundary_f(g, p).numpy(), f_ref)
         np.testing.assert_array_equal(jaccard(g, p).numpy(), j_ref)
 
 
 @pytest.mark.parametrize("seed", [2, 3])
-def test_many_objects_at_borders_match_baseline(seed: int) -> None:
+def test_many_objects_at_borders_match_baseline(seed: int, davis_numpy: ModuleType) -> None:
     """12 objects (narrow joint ids), objects cut by every image border, void and ids above K in gt."""
     rng = np.random.default_rng(seed)
     gt = _blobs(rng, (5, 47, 93), 12)
@@ -311,3 +321,46 @@ def test_many_objects_at_borders_match_baseline(seed: int) -> None:
     ours = evaluate_semisupervised(gt, pred)
     np.testing.assert_array_equal(ours.j.numpy(), j_ref)
     np.testing.assert_array_equal(ours.f.numpy(), f_ref)
+
+
+def _random_ids(rng: np.random.Generator, shape: tuple[int, int, int], k: int) -> np.ndarray:
+    """Noise and rectangles of ids 1..k, some cut by the image border."""
+    T, H, W = shape
+    out = np.where(rng.random(shape) < 0.05, rng.integers(0, k + 1, shape), 0).astype(np.uint8)
+    for obj in range(1, k + 1):
+        for t in range(T):
+            y, x = rng.integers(-3, H), rng.integers(-3, W)
+            out[t, max(y, 0) : y + rng.integers(1, H // 2 + 2), max(x, 0) : x + rng.integers(1, W // 2 + 2)] = obj
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_equals_plain_reference_on_random_masks(seed: int) -> None:
+    """Both J/F paths (bit-packed torch, compiled) equal the plain definitions bit for bit: random sizes,
+    1 to 17 objects (narrow and wide joint ids), void and ids above K in gt, radii 0 to past the guard bits."""
+    rng = np.random.default_rng(seed)
+    for trial in range(6):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 90)))
+        k = [1, 2, 5, 17][(seed + trial) % 4]
+        gt, pred = _random_ids(rng, shape, k), _random_ids(rng, shape, k)
+        gt[rng.random(shape) < 0.03] = 255
+        radius = [0, 1, 3, boundary_radius(shape[1], shape[2]), 20, 40][trial]
+        j, f = _scores(torch.from_numpy(gt), torch.from_numpy(pred), k, radius)
+        pairs = np.repeat(np.arange(1, k + 1), 2).reshape(k, 2)
+        j_ref, f_ref = reference.pair_scores(gt, pred, pairs, radius)
+        np.testing.assert_array_equal(j.numpy(), j_ref)
+        np.testing.assert_array_equal(f.numpy(), f_ref)
+
+
+@pytest.mark.parametrize("radius", [0, 1, 3, 8])
+def test_plain_reference_equals_baseline(radius: int, davis_numpy: ModuleType) -> None:
+    """The plain reference states the toolkit's definitions: the same values as its OpenCV path."""
+    rng = np.random.default_rng(radius)
+    for _ in range(20):
+        shape = (int(rng.integers(1, 30)), int(rng.integers(1, 70)))
+        gt, pred = rng.random(shape) < rng.random(), rng.random(shape) < rng.random()
+        assert reference.frame_jaccard(gt, pred) == davis_numpy.frame_jaccard(gt, pred)
+        assert reference.frame_boundary_f(gt, pred, radius) == davis_numpy.frame_boundary_f(
+            gt, pred, bound_th=radius if radius else 0.0
+        )
+        assert np.array_equal(reference.boundary_map(gt), davis_numpy.boundary_map(gt))

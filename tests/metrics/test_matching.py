@@ -1,9 +1,8 @@
-"""Unsupervised matching: permuted proposals, unmatched objects, parity with the baseline."""
+"""Unsupervised matching: permuted proposals, unmatched objects, parity with the OpenCV baseline (``davis_numpy``)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -12,8 +11,6 @@ import torch
 from dinosavi.metrics.davis import boundary_f, jaccard
 from dinosavi.metrics.matching import match_segments
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-davis_numpy = pytest.importorskip("benchmarks.baselines.davis_numpy")
 pytestmark = pytest.mark.usefixtures("kernel")  # every test on the compiled and the torch path
 
 
@@ -54,7 +51,7 @@ def test_too_many_proposals_raises() -> None:
         match_segments(gt, prop)
 
 
-def test_parity_with_baseline() -> None:
+def test_parity_with_baseline(davis_numpy: ModuleType) -> None:
     rng = np.random.default_rng(0)
     from scipy import ndimage
 
@@ -73,7 +70,7 @@ def test_parity_with_baseline() -> None:
     assert out.proposal_ids.tolist() == ids_ref.tolist()
 
 
-def test_parity_with_baseline_many_proposals_at_borders() -> None:
+def test_parity_with_baseline_many_proposals_at_borders(davis_numpy: ModuleType) -> None:
     """17 proposals (wide joint ids), objects touching the image border, a missing proposal id."""
     rng = np.random.default_rng(4)
     gt = np.zeros((3, 33, 71), np.uint8)

@@ -1,6 +1,5 @@
 import torch
 
-from dinosavi.losses import feature_reconstruction_loss, normalize_target
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
@@ -44,10 +43,3 @@ def test_clip_loss_decreases_with_training():
         opt.step()
     assert out.alpha.shape == (2, 2, 5, 6, 7)
     assert out.loss.item() < 0.5 * first
-
-
-def test_target_is_layer_normalised():
-    x = torch.randn(2, 24, 3, 3) * 5 + 2
-    t = normalize_target(x)
-    torch.testing.assert_close(t.mean(1), torch.zeros(2, 3, 3), atol=1e-5, rtol=0)
-    assert feature_reconstruction_loss(t, x).item() < 1e-10

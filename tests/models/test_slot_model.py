@@ -5,7 +5,7 @@ from einops import rearrange
 from dinosavi.build import build_model
 from dinosavi.config import ModelConfig
 from dinosavi.losses import feature_reconstruction_loss
-from dinosavi.models.background import background_mask, bgfg_slot_masks
+from dinosavi.models.background import background_mask
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
@@ -131,36 +131,6 @@ def test_sharded_batch_matches_global_batch():
         halves.append(model.clip_loss(feats[2 * rank : 2 * rank + 2], shard=(rank, 2)))
     torch.testing.assert_close(torch.cat([h.alpha for h in halves]), full.alpha)
     torch.testing.assert_close((halves[0].loss + halves[1].loss) / 2, full.loss)
-
-
-def test_background_mask_hand_made():
-    # 2 heads on a 2x3 grid. Head 0 is focused (one hot patch), head 1 diffuse.
-    attn = torch.zeros(1, 2, 2, 3)
-    attn[0, 0, 0, 0] = 0.9
-    attn[0, 0].view(-1)[1:] = 0.02
-    attn[0, 1] = torch.tensor([[0.2, 0.2, 0.2], [0.2, 0.1, 0.1]])
-    # mean over heads and patches = 2/12 = 0.1667: head 0 counts 1 patch, head 1 counts 4
-    # weights log(5/1) = 1.609 and log(5/4) = 0.223
-    w0, w1 = torch.log(torch.tensor(5.0)), torch.log(torch.tensor(5 / 4))
-    fused = (attn[0, 0] * w0 + attn[0, 1] * w1) / 2
-    expected = fused < fused.mean()
-    got = background_mask(attn)
-    assert got.shape == (1, 2, 3) and got.dtype == torch.bool
-    assert torch.equal(got[0], expected)
-    assert not got[0, 0, 0] and got[0, 1, 2]  # the focused patch is foreground, a cold one background
-
-
-def test_bgfg_slot_masks_strategies():
-    background = torch.zeros(1, 3, 2, 2, dtype=torch.bool)
-    background[..., 0, :] = True  # top row background
-    always = bgfg_slot_masks(background, 2, 3, "always")
-    assert always.shape == (1, 3, 5, 4)
-    assert torch.equal(always[0, :, :2], background.flatten(-2)[0, :, None].expand(3, 2, 4))
-    assert torch.equal(always[0, :, 2:], ~background.flatten(-2)[0, :, None].expand(3, 3, 4))
-    initial = bgfg_slot_masks(background, 2, 3, "initial")
-    assert torch.equal(initial[:, 0], always[:, 0]) and initial[:, 1:].all()
-    with pytest.raises(ValueError, match="Unknown bgfg strategy `sometimes`"):
-        bgfg_slot_masks(background, 2, 3, "sometimes")
 
 
 @pytest.mark.parametrize("strategy", ["initial", "always"])
