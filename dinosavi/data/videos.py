@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from dinosavi.data.badfiles import BadFile, Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, SequenceDataset, read_frames
+from dinosavi.data.resize import resize_frames
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -153,13 +153,6 @@ def _probe_length(path: Path, frame_rate: float | None) -> int:
             return int(stream.frames) if stream.frames else round(duration * rate)
         last = duration - (1 / rate if rate else 0)  # time of the last frame
         return math.floor(last * frame_rate + _EPS) + 1 if last >= 0 else 0
-
-
-def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """(T, 3, H, W) uint8 -> (T, 3, *size) uint8, bilinear with antialiasing."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
 class ClipIndex(Dataset):
@@ -325,12 +318,12 @@ class FrameClips(ClipIndex):
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
-        return _resize(read_frames(self.paths[video]), self.size)
+        return resize_frames(read_frames(self.paths[video]), self.size)
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
         stop = start + (self.frames_per_clip - 1) * self.stride + 1
-        return _resize(read_frames(self.paths[video][start : stop : self.stride]), self.size)
+        return resize_frames(read_frames(self.paths[video][start : stop : self.stride]), self.size)
 
 
 class DavisClips(FrameClips):
@@ -448,7 +441,7 @@ class VideoClips(ClipIndex):
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of video ``video`` at ``frame_rate``: ``(T, 3, H, W)`` uint8 at ``size``."""
-        return _resize(decode_video(self.videos[video], self.frame_rate), self.size)
+        return resize_frames(decode_video(self.videos[video], self.frame_rate), self.size)
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
@@ -462,4 +455,4 @@ class VideoClips(ClipIndex):
             raise UnreadableFileError(self.videos[video], f"Video {self.videos[video]} has no decodable frames")
         clip = list(window) + [window[-1]] * (self.frames_per_clip - len(window))
         tensor = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2).contiguous()
-        return _resize(tensor, self.size)
+        return resize_frames(tensor, self.size)

@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from dinosavi.atomic import write_atomic
+from dinosavi.data.resize import resize_frames
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 
 __all__ = [
@@ -58,7 +58,6 @@ __all__ = [
     "StoredFrames",
     "encoder_fingerprint",
     "file_digest",
-    "presize",
     "video_frame_digest",
     "weights_digest",
 ]
@@ -78,8 +77,9 @@ class Resolution:
 
     Attributes:
         rule: the resize rule of :meth:`FrozenEncoder.encode`.
-        presize: frames are first resized as uint8 (bilinear, antialiased) to ``rule.size``, as training
-            clips are; the store then also keeps frame thumbnails.
+        presize: frames are first resized as uint8 to ``rule.size`` with
+            :func:`~dinosavi.data.resize.resize_frames`, as training clips are; the store then also keeps
+            frame thumbnails.
     """
 
     rule: ResizeRule
@@ -105,18 +105,11 @@ class StoredFrames:
     frames: Tensor | None = None
 
 
-def presize(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(T, 3, H, W)`` uint8 -> ``(T, 3, *size)`` uint8, bilinear with antialiasing (as training clips)."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-
-
 def _thumbnails(frames: Tensor) -> Tensor:
     """``(T, 3, H, W)`` uint8 -> ``(T, 3, H', W')`` with the long side at most ``THUMBNAIL_SIDE``."""
     H, W = frames.shape[-2:]
     scale = min(1.0, THUMBNAIL_SIDE / max(H, W))
-    return presize(frames, (max(1, round(H * scale)), max(1, round(W * scale)))).contiguous()
+    return resize_frames(frames, (max(1, round(H * scale)), max(1, round(W * scale)))).contiguous()
 
 
 def _sha256_json(obj: object) -> str:
@@ -396,7 +389,7 @@ class FeatureSpace:
         """Encode ``(T, 3, H, W)`` uint8 frames online at this resolution (float32 out)."""
         if self.resolution.presize:
             assert self.resolution.rule.size is not None
-            frames = presize(frames, self.resolution.rule.size)
+            frames = resize_frames(frames, self.resolution.rule.size)
         out = self.encoder.encode(frames, self.resolution.rule, self.batch_size)
         attention = None if out.cls_attention is None else out.cls_attention.cpu()
         thumbs = _thumbnails(frames.cpu()) if self.resolution.presize else None
