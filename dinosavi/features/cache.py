@@ -24,7 +24,8 @@ from torch import Tensor
 from dinosavi.build import check_data_root
 from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
-from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
+from dinosavi.data.decode import decode_video, find_videos
+from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.store import (
     FeatureSpace,
