@@ -164,7 +164,8 @@ def build_train_dataset(
     if cfg.features.store:
         from dinosavi.data.videos import FrameClips, VideoClips
         from dinosavi.features.cache import StoreClips
-        from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+        from dinosavi.features.space import FeatureSpace, Resolution
+        from dinosavi.features.store import FeatureStore
 
         if cfg.features.in_memory:
             log.info("features.store is set: training reads the store, features.in_memory is not used")

@@ -219,7 +219,8 @@ def kmeans_at_eval_size(cfg: DictConfig) -> DiscoveryTable:
     from dinosavi.build import build_encoder, build_sequences, resolve_device
     from dinosavi.encoders.base import ResizeRule
     from dinosavi.evaluation.references import kmeans_reference
-    from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+    from dinosavi.features.space import FeatureSpace, Resolution
+    from dinosavi.features.store import FeatureStore
 
     encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
     rule = ResizeRule(short_side=cfg.eval.short_side, multiple_of=encoder.patch_size)

@@ -39,7 +39,8 @@ from dinosavi.config import PropagateConfig
 from dinosavi.data.davis import Sequence as DavisSequence
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.evaluation.runner import frame_features, run_sequences
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 
 __all__ = [
     "CRW",

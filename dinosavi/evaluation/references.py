@@ -18,7 +18,7 @@ from torch import Tensor
 from dinosavi.data.davis import SequenceDataset
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.runner import frame_features
-from dinosavi.features.store import FeatureSpace
+from dinosavi.features.space import FeatureSpace
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import DiscoveryTable

@@ -35,7 +35,9 @@ from dinosavi.checkpoint import Checkpoint
 from dinosavi.data.davis import Sequence, SequenceDataset, write_palette_png
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.evaluation.vos import segment_sequence
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from dinosavi.features.digests import file_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 from dinosavi.metrics.davis import VOID_LABEL, evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame

@@ -27,13 +27,9 @@ from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.decode import decode_video, find_videos
 from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.store import (
-    FeatureSpace,
-    FeatureStore,
-    Resolution,
-    file_digest,
-    video_frame_digest,
-)
+from dinosavi.features.digests import file_digest, video_frame_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 
 __all__ = ["RESOLUTIONS", "CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups",
            "resolutions", "run_cache", "video_groups"]

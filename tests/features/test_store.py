@@ -18,7 +18,9 @@ from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.encoders.registry import build_encoder
 from dinosavi.evaluation.runner import frame_features
 from dinosavi.features.cache import StoreClips, cache_features, davis_groups
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from dinosavi.features.digests import file_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 from tests.conftest import REPO_ROOT
 
 TRAIN = Resolution(ResizeRule(size=(64, 64)), presize=True)
