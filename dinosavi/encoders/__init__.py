@@ -4,7 +4,7 @@ from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, Res
 from dinosavi.encoders.efficientnet import EfficientNetLite0, efficientnet_lite0_classifier
 from dinosavi.encoders.hf import HFViT
 from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, build_encoder
-from dinosavi.encoders.vit import TimmViT, VisionTransformer
+from dinosavi.encoders.vit import TimmViT, TinyRandomViT
 
 __all__ = [
     "ENCODERS",
@@ -16,7 +16,7 @@ __all__ = [
     "Preprocess",
     "ResizeRule",
     "TimmViT",
-    "VisionTransformer",
+    "TinyRandomViT",
     "build_encoder",
     "efficientnet_lite0_classifier",
 ]

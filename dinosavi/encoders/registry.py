@@ -14,7 +14,7 @@ import torch
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.encoders.efficientnet import EfficientNetLite0
 from dinosavi.encoders.hf import HFViT
-from dinosavi.encoders.vit import TimmViT, VisionTransformer, load_timm_weights
+from dinosavi.encoders.vit import TimmViT, TinyRandomViT, load_timm_weights
 
 __all__ = ["ENCODERS", "TIMM_VITS", "VIT_TINY_RANDOM_SEED", "build_encoder", "build_timm_vit"]
 
@@ -87,6 +87,6 @@ def build_encoder(name: str, *, weights: str | None = None, stride: int = 8, lay
             raise ValueError(f"encoder `{name}` has no intermediate layers, got layers={layers}")
         return EfficientNetLite0(stride=stride)
     if name == "vit_tiny_random":
-        return VisionTransformer(patch_size=8, embed_dim=64, depth=2, num_heads=4, seed=VIT_TINY_RANDOM_SEED,
-                                 layers=layers, precision=precision)
+        return TinyRandomViT(patch_size=8, embed_dim=64, depth=2, num_heads=4, seed=VIT_TINY_RANDOM_SEED,
+                             layers=layers, precision=precision)
     raise ValueError(f"Unknown encoder `{name}`; expected one of {list(ENCODERS)}")

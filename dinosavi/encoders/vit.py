@@ -1,4 +1,4 @@
-"""Frozen timm Vision Transformers: any timm ViT, a small random ViT, and the base shared with
+"""Frozen timm Vision Transformers: any timm ViT, a small random ViT (:class:`TinyRandomViT`), and the base shared with
 :mod:`dinosavi.encoders.hf` (Hugging Face ViT/DINOv2).
 
 Every block runs ``F.scaled_dot_product_attention``; the last layer's CLS attention is recomputed
@@ -31,8 +31,8 @@ from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, Res
 __all__ = [
     "PRECISIONS",
     "TimmViT",
+    "TinyRandomViT",
     "ViTBase",
-    "VisionTransformer",
     "check_vit_args",
     "cls_attention",
     "load_state_dict_file",
@@ -258,8 +258,11 @@ def _timm_preprocess(model: nn.Module) -> Preprocess:
                       interpolation=cfg.get("interpolation", "bicubic"))
 
 
-class VisionTransformer(TimmViT):
-    """A randomly initialised timm ViT, e.g. for tests: ImageNet normalisation, bicubic resizing.
+class TinyRandomViT(TimmViT):
+    """A small timm ViT with random weights, for tests and offline runs (the encoder ``vit_tiny_random``).
+
+    ImageNet normalisation, bicubic resizing, nothing to download; its features mean nothing, it exercises
+    the ViT code paths.
 
     Args:
         patch_size: patch size in pixels.
