@@ -75,7 +75,7 @@ def resolve_split(cfg: DataConfig, mode: str) -> str:
 
 def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
     """The frozen encoder named by ``encoder.name``."""
-    from dinosavi.encoders.registry import build_encoder as _build
+    from dinosavi.encoders.registry import create_encoder as _build
 
     return _build(cfg.name, weights=cfg.weights, stride=cfg.stride, precision=cfg.precision).freeze()
 

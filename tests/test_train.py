@@ -49,10 +49,10 @@ def test_one_training_step_per_preset(preset, tiny_synthetic, tmp_path):
 def test_in_memory_features_match_online(tiny_synthetic):
     from dinosavi.data.videos import DavisClips
     from dinosavi.encoders.base import ResizeRule
-    from dinosavi.encoders.registry import build_encoder
+    from dinosavi.encoders.registry import create_encoder
     from dinosavi.features.memory import FeatureClips
 
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     rule = ResizeRule(size=(64, 64))
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=2, clips_per_video=2, size=(64, 64))
     memory = FeatureClips(clips, encoder, rule, batch_size=4)
@@ -265,10 +265,10 @@ def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
 def test_in_memory_features_keep_cls_attention(tiny_synthetic):
     from dinosavi.data.videos import DavisClips
     from dinosavi.encoders.base import ResizeRule
-    from dinosavi.encoders.registry import build_encoder
+    from dinosavi.encoders.registry import create_encoder
     from dinosavi.features.memory import FeatureClips
 
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     rule = ResizeRule(size=(64, 64))
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=1, clips_per_video=1, size=(64, 64))
     item = FeatureClips(clips, encoder, rule, batch_size=4)[0]

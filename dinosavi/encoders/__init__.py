@@ -3,7 +3,7 @@
 from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, ResizeRule
 from dinosavi.encoders.efficientnet import EfficientNetLite0, efficientnet_lite0_classifier
 from dinosavi.encoders.hf import HFViT
-from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, build_encoder
+from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, create_encoder
 from dinosavi.encoders.vit import TimmViT, TinyRandomViT
 
 __all__ = [
@@ -17,6 +17,6 @@ __all__ = [
     "ResizeRule",
     "TimmViT",
     "TinyRandomViT",
-    "build_encoder",
+    "create_encoder",
     "efficientnet_lite0_classifier",
 ]

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dinosavi.encoders import TimmViT, TinyRandomViT, build_encoder
+from dinosavi.encoders import TimmViT, TinyRandomViT, create_encoder
 from dinosavi.encoders.vit import cls_attention
 
 
 @pytest.fixture(scope="module")
 def vit() -> TimmViT:
-    encoder = build_encoder("vit_tiny_random")
+    encoder = create_encoder("vit_tiny_random")
     assert isinstance(encoder, TimmViT)
     return encoder
 
@@ -87,7 +87,7 @@ def test_position_embedding_is_interpolated(vit: TimmViT) -> None:
 
 def test_vit_tiny_random_is_deterministic(vit: TimmViT) -> None:
     torch.manual_seed(123)
-    other = build_encoder("vit_tiny_random")
+    other = create_encoder("vit_tiny_random")
     assert all(torch.equal(a, b) for a, b in zip(vit.state_dict().values(), other.state_dict().values()))
     state = torch.random.get_rng_state()
     TinyRandomViT(seed=5)
@@ -127,7 +127,7 @@ def test_rejects_bad_input(vit: TimmViT) -> None:
 
 def test_unknown_encoder() -> None:
     with pytest.raises(ValueError, match=r"Unknown encoder `resnet`; expected one of .*efficientnet_lite0"):
-        build_encoder("resnet")
+        create_encoder("resnet")
 
 
 @pytest.mark.gpu

@@ -17,7 +17,7 @@ import torch
 from dinosavi.data.davis import DavisDataset, davis_palette, read_palette_png
 from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.runner import frame_features
 from dinosavi.evaluation.segment import encode_frames, segment_video, slot_segmenter
 from dinosavi.evaluation.vos import segment_sequence
@@ -45,7 +45,7 @@ def _model_and_encoder():
     from dinosavi.build import build_model
 
     cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
     return build_model(cfg.model, encoder.feature_dim).eval(), encoder, cfg
 
 
@@ -100,7 +100,7 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
 
 
 def test_encode_frames_reads_a_chunk_at_a_time():
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
     pulled = []
 
     def frames():

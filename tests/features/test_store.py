@@ -15,7 +15,7 @@ import torch
 
 from dinosavi.data.videos import DavisClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.runner import frame_features
 from dinosavi.features.cache import StoreClips, cache_features, davis_groups
 from dinosavi.features.digests import file_digest
@@ -29,7 +29,7 @@ EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
 
 @pytest.fixture(scope="module")
 def vit() -> FrozenEncoder:
-    return build_encoder("vit_tiny_random").freeze()
+    return create_encoder("vit_tiny_random").freeze()
 
 
 def _count_calls(encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -68,7 +68,7 @@ def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
 
 
 def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, monkeypatch):
-    encoder = build_encoder("efficientnet_lite0").freeze()
+    encoder = create_encoder("efficientnet_lite0").freeze()
     groups = davis_groups(tiny_synthetic, ["val"])
     frames = groups[0].decode()
     rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
@@ -230,7 +230,7 @@ def test_keys_follow_weights_resolution_and_file_bytes(tiny_synthetic, tmp_path,
     assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(72, 72)), presize=True)).keys([digest]) != base
     assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(64, 64)))).keys([digest]) != base
 
-    changed = build_encoder("vit_tiny_random").freeze()
+    changed = create_encoder("vit_tiny_random").freeze()
     assert FeatureSpace(store, changed, TRAIN).keys([digest]) == base  # same weights, new object
     with torch.no_grad():
         next(changed.parameters()).view(-1)[0] += 1e-3
@@ -273,7 +273,7 @@ def test_train_reads_the_store(tiny_synthetic, tmp_path, monkeypatch):
 def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
     from dinosavi.evaluation.runner import frame_outputs
 
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     groups = davis_groups(tiny_synthetic, ["val"])
     frames = groups[0].decode()
     rule = ResizeRule(short_side=64, multiple_of=encoder.patch_size)
