@@ -14,7 +14,8 @@ import torch
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.encoders.efficientnet import EfficientNetLite0
 from dinosavi.encoders.hf import HFViT
-from dinosavi.encoders.vit import TimmViT, TinyRandomViT, load_timm_weights
+from dinosavi.encoders.vit import TimmViT, TinyRandomViT
+from dinosavi.encoders.weights import load_timm_weights
 
 __all__ = ["ENCODERS", "TIMM_VITS", "VIT_TINY_RANDOM_SEED", "build_timm_vit", "create_encoder"]
 

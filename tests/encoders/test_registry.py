@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from dinosavi.encoders import TIMM_VITS, HFViT, TimmViT, create_encoder
 from dinosavi.encoders.hf import timm_to_hf_vit_state_dict
 from dinosavi.encoders.registry import build_timm_vit
-from dinosavi.encoders.vit import load_state_dict_file
+from dinosavi.encoders.weights import load_state_dict_file
 
 transformers = pytest.importorskip("transformers")
 
