@@ -27,7 +27,9 @@ from dinosavi.data.davis import read_frames
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import build_timm_vit
 from dinosavi.encoders.vit import TimmViT
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from dinosavi.features.digests import file_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 
 DATA = Path("/work/shared/data/davis-sample/JPEGImages/480p/blackswan")
 

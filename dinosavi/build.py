@@ -24,7 +24,8 @@ from dinosavi.data.videos import ClipIndex
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.cache import SourceGroup, davis_groups, movi_groups, video_groups
 from dinosavi.features.source import FeatureSource, resolution
-from dinosavi.features.store import FeatureStore, Resolution
+from dinosavi.features.space import Resolution
+from dinosavi.features.store import FeatureStore
 from dinosavi.models.decoders import (
     DECODERS,
     AlphaDecoder,
@@ -77,7 +78,7 @@ def resolve_split(cfg: DataConfig, mode: str) -> str:
 
 def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
     """The frozen encoder named by ``encoder.name``."""
-    from dinosavi.encoders.registry import build_encoder as _build
+    from dinosavi.encoders.registry import create_encoder as _build
 
     encoder = _build(cfg.name, weights=cfg.weights, stride=cfg.stride, precision=cfg.precision).freeze()
     encoder.name = cfg.name

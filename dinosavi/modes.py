@@ -227,7 +227,8 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
     from dinosavi.build import DATASETS, build_resolution, build_source_groups, check_data_root
     from dinosavi.features.cache import cache_features
     from dinosavi.features.source import RESOLUTIONS
-    from dinosavi.features.store import FeatureSpace, FeatureStore
+    from dinosavi.features.space import FeatureSpace
+    from dinosavi.features.store import FeatureStore
 
     if not cfg.features.store:
         raise ValueError("mode=cache needs features.store=<folder>")

@@ -55,7 +55,7 @@ def _val_features(root: Path, store: Path) -> list[tuple[torch.Tensor, torch.Ten
     from dinosavi.build import build_encoder, build_sequences
     from dinosavi.encoders.base import ResizeRule
     from dinosavi.features.source import FeatureSource
-    from dinosavi.features.store import Resolution
+    from dinosavi.features.space import Resolution
 
     cfg = compose_config("mode=eval", *_overrides(root, store))
     encoder = build_encoder(cfg.encoder)

@@ -292,8 +292,8 @@ def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp
     import dinosavi.data.videos as videos
 
     decoded: list[str] = []
-    iter_frames = videos._iter_frames
-    monkeypatch.setattr(videos, "_iter_frames", lambda path, rate: decoded.append(path.name) or iter_frames(path, rate))
+    iter_frames = videos.iter_frames
+    monkeypatch.setattr(videos, "iter_frames", lambda path, rate: decoded.append(path.name) or iter_frames(path, rate))
     with caplog.at_level(logging.WARNING):
         first = load_checkpoint(_train_videos(tmp_path / "first", overrides))
     assert first.step == 6
@@ -315,8 +315,8 @@ def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp
     # a later run reads the list: the broken files are neither opened nor decoded, and the clips are the same
     decoded.clear()
     probed: list[str] = []
-    probe = videos._probe_length
-    monkeypatch.setattr(videos, "_probe_length", lambda path, rate: probed.append(path.name) or probe(path, rate))
+    probe = videos.probe_length
+    monkeypatch.setattr(videos, "probe_length", lambda path, rate: probed.append(path.name) or probe(path, rate))
     listed_run = load_checkpoint(_train_videos(tmp_path / "listed", overrides))
     assert "garbled.mp4" not in decoded and "empty.mp4" not in probed and "truncated.mp4" not in probed
     for key, value in first.model.items():

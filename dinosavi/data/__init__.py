@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dinosavi.data.davis import DavisDataset, Sequence, read_frames, read_rgb
+    from dinosavi.data.decode import decode_video, find_videos
     from dinosavi.data.movi import MoviDataset, read_id_png
     from dinosavi.data.png import davis_palette, read_palette_png, write_palette_png
     from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic, generate_synthetic, render_video
-    from dinosavi.data.videos import DavisClips, VideoClips, clip_starts, decode_video, find_videos
+    from dinosavi.data.videos import DavisClips, VideoClips, clip_starts
 
 __all__ = [
     "DavisClips",
@@ -45,9 +46,9 @@ _MODULES = {
     "VideoClips": "videos",
     "clip_starts": "videos",
     "davis_palette": "png",
-    "decode_video": "videos",
+    "decode_video": "decode",
     "ensure_synthetic": "synthetic",
-    "find_videos": "videos",
+    "find_videos": "decode",
     "generate_synthetic": "synthetic",
     "read_frames": "davis",
     "read_id_png": "movi",

@@ -24,7 +24,7 @@ from PIL import Image
 
 from dinosavi.data.badfiles import UnreadableFileError
 from dinosavi.data.davis import open_image, read_rgb
-from dinosavi.data.videos import VIDEO_EXTENSIONS, _iter_frames, _probe_length
+from dinosavi.data.decode import VIDEO_EXTENSIONS, iter_frames, probe_length
 
 __all__ = [
     "FRAME_EXTENSIONS",
@@ -39,7 +39,7 @@ __all__ = [
 
 INPUT_VIDEO_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mov", ".mkv")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
-DEFAULT_VIDEO_RATE = 25  # what _iter_frames assumes when a stream states no rate
+DEFAULT_VIDEO_RATE = 25  # what iter_frames assumes when a stream states no rate
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,8 @@ def resized_size(height: int, width: int, short_side: int | None) -> tuple[int, 
 
 
 def _selected(count: int, native: Fraction, cap: float | None) -> list[int]:
-    """Indices of a ``count``-frame sequence at ``native`` fps kept by a cap (as :func:`_iter_frames`)."""
+    """Indices of a ``count``-frame sequence at ``native`` fps kept by a cap (as
+    :func:`~dinosavi.data.decode.iter_frames`)."""
     if cap is None or native <= cap:
         return list(range(count))
     keep, target = [], 0
@@ -239,7 +240,7 @@ def stream_frames(source: VideoSource, options: StreamOptions) -> FrameStream:
     size = resized_size(*source_size, options.short_side)
     stop = options.stop
     if source.is_file:
-        total = _probe_length(source.path, options.max_fps if capped else None)
+        total = probe_length(source.path, options.max_fps if capped else None)
         length = max(0, min(total, stop if stop is not None else total) - options.start)
         frames = _video_frames(source.path, options.max_fps if capped else None, options.start, stop, size)
     else:
@@ -258,7 +259,7 @@ def _resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def _video_frames(path: Path, rate: float | None, start: int, stop: int | None, size: tuple[int, int]
                   ) -> Iterator[tuple[str, np.ndarray]]:
-    for index, frame in enumerate(islice(_iter_frames(path, rate), start, stop), start=start):
+    for index, frame in enumerate(islice(iter_frames(path, rate), start, stop), start=start):
         yield f"{index:05d}", _resize(frame, size)
 
 

@@ -16,9 +16,8 @@ found bad, so a resumed run draws the clips an uninterrupted one draws.
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -28,26 +27,21 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.transforms.v2 import functional as TF
 
 from dinosavi.data.badfiles import BadFile, Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, SequenceDataset, read_frames
+from dinosavi.data.decode import check_frame_rate, decode_video, find_videos, iter_frames, probe_length
+from dinosavi.data.resize import resize_frames
 
 __all__ = [
-    "VIDEO_EXTENSIONS",
     "ClipIndex",
     "DavisClips",
     "FrameClips",
     "VideoClips",
     "clip_starts",
-    "decode_video",
-    "find_videos",
 ]
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".avi")
-_EPS = 1e-6
 
 
 def clip_starts(
@@ -79,87 +73,6 @@ def clip_starts(
     edges = np.linspace(0, valid, clips_per_video + 1)
     draws = edges[:-1] + rng.random(clips_per_video) * (edges[1:] - edges[:-1])
     return sorted(min(int(d), valid - 1) for d in draws)
-
-
-def _iter_frames(path: Path, frame_rate: float | None) -> Iterator[np.ndarray]:
-    """Yield (H, W, 3) uint8 RGB frames, resampled to ``frame_rate`` by presentation time."""
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as error:
-        raise UnreadableFileError(path, f"Cannot open video {path}: {error}") from error
-    with container:
-        if not container.streams.video:
-            raise UnreadableFileError(path, f"{path} has no video stream; expected a video file")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = float(stream.average_rate or 25)
-        first: float | None = None
-        target = 0
-        try:
-            for index, frame in enumerate(container.decode(stream)):
-                seconds = frame.time if frame.time is not None else index / rate
-                first = seconds if first is None else first
-                image = frame.to_ndarray(format="rgb24")
-                if frame_rate is None:
-                    yield image
-                    continue
-                while target / frame_rate <= seconds - first + _EPS:  # first frame at or after k / rate
-                    yield image
-                    target += 1
-        except av.error.FFmpegError as error:
-            raise UnreadableFileError(path, f"Cannot decode video {path}: {error}") from error
-
-
-def _check_rate(frame_rate: float | None) -> None:
-    if frame_rate is not None and not frame_rate > 0:
-        raise ValueError(f"frame_rate must be positive or None, got {frame_rate}")
-
-
-def decode_video(path: str | Path, frame_rate: float | None = None) -> Tensor:
-    """Decode a whole video with PyAV.
-
-    Args:
-        path: Video file.
-        frame_rate: Resample to this many frames per second: for each time ``k / frame_rate`` the
-            first decoded frame at or after it (frames repeat when upsampling). All frames if None.
-
-    Returns:
-        (T, 3, H, W) uint8 RGB.
-
-    Raises:
-        UnreadableFileError: (a ValueError) The file cannot be opened or decoded, or holds no frames.
-    """
-    _check_rate(frame_rate)
-    frames = list(_iter_frames(Path(path), frame_rate))
-    if not frames:
-        raise UnreadableFileError(path, f"Video {path} has no decodable frames")
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
-
-
-def _probe_length(path: Path, frame_rate: float | None) -> int:
-    """Frames ``decode_video(path, frame_rate)`` is expected to return, from container metadata."""
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            return 0
-        stream = container.streams.video[0]
-        rate = float(stream.average_rate or 0)
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / av.time_base
-        else:
-            duration = stream.frames / rate if stream.frames and rate else 0.0
-        if frame_rate is None:
-            return int(stream.frames) if stream.frames else round(duration * rate)
-        last = duration - (1 / rate if rate else 0)  # time of the last frame
-        return math.floor(last * frame_rate + _EPS) + 1 if last >= 0 else 0
-
-
-def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """(T, 3, H, W) uint8 -> (T, 3, *size) uint8, bilinear with antialiasing."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
 
 
 class ClipIndex(Dataset):
@@ -325,12 +238,12 @@ class FrameClips(ClipIndex):
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of sequence ``video``: ``(T, 3, H, W)`` uint8 at ``size``."""
-        return _resize(read_frames(self.paths[video]), self.size)
+        return resize_frames(read_frames(self.paths[video]), self.size)
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
         stop = start + (self.frames_per_clip - 1) * self.stride + 1
-        return _resize(read_frames(self.paths[video][start : stop : self.stride]), self.size)
+        return resize_frames(read_frames(self.paths[video][start : stop : self.stride]), self.size)
 
 
 class DavisClips(FrameClips):
@@ -367,18 +280,6 @@ class DavisClips(FrameClips):
                          skip_bad=skip_bad, known_bad=known_bad)
 
 
-def find_videos(root: Path) -> list[Path]:
-    """Video files under ``root`` (recursive, extensions case-insensitive), sorted."""
-    if not root.is_dir():
-        raise FileNotFoundError(f"Video folder not found: {root}")
-    videos = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not videos:
-        raise FileNotFoundError(
-            f"No video files in {root} (searched recursively for {', '.join(VIDEO_EXTENSIONS)})"
-        )
-    return videos
-
-
 class VideoClips(ClipIndex):
     """Clips from a folder of video files, e.g. Kinetics-400 with one sub-folder per class.
 
@@ -387,7 +288,7 @@ class VideoClips(ClipIndex):
     taken from the video's end (and padded by repeating the last frame if still too short).
 
     Args:
-        root: Folder searched recursively for ``VIDEO_EXTENSIONS`` (case-insensitive).
+        root: Folder searched recursively for :data:`~dinosavi.data.decode.VIDEO_EXTENSIONS` (case-insensitive).
         frames_per_clip: T, consecutive frames (after resampling) per clip.
         frame_rate: Resample videos to this many frames per second; native rate if None.
         clips_per_video: Clips drawn per video per epoch.
@@ -417,7 +318,7 @@ class VideoClips(ClipIndex):
         skip_bad: bool = False,
         known_bad: Mapping[str, BadFile] | None = None,
     ) -> None:
-        _check_rate(frame_rate)
+        check_frame_rate(frame_rate)
         self.root, self.frame_rate, self.size = Path(root), frame_rate, size
         videos = find_videos(self.root)
         known_bad = known_bad or {}
@@ -442,19 +343,19 @@ class VideoClips(ClipIndex):
         if str(path) in self._unopenable:
             return 0, self._unopenable[str(path)]
         try:
-            return _probe_length(path, self.frame_rate), None
+            return probe_length(path, self.frame_rate), None
         except (av.error.FFmpegError, OSError) as error:
             return 0, f"Cannot open video {path}: {error}"
 
     def video_frames(self, video: int) -> Tensor:
         """Every frame of video ``video`` at ``frame_rate``: ``(T, 3, H, W)`` uint8 at ``size``."""
-        return _resize(decode_video(self.videos[video], self.frame_rate), self.size)
+        return resize_frames(decode_video(self.videos[video], self.frame_rate), self.size)
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
         stop = start + self.frames_per_clip
         window: deque[np.ndarray] = deque(maxlen=self.frames_per_clip)  # the last T frames decoded
-        for count, frame in enumerate(_iter_frames(self.videos[video], self.frame_rate), start=1):
+        for count, frame in enumerate(iter_frames(self.videos[video], self.frame_rate), start=1):
             window.append(frame)
             if count == stop:
                 break
@@ -462,4 +363,4 @@ class VideoClips(ClipIndex):
             raise UnreadableFileError(self.videos[video], f"Video {self.videos[video]} has no decodable frames")
         clip = list(window) + [window[-1]] * (self.frames_per_clip - len(window))
         tensor = torch.from_numpy(np.stack(clip)).permute(0, 3, 1, 2).contiguous()
-        return _resize(tensor, self.size)
+        return resize_frames(tensor, self.size)

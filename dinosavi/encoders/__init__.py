@@ -3,8 +3,8 @@
 from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, ResizeRule
 from dinosavi.encoders.efficientnet import EfficientNetLite0, efficientnet_lite0_classifier
 from dinosavi.encoders.hf import HFViT
-from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, build_encoder
-from dinosavi.encoders.vit import TimmViT, VisionTransformer
+from dinosavi.encoders.registry import ENCODERS, TIMM_VITS, create_encoder
+from dinosavi.encoders.vit import TimmViT, TinyRandomViT
 
 __all__ = [
     "ENCODERS",
@@ -16,7 +16,7 @@ __all__ = [
     "Preprocess",
     "ResizeRule",
     "TimmViT",
-    "VisionTransformer",
-    "build_encoder",
+    "TinyRandomViT",
+    "create_encoder",
     "efficientnet_lite0_classifier",
 ]

@@ -1,4 +1,4 @@
-"""Build a frozen encoder by name: the one place where encoder names and weights are resolved.
+"""Create a frozen encoder by name: the one place where encoder names and weights are resolved.
 
 Names: ``efficientnet_lite0``, ``vit_tiny_random``, the DINO/DINOv2 ViTs in ``TIMM_VITS``,
 ``timm:<any timm ViT>``, ``random:<any timm ViT>`` (its architecture with seeded random weights, no
@@ -14,9 +14,10 @@ import torch
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.encoders.efficientnet import EfficientNetLite0
 from dinosavi.encoders.hf import HFViT
-from dinosavi.encoders.vit import TimmViT, VisionTransformer, load_timm_weights
+from dinosavi.encoders.vit import TimmViT, TinyRandomViT
+from dinosavi.encoders.weights import load_timm_weights
 
-__all__ = ["ENCODERS", "TIMM_VITS", "VIT_TINY_RANDOM_SEED", "build_encoder", "build_timm_vit"]
+__all__ = ["ENCODERS", "TIMM_VITS", "VIT_TINY_RANDOM_SEED", "build_timm_vit", "create_encoder"]
 
 TIMM_VITS: dict[str, str] = {
     "dino_vits8": "vit_small_patch8_224.dino",
@@ -48,9 +49,9 @@ def build_timm_vit(model_name: str) -> timm.models.vision_transformer.VisionTran
     return model
 
 
-def build_encoder(name: str, *, weights: str | None = None, stride: int = 8, layers: tuple[int, ...] = (),
-                  precision: str = "fp32") -> FrozenEncoder:
-    """Build a frozen encoder.
+def create_encoder(name: str, *, weights: str | None = None, stride: int = 8, layers: tuple[int, ...] = (),
+                   precision: str = "fp32") -> FrozenEncoder:
+    """Create a frozen encoder by name (``dinosavi.build.build_encoder`` calls it with ``encoder.*``).
 
     Args:
         name: one of ``ENCODERS``; ``timm:<model name>`` or ``hf:<repo id or dir>`` for any timm / Hugging
@@ -87,6 +88,6 @@ def build_encoder(name: str, *, weights: str | None = None, stride: int = 8, lay
             raise ValueError(f"encoder `{name}` has no intermediate layers, got layers={layers}")
         return EfficientNetLite0(stride=stride)
     if name == "vit_tiny_random":
-        return VisionTransformer(patch_size=8, embed_dim=64, depth=2, num_heads=4, seed=VIT_TINY_RANDOM_SEED,
-                                 layers=layers, precision=precision)
+        return TinyRandomViT(patch_size=8, embed_dim=64, depth=2, num_heads=4, seed=VIT_TINY_RANDOM_SEED,
+                             layers=layers, precision=precision)
     raise ValueError(f"Unknown encoder `{name}`; expected one of {list(ENCODERS)}")

@@ -1,10 +1,10 @@
-"""Frozen timm Vision Transformers: any timm ViT, a small random ViT, and the base shared with
-:mod:`dinosavi.encoders.hf` (Hugging Face ViT/DINOv2).
+"""Frozen timm Vision Transformers: any timm ViT, a small random ViT (:class:`TinyRandomViT`), and the
+base shared with :mod:`dinosavi.encoders.hf` (Hugging Face ViT/DINOv2).
 
 Every block runs ``F.scaled_dot_product_attention``; the last layer's CLS attention is recomputed
 from that block's query/key projections of its (captured) input, so no block has to materialise its
 attention matrix (:class:`ViTBase`). Positional embeddings are resampled (plain bicubic, as in DINO) to
-the input's patch grid. Weights load from local files (:func:`load_state_dict_file`) or timm's hub files.
+the input's patch grid. Weights are loaded by :mod:`dinosavi.encoders.weights`.
 
 Shapes: ``B`` batch, ``D`` channels, ``N = h*w`` patches, ``T`` tokens (prefix + patches),
 ``H, W`` pixels.
@@ -13,16 +13,13 @@ Shapes: ``B`` batch, ``D`` channels, ``N = h*w`` patches, ``T`` tokens (prefix +
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from safetensors.torch import load_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models.vision_transformer import VisionTransformer as TimmVisionTransformer
-from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -31,16 +28,13 @@ from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, Res
 __all__ = [
     "PRECISIONS",
     "TimmViT",
+    "TinyRandomViT",
     "ViTBase",
-    "VisionTransformer",
     "check_vit_args",
     "cls_attention",
-    "load_state_dict_file",
-    "load_timm_weights",
 ]
 
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 def cls_attention(q: Tensor, k: Tensor, scale: float, num_prefix_tokens: int,
@@ -258,8 +252,11 @@ def _timm_preprocess(model: nn.Module) -> Preprocess:
                       interpolation=cfg.get("interpolation", "bicubic"))
 
 
-class VisionTransformer(TimmViT):
-    """A randomly initialised timm ViT, e.g. for tests: ImageNet normalisation, bicubic resizing.
+class TinyRandomViT(TimmViT):
+    """A small timm ViT with random weights, for tests and offline runs (the encoder ``vit_tiny_random``).
+
+    ImageNet normalisation, bicubic resizing, nothing to download; its features mean nothing, it exercises
+    the ViT code paths.
 
     Args:
         patch_size: patch size in pixels.
@@ -284,68 +281,3 @@ class VisionTransformer(TimmViT):
                                           num_classes=0, dynamic_img_size=True)
         preprocess = Preprocess(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, interpolation="bicubic")
         super().__init__(model, preprocess=preprocess, layers=layers, precision=precision)
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a ``.safetensors``/``.pth``/``.bin`` file, or a directory holding ``model.safetensors`` or
-    ``pytorch_model.bin``; never touches the network.
-
-    Raises:
-        FileNotFoundError: the path or the directory's weight file does not exist.
-        ValueError: an unsupported file type.
-    """
-    path = Path(path).expanduser()
-    if path.is_dir():
-        found = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
-        if not found:
-            raise FileNotFoundError(f"no weights in directory {path}; expected one of {list(_WEIGHT_FILES)}")
-        path = found[0]
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        return load_file(str(path))
-    if path.suffix in (".pth", ".pt", ".bin"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("model", "state_dict", "teacher"):
-            if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-        return dict(obj)
-    raise ValueError(f"unsupported weights file {path}; expected .safetensors, .pth, .pt or .bin")
-
-
-def load_timm_weights(model: TimmVisionTransformer, weights: str | Path | None) -> TimmVisionTransformer:
-    """Load weights into a timm ViT: a local file/dir, or the model's Hugging Face hub file when None.
-
-    Local files go through timm's ``checkpoint_filter_fn`` (original DINO/DINOv2 key names) and load with
-    ``strict=True``.
-
-    Raises:
-        RuntimeError: ``weights`` is None and the hub file could not be downloaded; the message names the
-            file and how to point ``encoder.weights=<path>`` at a local copy.
-    """
-    if weights is None:
-        weights = _download_timm_weights(model)
-    state_dict = checkpoint_filter_fn(load_state_dict_file(weights), model)
-    if isinstance(model.head, nn.Identity):  # a feature extractor: drop any classifier in the file
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("head.")}
-    model.load_state_dict(state_dict, strict=True)
-    return model
-
-
-def _download_timm_weights(model: nn.Module) -> Path:
-    import huggingface_hub
-
-    cfg = getattr(model, "pretrained_cfg", None) or {}
-    repo_id = cfg.get("hf_hub_id")
-    name = cfg.get("architecture", type(model).__name__)
-    if not repo_id:
-        raise RuntimeError(f"timm model `{name}` has no hub weights; pass encoder.weights=<path>")
-    filename = "model.safetensors"
-    try:
-        return Path(huggingface_hub.hf_hub_download(repo_id=repo_id, filename=filename))
-    except Exception as e:  # any hub/network/offline failure
-        raise RuntimeError(
-            f"could not download `{repo_id}` `{filename}` ({type(e).__name__}: {e}). Download "
-            f"https://huggingface.co/{repo_id}/resolve/main/{filename} elsewhere and set "
-            f"encoder.weights=<path to {filename} or its folder>"
-        ) from e

@@ -22,13 +22,11 @@ from torch import Tensor
 
 from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
-from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips, decode_video, find_videos
-from dinosavi.features.store import (
-    FeatureSpace,
-    FeatureStore,
-    file_digest,
-    video_frame_digest,
-)
+from dinosavi.data.decode import decode_video, find_videos
+from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
+from dinosavi.features.digests import file_digest, video_frame_digest
+from dinosavi.features.space import FeatureSpace
+from dinosavi.features.store import FeatureStore
 
 __all__ = ["CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups", "movi_groups",
            "video_groups"]

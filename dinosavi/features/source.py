@@ -23,7 +23,9 @@ from torch import Tensor
 
 from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from dinosavi.features.digests import file_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 
 __all__ = ["RESOLUTIONS", "FeatureSource", "resolution", "training_clips"]
 

@@ -1,164 +1,47 @@
-"""A content-addressed, verified on-disk store of frozen-encoder features.
-
-An entry is one frame encoded by one encoder at one resolution. Its key is a sha256 over
-
-- the encoder: class, architecture (its module ``repr``), feature dim, stride, heads, precision, and a
-  sha256 of its weights (``state_dict`` tensors' bytes in key order);
-- the preprocessing that travels with the weights (mean, std, interpolation);
-- the resolution: the :class:`~dinosavi.encoders.base.ResizeRule` and whether frames are first resized
-  as uint8 (as training clips are);
-- the source: a sha256 of the frame's file bytes (a DAVIS JPEG), or of the video file's bytes plus the
-  frame rate and the frame index, never decoded pixels, never an mtime.
+"""A verified on-disk store of tensor rows by key: safetensors shards and a manifest.
 
 Layout::
 
     <store>/manifest.json                     key -> shard, row and CRC32 of each tensor row
     <store>/shards/<space>/<group>.<id>.safetensors
 
-One shard holds a group of frames (a sequence or a video) of one *space* (encoder + resolution):
-``features`` ``(T, D, h, w)`` and, when the encoder has it, ``cls_attention`` ``(T, heads, h, w)`` in
-fp16 (fp32 by option), plus uint8 ``frames`` thumbnails ``(T, 3, H', W')`` for the training resolution.
-Reading a clip is one file open and one read per tensor for consecutive frames. Shards and the
+One shard holds a group of rows (the frames of a sequence or a video) of one *space* (encoder +
+resolution, see :mod:`dinosavi.features.space`), each tensor ``(T, ...)``; floating tensors in fp16
+(fp32 by option). Reading consecutive rows is one file open and one read per tensor. Shards and the
 manifest are written to a temporary name and renamed, so nothing half-written is ever read; a full
 disk or a read-only folder is an error naming the file, and what was stored before stays readable. A
-row whose CRC32 disagrees with the manifest (a flipped byte, a truncated file) is logged with its path, forgotten,
-and recomputed by the caller. One process writes a store at a time.
+row whose CRC32 disagrees with the manifest (a flipped byte, a truncated file) is logged with its path,
+forgotten, and recomputed by the caller. One process writes a store at a time.
 
-Shapes: ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
+Shapes: ``T`` rows (frames).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
 
 from dinosavi.atomic import write_atomic
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.features.digests import json_digest
 
-__all__ = [
-    "DTYPES",
-    "THUMBNAIL_SIDE",
-    "FeatureSpace",
-    "FeatureStore",
-    "Resolution",
-    "StoredFrames",
-    "encoder_fingerprint",
-    "file_digest",
-    "presize",
-    "video_frame_digest",
-    "weights_digest",
-]
+__all__ = ["DTYPES", "FeatureStore"]
 
 log = logging.getLogger(__name__)
 
 STORE_VERSION = 1
 DTYPES: dict[str, torch.dtype] = {"fp16": torch.float16, "fp32": torch.float32}
-THUMBNAIL_SIDE = 64  # long side of the stored frame thumbnails (TensorBoard images only)
 _NUMPY = {"F16": np.float16, "F32": np.float32, "U8": np.uint8}
-_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class Resolution:
-    """How frames reach the encoder.
-
-    Attributes:
-        rule: the resize rule of :meth:`FrozenEncoder.encode`.
-        presize: frames are first resized as uint8 (bilinear, antialiased) to ``rule.size``, as training
-            clips are; the store then also keeps frame thumbnails.
-    """
-
-    rule: ResizeRule
-    presize: bool = False
-
-    def __post_init__(self) -> None:
-        if self.presize and self.rule.size is None:
-            raise ValueError(f"Resolution.presize needs a fixed rule.size, got {self.rule}")
-
-
-@dataclass
-class StoredFrames:
-    """Features of ``T`` frames.
-
-    Attributes:
-        features: ``(T, D, h, w)`` float32.
-        cls_attention: ``(T, heads, h, w)`` float32, or None when the encoder has no CLS token.
-        frames: ``(T, 3, H', W')`` uint8 thumbnails, or None (stored for presized resolutions only).
-    """
-
-    features: Tensor
-    cls_attention: Tensor | None = None
-    frames: Tensor | None = None
-
-
-def presize(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """``(T, 3, H, W)`` uint8 -> ``(T, 3, *size)`` uint8, bilinear with antialiasing (as training clips)."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return TF.resize(frames, list(size), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-
-
-def _thumbnails(frames: Tensor) -> Tensor:
-    """``(T, 3, H, W)`` uint8 -> ``(T, 3, H', W')`` with the long side at most ``THUMBNAIL_SIDE``."""
-    H, W = frames.shape[-2:]
-    scale = min(1.0, THUMBNAIL_SIDE / max(H, W))
-    return presize(frames, (max(1, round(H * scale)), max(1, round(W * scale)))).contiguous()
-
-
-def _sha256_json(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes (the identity of a source frame or video; mtime plays no part)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def video_frame_digest(file_hash: str, frame_rate: float | None, index: int) -> str:
-    """The identity of frame ``index`` of a video whose bytes hash to ``file_hash``, decoded at ``frame_rate``."""
-    return _sha256_json({"video": file_hash, "frame_rate": frame_rate, "index": index})
-
-
-def weights_digest(module: torch.nn.Module) -> str:
-    """sha256 over a module's ``state_dict``: each key, dtype, shape and tensor bytes, in key order."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
-
-
-def encoder_fingerprint(encoder: FrozenEncoder) -> dict[str, object]:
-    """What identifies an encoder's output: architecture, weights and preprocessing."""
-    return {
-        "class": f"{type(encoder).__module__}.{type(encoder).__qualname__}",
-        "architecture": hashlib.sha256(repr(encoder).encode()).hexdigest(),
-        "feature_dim": encoder.feature_dim,
-        "patch_size": encoder.patch_size,
-        "num_heads": encoder.num_heads,
-        "precision": getattr(encoder, "precision", "fp32"),
-        "weights": weights_digest(encoder),
-        "preprocess": asdict(encoder.preprocess),
-    }
 
 
 def _safe_name(name: str) -> str:
@@ -280,7 +163,7 @@ class FeatureStore:
         dtype = DTYPES[self.dtype]
         stored = {n: (t.to(dtype) if t.is_floating_point() else t).detach().cpu().contiguous()
                   for n, t in tensors.items()}
-        rel = f"shards/{space[:16]}/{_safe_name(group)}.{_sha256_json(list(keys))[:16]}.safetensors"
+        rel = f"shards/{space[:16]}/{_safe_name(group)}.{json_digest(list(keys))[:16]}.safetensors"
         write_atomic(self.root / rel, safetensors_save(stored, metadata={"dinosavi_store": str(STORE_VERSION)}))
         rows = {n: t.view(T, -1).view(torch.uint8).numpy() for n, t in stored.items()}
         with self._lock:
@@ -363,67 +246,3 @@ class FeatureStore:
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise _CorruptError(f"unreadable: {error}") from error
         return out
-
-
-class FeatureSpace:
-    """The entries of one encoder at one resolution: key derivation, lookup, online encoding, write-back.
-
-    Args:
-        store: the store.
-        encoder: the frozen encoder (its weights are hashed once, here).
-        resolution: how frames are resized before encoding.
-        batch_size: frames per encoder pass.
-    """
-
-    def __init__(self, store: FeatureStore, encoder: FrozenEncoder, resolution: Resolution, batch_size: int = 32):
-        self.store, self.encoder, self.resolution, self.batch_size = store, encoder, resolution, batch_size
-        res = {"rule": asdict(resolution.rule), "presize": resolution.presize}
-        self.id = _sha256_json({"encoder": encoder_fingerprint(encoder), "resolution": res})
-        self.names = ("features", "cls_attention", "frames") if resolution.presize else ("features", "cls_attention")
-
-    def keys(self, digests: Sequence[str]) -> list[str]:
-        """The entry key of each source digest (see :func:`file_digest`, :func:`video_frame_digest`)."""
-        return [hashlib.sha256(f"{self.id}|{d}".encode()).hexdigest() for d in digests]
-
-    def read(self, digests: Sequence[str]) -> StoredFrames | None:
-        """The stored frames of ``digests``, or None when one is missing or corrupt (logged)."""
-        got = self.store.read(self.keys(digests), self.names)
-        if got is None:
-            return None
-        return StoredFrames(got["features"], got.get("cls_attention"), got.get("frames"))
-
-    def encode(self, frames: Tensor) -> StoredFrames:
-        """Encode ``(T, 3, H, W)`` uint8 frames online at this resolution (float32 out)."""
-        if self.resolution.presize:
-            assert self.resolution.rule.size is not None
-            frames = presize(frames, self.resolution.rule.size)
-        out = self.encoder.encode(frames, self.resolution.rule, self.batch_size)
-        attention = None if out.cls_attention is None else out.cls_attention.cpu()
-        thumbs = _thumbnails(frames.cpu()) if self.resolution.presize else None
-        return StoredFrames(out.features.cpu(), attention, thumbs)
-
-    def write(self, group: str, digests: Sequence[str], stored: StoredFrames) -> Path:
-        """Write the frames of one group (sequence or video) as one shard."""
-        tensors = {"features": stored.features}
-        if stored.cls_attention is not None:
-            tensors["cls_attention"] = stored.cls_attention
-        if stored.frames is not None:
-            tensors["frames"] = stored.frames
-        return self.store.write(self.id, group, self.keys(digests), tensors)
-
-    def get(self, group: str, digests: Sequence[str], decode: Callable[[], Tensor],
-            write_back: bool = True) -> tuple[StoredFrames, bool]:
-        """The frames of a group from the store, else encoded online from ``decode()`` (and written back).
-
-        Returns:
-            The frames (features float32; as stored, or as computed) and whether they were computed.
-        """
-        stored = self.read(digests)
-        if stored is not None:
-            return stored, False
-        stored = self.encode(decode())
-        if len(stored.features) != len(digests):
-            raise ValueError(f"{group}: decoded {len(stored.features)} frames, expected {len(digests)}")
-        if write_back:
-            self.write(group, digests, stored)
-        return stored, True

@@ -70,6 +70,16 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
             re-implement (the message names the key).
     """
     cfg = OmegaConf.create(dict(original))
+    _check_classes(cfg, path)
+    model = _model_section(cfg, path)
+    encoder = _encoder_name(original, int(_get(cfg, "model.decoder.out_dim", path)), path)
+    converted = {"model": model, "encoder": {"name": encoder}, "train": _train_section(cfg, original, path),
+                 "data": _data_section(cfg, path), "eval": _eval_section(cfg, path)}
+    return {"preset": match_preset(converted) or "original-checkpoint", **converted}
+
+
+def _check_classes(cfg: DictConfig, path: Path) -> None:
+    """Raise ``ValueError`` unless the config instantiates the original classes this package re-implements."""
     for key, expected in _TARGETS.items():
         target = str(_get(cfg, key, path))
         if target.rsplit(".", 1)[-1] != expected:
@@ -78,6 +88,15 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
     if predictor is not None and str(predictor.get("_target_", "")).rsplit(".", 1)[-1] != "SAViSlotPredictor":
         raise ValueError(f"{path}: `model.model.slot_predictor._target_` is `{predictor.get('_target_')}`; "
                          f"expected SAViSlotPredictor or null")
+
+
+def _model_section(cfg: DictConfig, path: Path) -> dict[str, Any]:
+    """The ``model`` section: the original's architecture options and the values of its ``SlotTrainer``.
+
+    Raises:
+        ValueError: two keys that must agree (slot dims, bgfg groups, head counts) do not.
+    """
+    predictor = _get(cfg, "model.model.slot_predictor", path, None)
     time_steps = _get(cfg, "model.time_steps", path)
     time_steps = list(range(time_steps + 1)) if isinstance(time_steps, int) else [int(k) for k in time_steps]
     num_iters = int(_get(cfg, "model.num_iters", path))
@@ -97,7 +116,7 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
         log.warning("%s: without a predictor the original binds later frames with num_iters=%d, this package "
                     "with ini_iters=%s", path, num_iters, ini_iters)
     num_slots = _get(cfg, "model.num_slots", path)
-    model = {
+    return {
         **ORIGINAL_ARCHITECTURE,
         "num_slots": num_slots if isinstance(num_slots, int) else [int(n) for n in num_slots],
         "slot_dim": slot_dim,
@@ -117,10 +136,13 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "bgfg": bgfg,
         "bgfg_strategy": str(_get(cfg, "model.bgfg_strategy", path)),
     }
-    encoder = _encoder_name(original, int(_get(cfg, "model.decoder.out_dim", path)), path)
+
+
+def _train_section(cfg: DictConfig, original: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """The ``train`` section from ``hparam.general`` (the original's defaults where a key is absent)."""
     im_size = _get(cfg, "hparam.general.im_size", path, 224)
     clip = _get(cfg, "hparam.general.clip_gradnorm", path, None)
-    train = {
+    return {
         "lr": float(_get(cfg, "hparam.general.lr", path, 1e-4)),
         "pct_start": float(_get(cfg, "hparam.general.pct_start", path, 0.1)),
         "grad_clip": None if clip is None else float(clip),
@@ -128,23 +150,29 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "input_size": [int(im_size), int(im_size)],
         "weight_decay": 0.0,
     }
-    data = {
+
+
+def _data_section(cfg: DictConfig, path: Path) -> dict[str, Any]:
+    """The clip settings of the ``data`` section (the original's defaults where a key is absent)."""
+    return {
         "batch_size": int(_get(cfg, "hparam.general.batch_size", path, 16)),
         "frames_per_clip": int(_get(cfg, "hparam.general.frames_per_clip", path, 8)),
         "frame_rate": float(_get(cfg, "hparam.general.framerate", path, 8)),
         "clips_per_video": int(_get(cfg, "hparam.general.epochs", path, 2)),
         "stride": 1,
     }
+
+
+def _eval_section(cfg: DictConfig, path: Path) -> dict[str, Any]:
+    """The ``eval`` section: the lock-on and iteration settings of ``hparam.eval``."""
     lock_on = _get(cfg, "hparam.eval.lock_on", path, {}) or {}
-    evaluation = {
+    return {
         "num_bg_slots": int(lock_on.get("num_bg_slots", 5)),
         "slots_per_class": int(lock_on.get("slots_per_class", 1)),
         "num_extra_slots": int(lock_on.get("num_extra_slots", 0)),
         "num_iters": _get(cfg, "hparam.eval.num_iters", path, None),
         "ini_iters": _get(cfg, "hparam.eval.ini_iters", path, None),
     }
-    converted = {"model": model, "encoder": {"name": encoder}, "train": train, "data": data, "eval": evaluation}
-    return {"preset": match_preset(converted) or "original-checkpoint", **converted}
 
 
 def _encoder_name(original: Mapping[str, Any], feature_dim: int, path: Path) -> str:

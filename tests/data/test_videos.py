@@ -14,8 +14,9 @@ import torch
 
 from dinosavi.data.badfiles import BadFile, UnreadableFileError
 from dinosavi.data.davis import read_frames
+from dinosavi.data.decode import decode_video, probe_length
 from dinosavi.data.synthetic import SyntheticSpec, generate_synthetic
-from dinosavi.data.videos import DavisClips, VideoClips, _probe_length, clip_starts, decode_video
+from dinosavi.data.videos import DavisClips, VideoClips, clip_starts
 
 CODECS = {".mp4": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
 
@@ -98,7 +99,7 @@ def test_decode_video_order_and_resampling(video_root: Path, name: str) -> None:
     fast = decode_video(path, frame_rate=50)  # upsampling repeats frames
     np.testing.assert_allclose(square_positions(fast), np.arange(fast.shape[0]) // 2, atol=1.0)
     for rate in (None, 5.0, 12.5, 50.0):
-        assert _probe_length(path, rate) == decode_video(path, rate).shape[0]
+        assert probe_length(path, rate) == decode_video(path, rate).shape[0]
 
 
 def test_video_clips(video_root: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -212,7 +213,7 @@ def test_listed_bad_videos_are_not_read_again_and_give_the_same_clips(broken_roo
     opened: list[str] = []
     import dinosavi.data.videos as videos
 
-    for name in ("_probe_length", "_iter_frames"):
+    for name in ("probe_length", "iter_frames"):
         original = getattr(videos, name)
         monkeypatch.setattr(videos, name, lambda path, rate, f=original: opened.append(path.name) or f(path, rate))
     known = {str(bad["empty"]): BadFile("cannot open", opens=False),

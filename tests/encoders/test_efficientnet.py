@@ -10,7 +10,7 @@ import timm
 import torch
 from PIL import Image
 
-from dinosavi.encoders import EfficientNetLite0, ResizeRule, build_encoder, efficientnet_lite0_classifier
+from dinosavi.encoders import EfficientNetLite0, ResizeRule, create_encoder, efficientnet_lite0_classifier
 from dinosavi.encoders.efficientnet import efficientnet_lite0_weights_path, map_lukemelas_state_dict
 
 BLACK_SWAN = 100
@@ -91,7 +91,7 @@ def test_preprocess_travels_with_weights(encoder8: EfficientNetLite0) -> None:
 ])
 @torch.inference_mode()
 def test_feature_shapes(stride: int, size: tuple[int, int], grid: tuple[int, int]) -> None:
-    encoder = build_encoder("efficientnet_lite0", stride=stride)
+    encoder = create_encoder("efficientnet_lite0", stride=stride)
     out = encoder(torch.randn(2, 3, *size))
     assert out.features.shape == (2, 320, *grid)
     assert out.cls_attention is None

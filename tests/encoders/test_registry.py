@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from dinosavi.encoders import TIMM_VITS, HFViT, TimmViT, build_encoder
+from dinosavi.encoders import TIMM_VITS, HFViT, TimmViT, create_encoder
 from dinosavi.encoders.hf import timm_to_hf_vit_state_dict
 from dinosavi.encoders.registry import build_timm_vit
-from dinosavi.encoders.vit import load_state_dict_file
+from dinosavi.encoders.weights import load_state_dict_file
 
 transformers = pytest.importorskip("transformers")
 
@@ -63,8 +63,8 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.mark.parametrize("size", [(224, 224), (256, 320)])
 def test_timm_and_hf_agree(saved: tuple[Path, Path], size: tuple[int, int]) -> None:
     timm_file, hf_dir = saved
-    ours = build_encoder(f"timm:{TINY}", weights=str(timm_file))
-    theirs = build_encoder(f"hf:{hf_dir}")
+    ours = create_encoder(f"timm:{TINY}", weights=str(timm_file))
+    theirs = create_encoder(f"hf:{hf_dir}")
     assert isinstance(ours, TimmViT) and isinstance(theirs, HFViT)
     assert (theirs.feature_dim, theirs.num_heads, theirs.patch_size) == (192, 3, 16)
     assert theirs.preprocess == ours.preprocess
@@ -79,7 +79,7 @@ def test_timm_and_hf_agree(saved: tuple[Path, Path], size: tuple[int, int]) -> N
 
 def test_hf_cls_attention_matches_eager(saved: tuple[Path, Path]) -> None:
     _, hf_dir = saved
-    encoder = build_encoder(f"hf:{hf_dir}")
+    encoder = create_encoder(f"hf:{hf_dir}")
     eager = transformers.ViTModel.from_pretrained(hf_dir, attn_implementation="eager",
                                                   add_pooling_layer=False)
     images = torch.randn(1, 3, 224, 288)
@@ -93,7 +93,7 @@ def test_hf_cls_attention_matches_eager(saved: tuple[Path, Path]) -> None:
 
 def test_weights_from_directory_and_intermediate_layers(saved: tuple[Path, Path]) -> None:
     timm_file, _ = saved
-    encoder = build_encoder(f"timm:{TINY}", weights=str(timm_file.parent), layers=(3, -1))
+    encoder = create_encoder(f"timm:{TINY}", weights=str(timm_file.parent), layers=(3, -1))
     out = encoder.encode(torch.randint(0, 256, (1, 3, 64, 96), dtype=torch.uint8))
     assert [t.shape for t in out.intermediate] == [(1, 192, 30, 45)] * 2  # short side 480
     torch.testing.assert_close(out.intermediate[1], out.features)
@@ -131,26 +131,26 @@ def test_registers_are_dropped() -> None:
 def test_offline_without_weights_fails_fast() -> None:
     with pytest.raises(RuntimeError, match=r"`timm/vit_small_patch8_224\.dino` `model\.safetensors`.*"
                                            r"encoder\.weights=<path"):
-        build_encoder("dino_vits8")
+        create_encoder("dino_vits8")
 
 
 def test_hf_offline_fails_fast(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match=r"(?s)`facebook/dinov2-small`.*hf:<local dir>"):
-        build_encoder("hf:facebook/dinov2-small")
+        create_encoder("hf:facebook/dinov2-small")
     with pytest.raises(FileNotFoundError, match=r"config\.json not found"):
-        build_encoder(f"hf:{tmp_path}")
+        create_encoder(f"hf:{tmp_path}")
 
 
 def test_missing_local_weights() -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        build_encoder("dino_vits16", weights="/nonexistent/model.safetensors")
+        create_encoder("dino_vits16", weights="/nonexistent/model.safetensors")
     with pytest.raises(FileNotFoundError, match="expected one of"):
         load_state_dict_file(Path(__file__).parent)
 
 
 def test_unknown_timm_model() -> None:
     with pytest.raises(ValueError, match="Unknown timm model `vit_nonsense`"):
-        build_encoder("timm:vit_nonsense")
+        create_encoder("timm:vit_nonsense")
 
 
 @pytest.mark.parametrize("family", ["dinov2", "dinov2_with_registers"])
@@ -167,7 +167,7 @@ def test_hf_dinov2_cls_attention_matches_eager(tmp_path: Path, family: str) -> N
     model.save_pretrained(tmp_path)
     transformers.BitImageProcessor(image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
                                    resample=3).save_pretrained(tmp_path)
-    encoder = build_encoder(f"hf:{tmp_path}", layers=(0,))
+    encoder = create_encoder(f"hf:{tmp_path}", layers=(0,))
     prefix = 1 + (4 if family != "dinov2" else 0)
     assert encoder.num_heads == 3 and encoder.patch_size == 14 and encoder.feature_dim == 48
     assert encoder.preprocess.interpolation == "bicubic"

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dinosavi.encoders import TimmViT, VisionTransformer, build_encoder
+from dinosavi.encoders import TimmViT, TinyRandomViT, create_encoder
 from dinosavi.encoders.vit import cls_attention
 
 
 @pytest.fixture(scope="module")
 def vit() -> TimmViT:
-    encoder = build_encoder("vit_tiny_random")
+    encoder = create_encoder("vit_tiny_random")
     assert isinstance(encoder, TimmViT)
     return encoder
 
@@ -87,12 +87,12 @@ def test_position_embedding_is_interpolated(vit: TimmViT) -> None:
 
 def test_vit_tiny_random_is_deterministic(vit: TimmViT) -> None:
     torch.manual_seed(123)
-    other = build_encoder("vit_tiny_random")
+    other = create_encoder("vit_tiny_random")
     assert all(torch.equal(a, b) for a, b in zip(vit.state_dict().values(), other.state_dict().values()))
     state = torch.random.get_rng_state()
-    VisionTransformer(seed=5)
+    TinyRandomViT(seed=5)
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
-    pos_a, pos_b = VisionTransformer(seed=5).state_dict()["model.pos_embed"], vit.state_dict()["model.pos_embed"]
+    pos_a, pos_b = TinyRandomViT(seed=5).state_dict()["model.pos_embed"], vit.state_dict()["model.pos_embed"]
     assert not torch.equal(pos_a, pos_b)
 
 
@@ -110,7 +110,7 @@ def test_frozen_and_encode_uint8(vit: TimmViT) -> None:
 
 
 def test_intermediate_layers() -> None:
-    encoder = VisionTransformer(seed=0, layers=(0, -1))
+    encoder = TinyRandomViT(seed=0, layers=(0, -1))
     out = encoder.encode(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8), batch_size=1)
     assert len(out.intermediate) == 2 and out.intermediate[0].shape == (2, 64, 60, 60)
     torch.testing.assert_close(out.intermediate[1], out.features)  # the last block, normed
@@ -120,22 +120,22 @@ def test_rejects_bad_input(vit: TimmViT) -> None:
     with pytest.raises(ValueError, match="not a multiple of the patch size 8"):
         vit(torch.randn(1, 3, 60, 64))
     with pytest.raises(ValueError, match="layer index 5 out of range"):
-        VisionTransformer(layers=(5,))
+        TinyRandomViT(layers=(5,))
     with pytest.raises(ValueError, match="Unknown precision `fp8`"):
-        VisionTransformer(precision="fp8")
+        TinyRandomViT(precision="fp8")
 
 
 def test_unknown_encoder() -> None:
     with pytest.raises(ValueError, match=r"Unknown encoder `resnet`; expected one of .*efficientnet_lite0"):
-        build_encoder("resnet")
+        create_encoder("resnet")
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_half_precision_on_cuda(precision: str) -> None:
-    full = VisionTransformer(seed=0).cuda()
-    half = VisionTransformer(seed=0, precision=precision).cuda()
+    full = TinyRandomViT(seed=0).cuda()
+    half = TinyRandomViT(seed=0, precision=precision).cuda()
     frames = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
     a, b = full.encode(frames), half.encode(frames)
     assert b.features.dtype == torch.float32

@@ -17,12 +17,12 @@ import torch
 from dinosavi.data.davis import DavisDataset, davis_palette, read_palette_png
 from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.segment import segment_video, slot_segmenter
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.source import FeatureSource
-from dinosavi.features.store import Resolution
+from dinosavi.features.space import Resolution
 from dinosavi.modes import options
 from dinosavi.viz.video import write_video
 from tests.conftest import REPO_ROOT, compose_config
@@ -48,7 +48,7 @@ def _model_and_encoder():
     from dinosavi.build import build_model
 
     cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
     return build_model(cfg.model, encoder.feature_dim).eval(), encoder, cfg
 
 

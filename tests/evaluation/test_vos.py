@@ -16,7 +16,7 @@ from PIL import Image
 
 from dinosavi.data.davis import DavisDataset, read_palette_png
 from dinosavi.encoders.base import ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_frames, segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
@@ -76,7 +76,7 @@ def binding_model(feature_dim: int) -> SlotModel:
 
 @pytest.fixture(scope="module")
 def synthetic_val(tiny_synthetic):
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
     rule = ResizeRule(short_side=128, multiple_of=8)
     data = DavisDataset(tiny_synthetic, "train")  # 3 videos, 6 frames, 64x80 (encoded at 128x160)
     return encoder, [(s.labels, encoder.encode(s.frames, rule).features) for s in data]

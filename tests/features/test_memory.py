@@ -5,12 +5,12 @@ import torch
 
 from dinosavi.data.videos import DavisClips
 from dinosavi.encoders.base import ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.memory import FeatureClips
 
 
 def test_in_memory_features_match_online(tiny_synthetic):
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     rule = ResizeRule(size=(64, 64))
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=2, clips_per_video=2, size=(64, 64))
     memory = FeatureClips(clips, encoder, rule, batch_size=4)
@@ -28,7 +28,7 @@ def test_in_memory_features_match_online(tiny_synthetic):
 
 
 def test_in_memory_features_keep_cls_attention(tiny_synthetic):
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     rule = ResizeRule(size=(64, 64))
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, stride=1, clips_per_video=1, size=(64, 64))
     item = FeatureClips(clips, encoder, rule, batch_size=4)[0]
@@ -38,7 +38,7 @@ def test_in_memory_features_keep_cls_attention(tiny_synthetic):
 
 
 def test_items_have_the_documented_shapes_and_no_cls_attention_without_a_cls_token(tiny_synthetic):
-    encoder = build_encoder("efficientnet_lite0", stride=16).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=16).freeze()
     assert encoder.num_heads is None
     rule = ResizeRule(size=(64, 64))
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=2, clips_per_video=1, size=(64, 64))

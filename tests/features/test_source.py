@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.cache import davis_groups
 from dinosavi.features.source import FeatureSource, resolution, training_clips
 from dinosavi.features.store import FeatureStore
@@ -35,7 +35,7 @@ def test_resolutions_are_defined_once():
 
 
 def test_a_batch_of_raw_clips_is_encoded_and_a_stored_batch_passed_on():
-    encoder = build_encoder("efficientnet_lite0", stride=16).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=16).freeze()
     source = FeatureSource(encoder, resolution("train", (32, 48), None, 16))
     clips = torch.randint(0, 255, (2, 3, 3, 32, 48), dtype=torch.uint8)
     frames, features, attention = source.batch(clips, torch.device("cpu"))
@@ -50,12 +50,12 @@ def test_training_clips_are_the_raw_clips_without_a_store_or_memory(tiny_synthet
     from dinosavi.data.videos import DavisClips
 
     clips = DavisClips(tiny_synthetic, "train", frames_per_clip=2, size=(32, 48))
-    encoder = build_encoder("efficientnet_lite0", stride=16).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=16).freeze()
     assert training_clips(clips, FeatureSource(encoder, resolution("train", (32, 48), None, 16))) is clips
 
 
 def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, monkeypatch):
-    encoder = build_encoder("efficientnet_lite0").freeze()
+    encoder = create_encoder("efficientnet_lite0").freeze()
     groups = davis_groups(tiny_synthetic, ["val"])
     frames = groups[0].decode()
     res = resolution("eval", (64, 64), 64, encoder.patch_size)
@@ -71,7 +71,7 @@ def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, mon
 
 
 def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
-    encoder = build_encoder("vit_tiny_random").freeze()
+    encoder = create_encoder("vit_tiny_random").freeze()
     groups = davis_groups(tiny_synthetic, ["val"])
     frames = groups[0].decode()
     res = resolution("eval", (64, 64), 64, encoder.patch_size)
@@ -90,7 +90,7 @@ def test_eval_cls_attention_online_and_from_the_store(tiny_synthetic, tmp_path):
 
 
 def test_a_stream_is_read_a_chunk_at_a_time():
-    encoder = build_encoder("efficientnet_lite0", stride=8).freeze()
+    encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
     pulled = []
 
     def frames():

@@ -15,9 +15,11 @@ import torch
 
 from dinosavi.data.videos import DavisClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.encoders.registry import build_encoder
+from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.cache import StoreClips, cache_features, davis_groups
-from dinosavi.features.store import FeatureSpace, FeatureStore, Resolution, file_digest
+from dinosavi.features.digests import file_digest
+from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.store import FeatureStore
 from tests.conftest import REPO_ROOT
 
 TRAIN = Resolution(ResizeRule(size=(64, 64)), presize=True)
@@ -26,7 +28,7 @@ EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
 
 @pytest.fixture(scope="module")
 def vit() -> FrozenEncoder:
-    return build_encoder("vit_tiny_random").freeze()
+    return create_encoder("vit_tiny_random").freeze()
 
 
 def _count_calls(encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -211,7 +213,7 @@ def test_keys_follow_weights_resolution_and_file_bytes(tiny_synthetic, tmp_path,
     assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(72, 72)), presize=True)).keys([digest]) != base
     assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(64, 64)))).keys([digest]) != base
 
-    changed = build_encoder("vit_tiny_random").freeze()
+    changed = create_encoder("vit_tiny_random").freeze()
     assert FeatureSpace(store, changed, TRAIN).keys([digest]) == base  # same weights, new object
     with torch.no_grad():
         next(changed.parameters()).view(-1)[0] += 1e-3
