@@ -43,7 +43,7 @@ def cli() -> None:
     args = sys.argv[1:]
     sets_mode = any(a.split("=", 1)[0].lstrip("+~") == "mode" for a in args)
     if "mode=help" in args or not (sets_mode or any(a.startswith("-") for a in args)):
-        from dinosavi.modes import print_help
+        from dinosavi.help import print_help
 
         print_help([a for a in args if a != "mode=help"])
         return

@@ -14,11 +14,13 @@ one source: ``train`` is :class:`dinosavi.train_options.TrainOptions`, ``eval`` 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dinosavi.data.synthetic import SyntheticSpec
 from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOptions
@@ -34,8 +36,12 @@ __all__ = [
     "ModelConfig",
     "PropagateConfig",
     "SegmentConfig",
+    "checkpoint_config",
     "register_configs",
+    "with_data",
 ]
+
+log = logging.getLogger(__name__)
 
 MODES = {
     "help": "list modes, presets and the main options",
@@ -235,3 +241,49 @@ class Config:
 def register_configs() -> None:
     """Register the schema so ``main.yaml`` can name it in its defaults list."""
     ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def _override_keys(overrides: list[str]) -> list[str]:
+    """Keys and groups set by command-line ``overrides`` (``hydra.*`` left out)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")]
+
+
+def checkpoint_config(
+    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str]
+) -> DictConfig:
+    """``cfg`` with ``sections`` taken from a checkpoint's config, command-line settings re-applied.
+
+    Keys the user set on the command line keep the user's value, so ``resume=... train.max_steps=N``
+    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights. A config-group
+    choice (``data=davis``, ``hparam=...``) would replace a whole section with its defaults, so for the
+    checkpoint's sections it is ignored with a warning: set the keys instead.
+    """
+    merged = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(merged, dict)
+    for section in sections:
+        if section not in ckpt_config:
+            raise ValueError(f"checkpoint config has no `{section}` section; was it written by dinosavi?")
+        merged[section] = ckpt_config[section]
+    out = OmegaConf.merge(OmegaConf.structured(Config), merged)
+    for key in _override_keys(overrides):
+        if key.split(".")[0] not in sections:
+            continue
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, DictConfig) or key == "hparam":
+            log.warning("`%s` is a config group; the checkpoint's `%s` section is kept (set its keys instead)",
+                        key, key)
+            continue
+        OmegaConf.update(out, key, value, merge=False)
+    assert isinstance(out, DictConfig)
+    return out
+
+
+def with_data(ckpt_config: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """A converted original checkpoint's config holds only the clip settings of ``data``; the dataset itself
+    (``data.name``, ``data.root``, ...) is the command line's."""
+    if "data" not in ckpt_config or "name" in ckpt_config["data"]:
+        return ckpt_config
+    data = OmegaConf.to_container(cfg.data, resolve=False)
+    assert isinstance(data, dict)
+    return {**ckpt_config, "data": {**data, **ckpt_config["data"]}}

@@ -12,13 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.atomic import write_atomic
 from dinosavi.config import MODES as MODE_HELP
-from dinosavi.config import Config
+from dinosavi.config import checkpoint_config, with_data
 
 if TYPE_CHECKING:
     from dinosavi.checkpoint import Checkpoint
@@ -26,14 +24,12 @@ if TYPE_CHECKING:
     from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "MODES", "checkpoint_config", "evaluate_model", "options", "print_help", "propagate_with", "run_cache",
+    "MODES", "evaluate_model", "options", "propagate_with", "run_cache",
     "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
 
 log = logging.getLogger(__name__)
-
-CONF_DIR = Path(__file__).parent / "conf"
 
 _T = TypeVar("_T")
 
@@ -52,42 +48,6 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
     write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def _override_keys(overrides: list[str]) -> list[str]:
-    """Keys and groups set by command-line ``overrides`` (``hydra.*`` left out)."""
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    return [o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")]
-
-
-def checkpoint_config(
-    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str]
-) -> DictConfig:
-    """``cfg`` with ``sections`` taken from a checkpoint's config, command-line settings re-applied.
-
-    Keys the user set on the command line keep the user's value, so ``resume=... train.max_steps=N``
-    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights. A config-group
-    choice (``data=davis``, ``hparam=...``) would replace a whole section with its defaults, so for the
-    checkpoint's sections it is ignored with a warning: set the keys instead.
-    """
-    merged = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(merged, dict)
-    for section in sections:
-        if section not in ckpt_config:
-            raise ValueError(f"checkpoint config has no `{section}` section; was it written by dinosavi?")
-        merged[section] = ckpt_config[section]
-    out = OmegaConf.merge(OmegaConf.structured(Config), merged)
-    for key in _override_keys(overrides):
-        if key.split(".")[0] not in sections:
-            continue
-        value = OmegaConf.select(cfg, key)
-        if isinstance(value, DictConfig) or key == "hparam":
-            log.warning("`%s` is a config group; the checkpoint's `%s` section is kept (set its keys instead)",
-                        key, key)
-            continue
-        OmegaConf.update(out, key, value, merge=False)
-    assert isinstance(out, DictConfig)
-    return out
-
-
 def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
     """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its sections: ``preset``, ``model`` and
     ``encoder``, or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
@@ -96,7 +56,7 @@ def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = No
     ckpt = load_checkpoint(cfg.resume)
     if sections is None:
         sections = [k for k in ckpt.config if k not in ("mode", "resume")]
-        return ckpt, checkpoint_config(cfg, _with_data(ckpt.config, cfg), sections, overrides)
+        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides)
     return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides)
 
 
@@ -204,7 +164,8 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
     return propagate_with(cfg, _encoder(cfg), run_dir)
 
 
-def propagate_with(cfg: DictConfig, encoder: FrozenEncoder, out_dir: Path, name: str = "eval") -> dict[str, float]:
+def propagate_with(cfg: DictConfig, encoder: FrozenEncoder, out_dir: Path,
+                   name: str = "propagate") -> dict[str, float]:
     """Label propagation of ``cfg.propagate`` with a built encoder on the split of ``cfg.data``; frames at the
     resolution ``name`` of :func:`dinosavi.build.build_feature_source` (``propagate``: its own; ``eval``: the
     slot model's, so that both read the same features)."""
@@ -363,16 +324,6 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
                           maps_folder="slots" if method == "slots" else "soft")
 
 
-def _with_data(ckpt_config: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
-    """A converted original checkpoint's config holds only the clip settings of ``data``; the dataset itself
-    (``data.name``, ``data.root``, ...) is the command line's."""
-    if "data" not in ckpt_config or "name" in ckpt_config["data"]:
-        return ckpt_config
-    data = OmegaConf.to_container(cfg.data, resolve=False)
-    assert isinstance(data, dict)
-    return {**ckpt_config, "data": {**data, **ckpt_config["data"]}}
-
-
 def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     """``mode=convert``: an original DINOSAVi ``resume=<file>.ckpt`` as a safetensors checkpoint of this package
     (``out=<file>``, else ``<run dir>/<name>.safetensors``), its converted config and the original's config kept.
@@ -396,40 +347,6 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     save_checkpoint(out, model, config, ckpt.step, extra=ckpt.extra)
     print(f"{cfg.resume} ({config['preset']}) -> {out}")
     return out
-
-
-def _presets() -> list[tuple[str, str]]:
-    out = []
-    for path in sorted((CONF_DIR / "hparam").glob("*.yaml")):
-        lines = [ln[2:].strip() for ln in path.read_text().splitlines() if ln.startswith("# ") and "@package" not in ln]
-        original = any(ln.startswith("Original preset `") for ln in lines)  # the original DINOSAVi's recipes
-        out.append((path.stem, ("[original] " if original else "[ours] ") + (lines[0] if lines else "")))
-    return out
-
-
-def print_help(overrides: list[str]) -> None:
-    """``mode=help``: modes, presets, config groups and the main options with their values."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("main", overrides=overrides)
-    groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
-              for g in ("data", "encoder", "eval", "propagate")}
-    lines = ["dinosavi: self-supervised video object segmentation with slots on frozen features", "",
-             "usage: python -m dinosavi mode=<mode> [group=option] [key=value ...]", "", "modes:"]
-    lines += [f"  {name:<8} {text}" for name, text in MODE_HELP.items()]
-    lines += ["", "presets (hparam=<name>):"]
-    lines += [f"  {name:<32} {text}" for name, text in _presets()]
-    lines += ["", "config groups:"] + [f"  {g}=<{'|'.join(opts)}>" for g, opts in groups.items()]
-    lines += ["", "main options (current values):"]
-    for key in ("data.root", "data.split", "data.batch_size", "data.num_workers", "data.frames_per_clip",
-                "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
-                "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
-                "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
-                "input", "first_mask", "method", "segment.max_fps", "segment.short_side", "segment.start",
-                "segment.stop", "demo.davis_root", "demo.davis_short_side"):
-        lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
-    lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
-              "every key: python -m dinosavi mode=train --cfg job"]
-    print("\n".join(lines))
 
 
 def _run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:

@@ -111,6 +111,16 @@ def evaluate_slots(
     _check_segments(model, options, max_proposals)
     protocol = "semi" if options.lock_on else "unsupervised"
     log.info("evaluating %s (%s) on %s: %d sequences", name, protocol, split, len(dataset))
+    segment = _slot_segment(model, source, dataset, options, seed)
+    title = f"{'Lock-on' if options.lock_on else 'Unsupervised'} evaluation of {name} on {split}"
+    details = f"encoder {encoder.name}, stride {encoder.patch_size}; eval {options}"
+    return run_sequences(dataset, segment, out_dir, split, title, options, details, protocol=protocol,
+                         max_proposals=max_proposals)
+
+
+def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
+                  seed: int) -> Segment:
+    """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop."""
     every_frame = options.every_frame_background
     # the CLS-attention background of the first frame: extra slots, and slot groups without lock-on
     wants_background = every_frame or (options.num_extra_slots > 0 if options.lock_on
@@ -135,10 +145,7 @@ def evaluate_slots(
         )
         return result.labels, result.masks if options.output == "slot" else None
 
-    title = f"{'Lock-on' if options.lock_on else 'Unsupervised'} evaluation of {name} on {split}"
-    details = f"encoder {encoder.name}, stride {encoder.patch_size}; eval {options}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details, protocol=protocol,
-                         max_proposals=max_proposals)
+    return segment
 
 
 def _check_segments(model: SlotModel, options: EvalOptions, max_proposals: int) -> None:

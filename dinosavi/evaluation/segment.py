@@ -39,7 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 from torch import Tensor
 
@@ -193,6 +202,37 @@ class _FrameWriter:
             yield out.overlay
 
 
+def _written(stream: FrameStream, segmenter: Segmenter, writer: _FrameWriter, progress: Progress | None,
+             task: TaskID | None) -> Iterator[np.ndarray]:
+    """Pull the stream's frames through the segmenter, queue each frame's files and yield the overlays of
+    the written frames, in order.
+
+    Raises:
+        ValueError: labels above 255, or no frame at all.
+    """
+    waiting: deque[tuple[str, np.ndarray]] = deque()  # decoded frames whose labels are not out yet
+
+    def pull() -> Iterator[Tensor]:
+        for frame_name, frame in stream.frames:
+            waiting.append((frame_name, frame))
+            yield torch.from_numpy(frame).permute(2, 0, 1)
+
+    for labels, frame_maps in segmenter(pull()):
+        frame_name, frame = waiting.popleft()
+        ids = labels.numpy()
+        if ids.max() > 255:
+            raise ValueError(f"{stream.source.name}: segment id {int(ids.max())} does not fit a palette PNG; use at "
+                             "most 255 slots (eval.num_slots)")
+        writer.submit(frame_name, frame, ids.astype(np.uint8), frame_maps)
+        if progress is not None and task is not None:
+            progress.advance(task)
+        yield from writer.drain(2 * WRITERS)
+    yield from writer.drain(0)
+    if writer.count == 0:
+        raise ValueError(f"{stream.source.path}: no frames to segment (segment.start / segment.stop select "
+                         f"none; the stream has about {stream.length})")
+
+
 def segment_video(
     stream: FrameStream,
     segmenter: Segmenter,
@@ -207,8 +247,8 @@ def segment_video(
 ) -> VideoEntry:
     """Segment one video and write its outputs under ``out_dir / stream.source.name`` as frames come.
 
-    Frames are pulled from ``stream`` only as the segmenter asks for them; at most a chunk of frames
-    waits for its labels, and at most ``2 x WRITERS`` frames wait to be written.
+    Frames are pulled from ``stream`` only as the segmenter asks for them; at most a chunk of frames waits
+    for its labels, at most ``2 x WRITERS`` to be written.
 
     Args:
         stream: the frames (:func:`dinosavi.data.inputs.stream_frames`).
@@ -231,40 +271,16 @@ def segment_video(
     folder = out_dir / name
     for sub in ("results", maps_folder, *(("overlays",) if overlays else ())):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    waiting: deque[tuple[str, np.ndarray]] = deque()  # decoded frames whose labels are not out yet
-
-    def pull() -> Iterator[Tensor]:
-        for frame_name, frame in stream.frames:
-            waiting.append((frame_name, frame))
-            yield torch.from_numpy(frame).permute(2, 0, 1)
-
     marks = set(spread(stream.length, THUMBNAILS)) if stream.length else {0}
     writer = _FrameWriter(folder, maps_folder, palette, overlays, marks, pool)
     task = None if progress is None else progress.add_task(name, total=stream.length or None)
     t0 = time.perf_counter()
-
-    def written() -> Iterator[np.ndarray]:
-        for labels, frame_maps in segmenter(pull()):
-            frame_name, frame = waiting.popleft()
-            ids = labels.numpy()
-            if ids.max() > 255:
-                raise ValueError(f"{name}: segment id {int(ids.max())} does not fit a palette PNG; use at most 255 "
-                                 "slots (eval.num_slots)")
-            writer.submit(frame_name, frame, ids.astype(np.uint8), frame_maps)
-            if progress is not None and task is not None:
-                progress.advance(task)
-            yield from writer.drain(2 * WRITERS)
-        yield from writer.drain(0)
-        if writer.count == 0:
-            raise ValueError(f"{stream.source.path}: no frames to segment (segment.start / segment.stop select "
-                             f"none; the stream has about {stream.length})")
-
     mp4 = folder / f"{name}.mp4"
+    written = _written(stream, segmenter, writer, progress, task)
     if video:
-        write_video(mp4, written(), stream.rate)
+        write_video(mp4, written, stream.rate)
     else:
-        for _ in written():
-            pass
+        deque(written, maxlen=0)  # write the frames; no MP4
     seconds, count = time.perf_counter() - t0, writer.count
     if progress is not None and task is not None:
         progress.update(task, total=count, completed=count)  # a video's length was an estimate

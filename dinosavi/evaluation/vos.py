@@ -192,9 +192,8 @@ def segment_frames(
     """Segment a video frame by frame, from its first-frame mask (lock-on) or with every slot a segment.
 
     The streaming form of :func:`segment_sequence` (same arguments, same results): it pulls the next
-    frame's features only when the caller asks for the next frame, and keeps nothing of past frames but
-    the model's slots and the tracker's state, so a long video runs in bounded memory. The arguments are
-    checked when it is called; frames are read as it is iterated.
+    frame's features only when asked for the next frame and keeps only the model's slots and the tracker's
+    state, so a long video runs in bounded memory. Arguments are checked at the call.
 
     Args:
         model: the trained slot model (in eval mode).
