@@ -20,7 +20,7 @@ from dinosavi.checkpoint import Checkpoint
 from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
-from dinosavi.data.videos import ClipIndex
+from dinosavi.data.videos import ClipDataset
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.cache import SourceGroup, davis_groups, movi_groups, video_groups
 from dinosavi.features.source import FeatureSource, resolution
@@ -108,7 +108,7 @@ def _input_size(cfg: DictConfig) -> tuple[int, int]:
 
 def build_training_clips(
     cfg: DictConfig, source: FeatureSource, known_bad: Mapping[str, BadFile] | None = None
-) -> ClipIndex:
+) -> ClipDataset:
     """What training iterates over (:func:`dinosavi.features.source.training_clips`): the clips of the train
     split at ``train.input_size``, raw, from the store of ``source`` or, with ``features.in_memory``, encoded
     once. Unreadable files are skipped; ``known_bad`` lists files (by path) to skip without reading them."""
@@ -199,7 +199,7 @@ class _Dataset:
 
     layout: str
     sequences: Callable[[DataConfig, str], SequenceDataset] | None
-    clips: Callable[..., ClipIndex]
+    clips: Callable[..., ClipDataset]
     groups: Callable[[DataConfig], list[SourceGroup]]
 
 
@@ -213,14 +213,14 @@ def _movi_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     return MoviDataset(cfg.root, split)
 
 
-def _davis_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+def _davis_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipDataset:
     from dinosavi.data.videos import DavisClips
 
     return DavisClips(cfg.root, split, frames_per_clip=cfg.frames_per_clip, stride=cfg.stride,
                       clips_per_video=cfg.clips_per_video, year=cfg.year, quality=cfg.quality, **kwargs)  # type: ignore[arg-type]
 
 
-def _movi_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+def _movi_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipDataset:
     from dinosavi.data.movi import MoviDataset
     from dinosavi.data.videos import FrameClips
 
@@ -228,7 +228,7 @@ def _movi_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
                       clips_per_video=cfg.clips_per_video, root=cfg.root, **kwargs)  # type: ignore[arg-type]
 
 
-def _video_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipIndex:
+def _video_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipDataset:
     from dinosavi.data.videos import VideoClips
 
     return VideoClips(cfg.root, frames_per_clip=cfg.frames_per_clip, frame_rate=cfg.frame_rate,
@@ -299,7 +299,7 @@ def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
 def build_clip_dataset(
     cfg: DataConfig, split: str, size: tuple[int, int], seed: int, skip_bad: bool = False,
     known_bad: Mapping[str, BadFile] | None = None,
-) -> ClipIndex:
+) -> ClipDataset:
     """Training clips ``(T, 3, H, W)`` uint8 of ``size`` from ``data.name``; ``set_epoch(e)`` draws new clips.
     ``skip_bad`` and ``known_bad`` as in :class:`dinosavi.data.videos.FrameClips`."""
     ensure_dataset(cfg)

@@ -46,7 +46,7 @@ from torch.utils.tensorboard import SummaryWriter
 from dinosavi.checkpoint import Checkpoint, capture_rng, restore_rng, save_checkpoint
 from dinosavi.data.badfiles import Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
-from dinosavi.data.videos import ClipIndex
+from dinosavi.data.videos import ClipDataset
 from dinosavi.distributed import Distributed
 from dinosavi.features.source import FeatureSource
 from dinosavi.models.slot_model import ClipLoss, SlotModel
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 
 def train(
     model: SlotModel,
-    clips: ClipIndex,
+    clips: ClipDataset,
     source: FeatureSource,
     options: TrainOptions,
     run_dir: Path,
@@ -119,7 +119,7 @@ class _Position:
 class _Trainer:
     """One training run: the optimisation state, one step, saving, and the loop over epochs."""
 
-    def __init__(self, model: SlotModel, clips: ClipIndex, source: FeatureSource, options: TrainOptions,
+    def __init__(self, model: SlotModel, clips: ClipDataset, source: FeatureSource, options: TrainOptions,
                  run_dir: Path, batch_size: int, ddp: Distributed, config: dict[str, Any], skipped: SkipLog) -> None:
         self.model, self.clips, self.source, self.options, self.ddp = model, clips, source, options, ddp
         self.config, self.skipped, self.batch_size = config, skipped, batch_size
@@ -276,7 +276,7 @@ class _WithSkips(Dataset):
     """The items of ``dataset``, each with the skips found while reading it, so that the main process
     learns about unreadable files that data-loader workers met."""
 
-    def __init__(self, dataset: ClipIndex) -> None:
+    def __init__(self, dataset: ClipDataset) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:

@@ -58,3 +58,16 @@ def compose_config(*overrides: str):
     register_configs()
     with initialize_config_dir(config_dir=str(REPO_ROOT / "dinosavi" / "conf"), version_base="1.3"):
         return compose("main", overrides=list(overrides))
+
+
+def count_encoder_calls(encoder: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Frames passed through ``encoder.forward`` from now on, one list item per call."""
+    calls: list[int] = []
+    forward = encoder.forward
+
+    def counting(images):
+        calls.append(len(images))
+        return forward(images)
+
+    monkeypatch.setattr(encoder, "forward", counting)
+    return calls

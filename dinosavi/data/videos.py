@@ -34,7 +34,7 @@ from dinosavi.data.decode import check_frame_rate, decode_video, find_videos, it
 from dinosavi.data.resize import resize_frames
 
 __all__ = [
-    "ClipIndex",
+    "ClipDataset",
     "DavisClips",
     "FrameClips",
     "VideoClips",
@@ -75,8 +75,8 @@ def clip_starts(
     return sorted(min(int(d), valid - 1) for d in draws)
 
 
-class ClipIndex(Dataset):
-    """Shared clip bookkeeping: ``len = videos * clips_per_video``, starts per (seed, epoch, video), and
+class ClipDataset(Dataset):
+    """The base of every training-clip dataset: ``len = videos * clips_per_video``, starts per (seed, epoch, video), and
     the skipping of unreadable videos (see the module docstring).
 
     Subclasses implement :meth:`_clip` and set ``sources`` (the file or folder of each video).
@@ -169,7 +169,7 @@ class ClipIndex(Dataset):
         """The files of each video."""
         return [[source] for source in self.sources]
 
-    def adopt_skips(self, source: ClipIndex) -> None:
+    def adopt_skips(self, source: ClipDataset) -> None:
         """Take over ``source``'s record of unreadable videos (datasets built on its clip positions)."""
         self.skip_bad, self.sources, self.num_found = source.skip_bad, source.sources, source.num_found
         self.bad, self.excluded, self._found = dict(source.bad), source.excluded, source._found
@@ -193,7 +193,7 @@ def _keep_long_enough(
     return [n for n, _ in kept], [k for _, k in kept]
 
 
-class FrameClips(ClipIndex):
+class FrameClips(ClipDataset):
     """Clips from the frame files of whole sequences (:class:`~dinosavi.data.davis.SequenceDataset`).
 
     Args:
@@ -280,7 +280,7 @@ class DavisClips(FrameClips):
                          skip_bad=skip_bad, known_bad=known_bad)
 
 
-class VideoClips(ClipIndex):
+class VideoClips(ClipDataset):
     """Clips from a folder of video files, e.g. Kinetics-400 with one sub-folder per class.
 
     Lengths come from container metadata, probed once at construction; a clip is decoded

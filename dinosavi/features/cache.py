@@ -23,7 +23,7 @@ from torch import Tensor
 from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.decode import decode_video, find_videos
-from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
+from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.features.digests import file_digest, video_frame_digest
 from dinosavi.features.space import FeatureSpace
 from dinosavi.features.store import FeatureStore
@@ -189,7 +189,7 @@ def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: 
     return stats
 
 
-class StoreClips(ClipIndex):
+class StoreClips(ClipDataset):
     """The clips of ``source``, read from the feature store (missing frames are encoded and stored first).
 
     Items are dicts: ``frames`` ``(T, 3, H', W')`` uint8 thumbnails (for TensorBoard images),

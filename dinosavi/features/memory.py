@@ -19,7 +19,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from dinosavi.data.badfiles import Skip, UnreadableFileError
-from dinosavi.data.videos import ClipIndex
+from dinosavi.data.videos import ClipDataset
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 
 __all__ = ["FeatureClips"]
@@ -27,7 +27,7 @@ __all__ = ["FeatureClips"]
 log = logging.getLogger(__name__)
 
 
-class FeatureClips(ClipIndex):
+class FeatureClips(ClipDataset):
     """The clips of ``source``, read from features encoded once.
 
     Args:
@@ -37,7 +37,7 @@ class FeatureClips(ClipIndex):
         batch_size: frames per encoder pass.
     """
 
-    def __init__(self, source: ClipIndex, encoder: FrozenEncoder, rule: ResizeRule, batch_size: int) -> None:
+    def __init__(self, source: ClipDataset, encoder: FrozenEncoder, rule: ResizeRule, batch_size: int) -> None:
         self.frames: list[Tensor] = []
         self.features: list[Tensor] = []
         self.cls_attention: list[Tensor] = []

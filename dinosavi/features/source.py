@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dinosavi.data.videos import ClipIndex, FrameClips, VideoClips
+from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.digests import file_digest
 from dinosavi.features.space import FeatureSpace, Resolution
@@ -134,7 +134,7 @@ class FeatureSource:
                 None if attention is None else attention.clone().unflatten(0, (B, T)))
 
 
-def training_clips(clips: ClipIndex, source: FeatureSource, in_memory: bool = False) -> ClipIndex:
+def training_clips(clips: ClipDataset, source: FeatureSource, in_memory: bool = False) -> ClipDataset:
     """What training iterates over: ``clips`` themselves, raw ``(T, 3, H, W)`` uint8 (encoded online by
     :meth:`FeatureSource.batch`), or dicts of ``frames`` and precomputed ``features`` read from the store
     when ``source`` has one (missing frames encoded and written first) or, with ``in_memory``, encoded

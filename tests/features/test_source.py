@@ -5,24 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.cache import davis_groups
 from dinosavi.features.source import FeatureSource, resolution, training_clips
 from dinosavi.features.store import FeatureStore
-
-
-def _count_calls(encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Frames passed through ``encoder.forward`` from now on, one list item per call."""
-    calls: list[int] = []
-    forward = encoder.forward
-
-    def counting(images):
-        calls.append(len(images))
-        return forward(images)
-
-    monkeypatch.setattr(encoder, "forward", counting)
-    return calls
+from tests.conftest import count_encoder_calls
 
 
 def test_resolutions_are_defined_once():
@@ -62,7 +50,7 @@ def test_eval_features_match_online_and_are_reused(tiny_synthetic, tmp_path, mon
     online = torch.stack(list(FeatureSource(encoder, res, 4).features(frames)))
     stored = FeatureSource.create(encoder, res, 4, FeatureStore(tmp_path / "store"))
     first = torch.stack(list(stored.features(frames, groups[0].paths, groups[0].name)))
-    calls = _count_calls(encoder, monkeypatch)
+    calls = count_encoder_calls(encoder, monkeypatch)
     second = torch.stack(list(stored.features(frames, groups[0].paths, groups[0].name)))
     assert calls == []  # read from the store
     torch.testing.assert_close(first, online)

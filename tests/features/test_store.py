@@ -20,7 +20,7 @@ from dinosavi.features.cache import StoreClips, cache_features, davis_groups
 from dinosavi.features.digests import file_digest
 from dinosavi.features.space import FeatureSpace, Resolution
 from dinosavi.features.store import FeatureStore
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, count_encoder_calls
 
 TRAIN = Resolution(ResizeRule(size=(64, 64)), presize=True)
 EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
@@ -29,19 +29,6 @@ EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
 @pytest.fixture(scope="module")
 def vit() -> FrozenEncoder:
     return create_encoder("vit_tiny_random").freeze()
-
-
-def _count_calls(encoder: FrozenEncoder, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Frames passed through ``encoder.forward`` from now on, one list item per call."""
-    calls: list[int] = []
-    forward = encoder.forward
-
-    def counting(images):
-        calls.append(len(images))
-        return forward(images)
-
-    monkeypatch.setattr(encoder, "forward", counting)
-    return calls
 
 
 def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
@@ -81,7 +68,7 @@ def test_second_run_encodes_nothing(tiny_synthetic, tmp_path, vit, monkeypatch):
     store = FeatureStore(tmp_path / "store")
     first = cache_features(store, _spaces(store, vit), groups, show_progress=False)
     assert (first.frames, first.encoded) == (total, 2 * total)
-    calls = _count_calls(vit, monkeypatch)
+    calls = count_encoder_calls(vit, monkeypatch)
     reopened = FeatureStore(tmp_path / "store")
     assert len(reopened) == 2 * total
     second = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
@@ -104,7 +91,7 @@ def test_damaged_shard_is_reported_and_recomputed(damage, tiny_synthetic, tmp_pa
         data = data[: len(data) - 5000]
     shard.write_bytes(bytes(data))
 
-    calls = _count_calls(vit, monkeypatch)
+    calls = count_encoder_calls(vit, monkeypatch)
     reopened = FeatureStore(tmp_path / "store")
     with caplog.at_level(logging.WARNING, logger="dinosavi.features.store"):
         stats = cache_features(reopened, [FeatureSpace(reopened, vit, TRAIN)], groups, show_progress=False)
@@ -189,7 +176,7 @@ def test_interrupted_run_resumes(tiny_synthetic, tmp_path, vit, monkeypatch):
     with pytest.raises(RuntimeError, match="interrupted"):
         cache_features(store, _spaces(store, vit), groups, show_progress=False)
     monkeypatch.setattr(FeatureStore, "write", write)
-    calls = _count_calls(vit, monkeypatch)
+    calls = count_encoder_calls(vit, monkeypatch)
     reopened = FeatureStore(tmp_path / "store")
     assert len(reopened) == 2 * len(groups[0].paths) + len(groups[1].paths)
     stats = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
