@@ -277,9 +277,11 @@ def ensure_dataset(cfg: DataConfig) -> None:
         return
     from omegaconf import OmegaConf
 
-    from dinosavi.data.synthetic import ensure_synthetic
+    from dinosavi.data.synthetic import SyntheticSpec, ensure_synthetic
 
-    ensure_synthetic(cfg.root, OmegaConf.to_object(cfg.synthetic))  # type: ignore[arg-type]
+    spec = cfg.synthetic if isinstance(cfg.synthetic, SyntheticSpec) else OmegaConf.to_object(cfg.synthetic)
+    assert isinstance(spec, SyntheticSpec)
+    ensure_synthetic(cfg.root, spec)
 
 
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:

@@ -1,0 +1,51 @@
+"""The files of an evaluation run: palette PNGs, overlays and slot maps, written on a thread pool."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dinosavi.data.davis import Sequence, davis_palette, read_palette_png
+from dinosavi.viz.outputs import write_sequence, write_slot_maps
+
+
+def _sequence() -> Sequence:
+    frames = torch.zeros(3, 3, 16, 20, dtype=torch.uint8)
+    frames[:, 0] = 200  # red frames
+    return Sequence("toy", frames, None, davis_palette(), ["00000", "00001", "00002"])
+
+
+def test_write_sequence_writes_palette_pngs_and_overlays(tmp_path):
+    seq = _sequence()
+    labels = np.zeros((3, 16, 20), dtype=np.uint8)
+    labels[:, 4:12, 5:15] = 1
+    with ThreadPoolExecutor(2) as pool:
+        for future in write_sequence(tmp_path, seq, labels, True, pool):
+            future.result()
+    for t, name in enumerate(seq.frame_names):
+        ids, palette = read_palette_png(tmp_path / "results" / "toy" / f"{name}.png")
+        assert np.array_equal(ids, labels[t]) and np.array_equal(palette[1], davis_palette()[1])
+        image = np.asarray(Image.open(tmp_path / "overlays" / "toy" / f"{name}.jpg"))
+        assert image.shape == (16, 20, 3)
+        assert abs(int(image[0, 0, 0]) - 200) < 8  # background keeps the frame
+        assert abs(int(image[8, 10, 0]) - 200) > 20  # the object is blended with its colour
+    with ThreadPoolExecutor(1) as pool:
+        for future in write_sequence(tmp_path / "no-overlays", seq, labels, False, pool):
+            future.result()
+    assert not (tmp_path / "no-overlays" / "overlays").exists()
+
+
+def test_slot_maps_are_one_tile_per_slot_and_checked(tmp_path):
+    seq = _sequence()
+    masks = torch.rand(3, 4, 4, 5)
+    with ThreadPoolExecutor(2) as pool:
+        for future in write_slot_maps(tmp_path, seq, masks, pool):
+            future.result()
+        with pytest.raises(ValueError, match="toy: 2 slot masks for 3 frames"):
+            write_slot_maps(tmp_path, seq, masks[:2], pool)
+    grid = np.asarray(Image.open(tmp_path / "slots" / "toy" / "00001.jpg"))
+    assert grid.shape[1] > 4 * 20  # the frame, then one tile per slot
