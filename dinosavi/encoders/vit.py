@@ -24,9 +24,9 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from dinosavi.encoders.base import EncoderOutput, FrozenEncoder, Preprocess, ResizeRule
+from dinosavi.precision import check_precision, precision_dtype
 
 __all__ = [
-    "PRECISIONS",
     "TimmViT",
     "TinyRandomViT",
     "ViTBase",
@@ -34,7 +34,6 @@ __all__ = [
     "cls_attention",
 ]
 
-PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cls_attention(q: Tensor, k: Tensor, scale: float, num_prefix_tokens: int,
@@ -60,7 +59,7 @@ def cls_attention(q: Tensor, k: Tensor, scale: float, num_prefix_tokens: int,
 def _autocast(device: torch.device, precision: str) -> AbstractContextManager[Any]:
     if precision == "fp32" or device.type != "cuda":
         return nullcontext()
-    return torch.autocast(device_type="cuda", dtype=PRECISIONS[precision])
+    return torch.autocast(device_type="cuda", dtype=precision_dtype(precision))
 
 
 def check_vit_args(precision: str, layers: tuple[int, ...], depth: int) -> None:
@@ -69,8 +68,7 @@ def check_vit_args(precision: str, layers: tuple[int, ...], depth: int) -> None:
     Raises:
         ValueError: an unknown precision, or a layer index outside ``[-depth, depth)``.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown precision `{precision}`; expected one of {sorted(PRECISIONS)}")
+    check_precision(precision)
     for i in layers:
         if not -depth <= i < depth:
             raise ValueError(f"layer index {i} out of range for a ViT with {depth} blocks")
