@@ -51,6 +51,7 @@ __all__ = [
     "check_data_root",
     "check_model_encoder",
     "ensure_dataset",
+    "input_size",
     "load_model",
     "resolve_device",
     "resolve_split",
@@ -91,7 +92,7 @@ def build_resolution(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> Reso
     long side a multiple of ``propagate.multiple_of``)."""
     if name == "propagate":
         return Resolution(ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of))
-    return resolution(name, _input_size(cfg), cfg.eval.short_side, encoder.patch_size)
+    return resolution(name, input_size(cfg), cfg.eval.short_side, encoder.patch_size)
 
 
 def build_feature_source(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> FeatureSource:
@@ -101,7 +102,7 @@ def build_feature_source(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> 
                                 _store(cfg.features))
 
 
-def _input_size(cfg: DictConfig) -> tuple[int, int]:
+def input_size(cfg: DictConfig) -> tuple[int, int]:
     """``train.input_size`` as ``(H, W)``: the one place it is read."""
     return int(cfg.train.input_size[0]), int(cfg.train.input_size[1])
 
@@ -115,7 +116,7 @@ def build_training_clips(
     from dinosavi.features.source import training_clips
 
     split = resolve_split(cfg.data, "train")
-    clips = build_clip_dataset(cfg.data, split, _input_size(cfg), cfg.seed, skip_bad=True, known_bad=known_bad)
+    clips = build_clip_dataset(cfg.data, split, input_size(cfg), cfg.seed, skip_bad=True, known_bad=known_bad)
     return training_clips(clips, source, cfg.features.in_memory)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dinosavi.build import build_sequences
+from dinosavi.build import build_sequences, input_size
 from dinosavi.config import DataConfig, PropagateConfig
 from dinosavi.data.davis import SequenceDataset
 from dinosavi.encoders.base import FrozenEncoder
@@ -42,7 +42,7 @@ class EvalSet:
 def demo_sets(cfg: DictConfig, encoder: FrozenEncoder, store: FeatureStore | None) -> list[EvalSet]:
     """The synthetic val split (at ``eval.short_side``) and the DAVIS sample of ``demo.davis_root`` (at
     ``demo.davis_short_side``), their features read from (and written to) ``store``."""
-    size = (int(cfg.train.input_size[0]), int(cfg.train.input_size[1]))
+    size = input_size(cfg)
 
     def source(short_side: int | None) -> FeatureSource:
         return FeatureSource.create(encoder, resolution("eval", size, short_side, encoder.patch_size),

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from dinosavi.data.davis import write_palette_png
 
@@ -89,6 +88,8 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
         pattern = ((x // period).astype(int) + (y // period).astype(int)) % 2 == 1
     alpha = rng.uniform(0.15, 0.35)
     image = np.where(pattern[..., None], (1 - alpha) * image + alpha * _colour(rng), image)
+    from scipy import ndimage  # rendering only: the config schema imports SyntheticSpec from here
+
     coarse = rng.normal(0, 0.08, (height // 16 + 2, width // 16 + 2, 3))
     smooth = ndimage.zoom(coarse, (height / (coarse.shape[0] - 1), width / (coarse.shape[1] - 1), 1), order=1)
     image = image + smooth[:height, :width]
