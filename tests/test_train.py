@@ -241,7 +241,7 @@ def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
 
 def test_headline_preset_trains_on_a_folder_of_mp4_files(tmp_path):
     """Kinetics layout (class sub-folders of .mp4 files) decoded with PyAV at the preset's 8 fps."""
-    from tests.data.test_videos import write_video
+    from tests.data.conftest import write_video
 
     root = tmp_path / "kinetics"
     for name in ("abseiling/a.mp4", "abseiling/b.mp4", "juggling/c.mp4"):
@@ -275,7 +275,7 @@ def _train_videos(run_dir: Path, overrides: list[str]) -> Path:
 def broken_videos(tmp_path):
     """A Kinetics-like folder: three good .mp4 files, a truncated one, a zero-byte one and one whose frame
     data is garbled (it opens; decoding fails, so it is found while training)."""
-    from tests.data.test_videos import write_broken_videos, write_video
+    from tests.data.conftest import write_broken_videos, write_video
 
     root = tmp_path / "kinetics"
     for name in ("abseiling/a.mp4", "abseiling/b.mp4", "juggling/c.mp4"):

@@ -1,5 +1,4 @@
-"""Clip sampling: DAVIS-layout clips, video decoding with PyAV, frame-rate resampling, errors, and the
-skipping of unreadable files."""
+"""Clip sampling: DAVIS-layout clips, video clips at a frame rate, errors, and the skipping of unreadable files."""
 
 from __future__ import annotations
 
@@ -7,68 +6,15 @@ import logging
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
 
 from dinosavi.data.badfiles import BadFile, UnreadableFileError
 from dinosavi.data.davis import read_frames
-from dinosavi.data.decode import decode_video, probe_length
 from dinosavi.data.synthetic import SyntheticSpec, generate_synthetic
 from dinosavi.data.videos import DavisClips, VideoClips, clip_starts
-
-CODECS = {".mp4": "libx264", ".webm": "libvpx", ".avi": "mpeg4"}
-
-
-def write_video(path: Path, num_frames: int = 50, fps: int = 25) -> None:
-    """A 64x48 video whose frame i shows a white 8x8 square at x = i (so order is recoverable)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(CODECS[path.suffix.lower()], rate=fps)
-        assert isinstance(stream, av.VideoStream)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(num_frames):
-            image = np.zeros((48, 64, 3), np.uint8)
-            image[20:28, i : i + 8] = 255
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-
-
-def write_broken_videos(folder: Path) -> dict[str, Path]:
-    """Three broken ``.mp4`` files in ``folder``: ``truncated`` (its second half, with the index, cut off:
-    it cannot be opened), ``empty`` (zero bytes) and ``garbled`` (it opens, but its frame data is
-    overwritten: decoding fails at the first frame)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    good = folder / ".source.mp4"
-    write_video(good)
-    data = good.read_bytes()
-    good.unlink()
-    paths = {name: folder / f"{name}.mp4" for name in ("truncated", "empty", "garbled")}
-    paths["truncated"].write_bytes(data[: len(data) // 2])
-    paths["empty"].write_bytes(b"")
-    garbled = bytearray(data)
-    garbled[300:800] = b"\xff" * 500
-    paths["garbled"].write_bytes(bytes(garbled))
-    return paths
-
-
-def square_positions(frames: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) uint8 -> (T,) left edge of the white square, i.e. the source frame index."""
-    bright = frames.float().mean(dim=1) > 128  # (T, H, W)
-    columns = bright.any(dim=1).float()  # (T, W)
-    return (columns * torch.arange(frames.shape[-1])).sum(-1).numpy() / columns.sum(-1).numpy() - 3.5
-
-
-@pytest.fixture(scope="module")
-def video_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("videos")
-    write_video(root / "class_a" / "one.mp4")
-    write_video(root / "class_b" / "two.WEBM")
-    write_video(root / "class_b" / "deeper" / "three.avi")
-    write_video(root / "class_c" / "short.mp4", num_frames=5)
-    (root / "class_c" / "notes.txt").write_text("not a video")
-    return root
+from tests.data.conftest import square_positions, write_broken_videos, write_video
 
 
 @pytest.fixture(scope="module")
@@ -85,21 +31,6 @@ def test_clip_starts() -> None:
     assert clip_starts(10, 10, 1, 3, rng) == [0, 0, 0]
     with pytest.raises(ValueError, match="stride"):
         clip_starts(10, 2, 0, 1, rng)
-
-
-@pytest.mark.parametrize("name", ["class_a/one.mp4", "class_b/two.WEBM", "class_b/deeper/three.avi"])
-def test_decode_video_order_and_resampling(video_root: Path, name: str) -> None:
-    path = video_root / name
-    frames = decode_video(path)
-    assert frames.shape == (50, 3, 48, 64) and frames.dtype == torch.uint8
-    np.testing.assert_allclose(square_positions(frames), np.arange(50), atol=1.0)
-    slow = decode_video(path, frame_rate=5)
-    assert slow.shape[0] == 10
-    np.testing.assert_allclose(square_positions(slow), np.arange(0, 50, 5), atol=1.0)
-    fast = decode_video(path, frame_rate=50)  # upsampling repeats frames
-    np.testing.assert_allclose(square_positions(fast), np.arange(fast.shape[0]) // 2, atol=1.0)
-    for rate in (None, 5.0, 12.5, 50.0):
-        assert probe_length(path, rate) == decode_video(path, rate).shape[0]
 
 
 def test_video_clips(video_root: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -14,13 +14,6 @@ from dinosavi.encoders import TimmViT, TinyRandomViT, create_encoder
 from dinosavi.encoders.vit import cls_attention
 
 
-@pytest.fixture(scope="module")
-def vit() -> TimmViT:
-    encoder = create_encoder("vit_tiny_random")
-    assert isinstance(encoder, TimmViT)
-    return encoder
-
-
 def _eager_cls_attention(encoder: TimmViT, images: Tensor) -> tuple[Tensor, Tensor]:
     """Tokens and the last block's full attention matrix from timm's non-fused (eager) attention."""
     eager = copy.deepcopy(encoder)
@@ -94,19 +87,6 @@ def test_vit_tiny_random_is_deterministic(vit: TimmViT) -> None:
     assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
     pos_a, pos_b = TinyRandomViT(seed=5).state_dict()["model.pos_embed"], vit.state_dict()["model.pos_embed"]
     assert not torch.equal(pos_a, pos_b)
-
-
-def test_frozen_and_encode_uint8(vit: TimmViT) -> None:
-    vit.train()
-    assert not any(m.training for m in vit.modules())
-    assert not any(p.requires_grad for p in vit.parameters())
-    frames = torch.randint(0, 256, (3, 3, 120, 200), dtype=torch.uint8)
-    out = vit.encode(frames, batch_size=2)  # default rule: short side 480
-    assert out.features.shape == (3, 64, 60, 100)
-    assert out.cls_attention is not None and out.cls_attention.shape == (3, 4, 60, 100)
-    with torch.inference_mode():
-        single = vit(vit.preprocess(frames[2:], vit.default_resize))
-    torch.testing.assert_close(out.features[2:], single.features, atol=1e-5, rtol=1e-5)
 
 
 def test_intermediate_layers() -> None:

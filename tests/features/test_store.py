@@ -1,56 +1,23 @@
-"""The feature store: stored vs. online features, reruns, corruption, resume, keys, the CLI and training."""
+"""The feature store: exact fp32 rows, corruption found by checksum and recomputed, failed writes, training from
+the store, and skipping a sequence with a corrupt frame."""
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from dinosavi.data.videos import DavisClips
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.encoders.registry import create_encoder
+from dinosavi.encoders.base import ResizeRule
 from dinosavi.features.cache import StoreClips, cache_features, davis_groups
 from dinosavi.features.digests import file_digest
-from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.space import FeatureSpace
 from dinosavi.features.store import FeatureStore
-from tests.conftest import REPO_ROOT, count_encoder_calls
-
-TRAIN = Resolution(ResizeRule(size=(64, 64)), presize=True)
-EVAL = Resolution(ResizeRule(short_side=64, multiple_of=8))
-
-
-@pytest.fixture(scope="module")
-def vit() -> FrozenEncoder:
-    return create_encoder("vit_tiny_random").freeze()
-
-
-def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
-    return [FeatureSpace(store, encoder, r, batch_size=4) for r in (TRAIN, EVAL)]
-
-
-def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
-    space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, Resolution(ResizeRule(size=(64, 64)), presize=True))
-    stored = StoreClips(clips, space)
-    assert len(stored) == len(clips)
-    for epoch in (0, 1):
-        clips.set_epoch(epoch)
-        stored.set_epoch(epoch)
-        for i in range(len(clips)):
-            item = stored[i]
-            online = vit.encode(clips[i], ResizeRule(size=(64, 64)))
-            assert item["features"].dtype == torch.float32
-            torch.testing.assert_close(item["features"], online.features, atol=2e-3, rtol=1e-3)  # fp16 rounding
-            assert online.cls_attention is not None
-            torch.testing.assert_close(item["cls_attention"], online.cls_attention, atol=1e-3, rtol=1e-3)
-            assert item["frames"].dtype == torch.uint8 and item["frames"].shape[:2] == (3, 3)
+from tests.conftest import count_encoder_calls
+from tests.features.conftest import EVAL, TRAIN
 
 
 def test_fp32_store_is_exact(tiny_synthetic, tmp_path, vit):
@@ -60,20 +27,6 @@ def test_fp32_store_is_exact(tiny_synthetic, tmp_path, vit):
     stored = space.read([file_digest(p) for p in group.paths])
     assert computed and stored is not None
     assert torch.equal(stored.features, online.features)
-
-
-def test_second_run_encodes_nothing(tiny_synthetic, tmp_path, vit, monkeypatch):
-    groups = davis_groups(tiny_synthetic, None)
-    total = sum(len(g.paths) for g in groups)
-    store = FeatureStore(tmp_path / "store")
-    first = cache_features(store, _spaces(store, vit), groups, show_progress=False)
-    assert (first.frames, first.encoded) == (total, 2 * total)
-    calls = count_encoder_calls(vit, monkeypatch)
-    reopened = FeatureStore(tmp_path / "store")
-    assert len(reopened) == 2 * total
-    second = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
-    assert (second.frames, second.encoded, calls) == (total, 0, [])
-    assert not list((tmp_path / "store").rglob("*.tmp"))
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
@@ -158,68 +111,6 @@ def test_failed_writes_keep_what_was_stored(tiny_synthetic, tmp_path, vit, monke
     monkeypatch.undo()
     store.flush()  # the failed flush left the manifest dirty: the next one records the second shard
     assert FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN).read(other) is not None
-
-
-def test_interrupted_run_resumes(tiny_synthetic, tmp_path, vit, monkeypatch):
-    groups = davis_groups(tiny_synthetic, None)
-    total = sum(len(g.paths) for g in groups)
-    write, written = FeatureStore.write, list[str]()
-
-    def failing_write(self, *args, **kwargs):
-        if len(written) == 3:
-            raise RuntimeError("interrupted")
-        written.append(args[1])
-        return write(self, *args, **kwargs)
-
-    monkeypatch.setattr(FeatureStore, "write", failing_write)
-    store = FeatureStore(tmp_path / "store", flush_every=1e9)  # only the final flush records the shards
-    with pytest.raises(RuntimeError, match="interrupted"):
-        cache_features(store, _spaces(store, vit), groups, show_progress=False)
-    monkeypatch.setattr(FeatureStore, "write", write)
-    calls = count_encoder_calls(vit, monkeypatch)
-    reopened = FeatureStore(tmp_path / "store")
-    assert len(reopened) == 2 * len(groups[0].paths) + len(groups[1].paths)
-    stats = cache_features(reopened, _spaces(reopened, vit), groups, show_progress=False)
-    done = 2 * len(groups[0].paths) + len(groups[1].paths)
-    assert stats.encoded == 2 * total - done
-    assert sum(calls) == 2 * total - done
-    assert len(reopened) == 2 * total
-
-
-def test_keys_follow_weights_resolution_and_file_bytes(tiny_synthetic, tmp_path, vit):
-    store = FeatureStore(tmp_path / "store")
-    frame = tmp_path / "frame.jpg"
-    shutil.copy(davis_groups(tiny_synthetic, ["val"])[0].paths[0], frame)
-    digest = file_digest(frame)
-    base = FeatureSpace(store, vit, TRAIN).keys([digest])
-
-    os.utime(frame, (1_000_000, 1_000_000))  # mtime only: same key
-    assert FeatureSpace(store, vit, TRAIN).keys([file_digest(frame)]) == base
-    frame.write_bytes(frame.read_bytes() + b"\0")  # other bytes: other key
-    assert FeatureSpace(store, vit, TRAIN).keys([file_digest(frame)]) != base
-    assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(72, 72)), presize=True)).keys([digest]) != base
-    assert FeatureSpace(store, vit, Resolution(ResizeRule(size=(64, 64)))).keys([digest]) != base
-
-    changed = create_encoder("vit_tiny_random").freeze()
-    assert FeatureSpace(store, changed, TRAIN).keys([digest]) == base  # same weights, new object
-    with torch.no_grad():
-        next(changed.parameters()).view(-1)[0] += 1e-3
-    assert FeatureSpace(store, changed, TRAIN).keys([digest]) != base
-
-
-def test_cache_mode_cli(tiny_synthetic, tmp_path):
-    store = tmp_path / "store"
-    command = [
-        sys.executable, "-m", "dinosavi", "mode=cache", "data=synthetic", f"data.root={tiny_synthetic}",
-        "encoder=vit_tiny_random", f"features.store={store}", "train.input_size=[64,64]", "eval.short_side=64",
-        f"hydra.run.dir={tmp_path / 'run'}",
-    ]
-    env = {**os.environ, "COLUMNS": "200"}
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "frames/s" in done.stdout + done.stderr
-    entries = json.loads((store / "manifest.json").read_text())["entries"]
-    assert len(entries) == 2 * 4 * 6  # 4 videos of 6 frames, train and eval
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ from dinosavi.metrics.davis import (
     _scores,
     boundary_f,
     boundary_radius,
-    db_statistics,
     evaluate_semisupervised,
     jaccard,
     seg2bmap,
@@ -115,13 +114,6 @@ def test_seg2bmap_equals_baseline(davis_numpy: ModuleType) -> None:
     assert np.array_equal(seg2bmap(seg[None])[0].numpy(), davis_numpy.boundary_map(seg))
 
 
-def test_boundary_radius() -> None:
-    assert boundary_radius(480, 854) == 8
-    assert boundary_radius(480, 854, 3) == 3
-    with pytest.raises(ValueError, match="integer"):
-        boundary_radius(10, 10, 1.5)
-
-
 def test_void_excluded_from_j() -> None:
     gt = np.zeros((1, 4, 4), bool)
     gt[0, :2] = True
@@ -131,31 +123,6 @@ def test_void_excluded_from_j() -> None:
     void[0, 2] = True
     assert jaccard(gt, pred).item() == pytest.approx(8 / 12, abs=0)
     assert jaccard(gt, pred, void).item() == 1.0
-
-
-@pytest.mark.parametrize(
-    ("n", "first", "last"),
-    [(10, [0, 1, 2], [7, 8, 9]), (300, list(range(76)), list(range(224, 300)))],
-)
-def test_decay_bins(n: int, first: list[int], last: list[int]) -> None:
-    x = np.arange(n, dtype=np.float64)
-    mean, recall, decay = db_statistics(x)
-    assert mean == pytest.approx(x.mean())
-    assert recall == pytest.approx((x > 0.5).mean())
-    assert decay == pytest.approx(x[first].mean() - x[last].mean())
-
-
-def test_decay_bins_equal_baseline(davis_numpy: ModuleType) -> None:
-    # T=300 would wrap with the toolkit's uint8 bin ids (ids[4] = 299 -> 43); here and in the baseline it does not.
-    for n in (10, 300):
-        x = np.arange(n, dtype=np.float64)
-        assert davis_numpy.db_statistics(x) == pytest.approx(db_statistics(x))
-
-
-def test_db_statistics_nan() -> None:
-    mean, recall, _ = db_statistics(np.array([1.0, np.nan, 0.0, 1.0]))
-    assert mean == pytest.approx(2 / 3)
-    assert recall == pytest.approx(0.5)
 
 
 def _video(T: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -26,23 +26,6 @@ def test_pointwise_path_equals_convolutions():
     torch.testing.assert_close(fast.alpha, slow.alpha, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("pe_type", ["linear", "sine", "learnt"])
-def test_positional_encoding_any_size(pe_type):
-    pe = PositionalEncoding(pe_type, 8, (8, 8))
-    assert pe(8, 8).shape == (pe.dim, 8, 8)
-    assert pe(5, 13).shape == (pe.dim, 5, 13)
-    # base size and twice the base size agree at the shared positions up to interpolation
-    a, b = pe(8, 8), pe(16, 16)
-    torch.testing.assert_close(a, torch.nn.functional.avg_pool2d(b[None], 2)[0], atol=0.05, rtol=0.0)
-
-
-def test_positional_encoding_errors():
-    with pytest.raises(ValueError, match="Unknown positional encoding `spiral`"):
-        PositionalEncoding("spiral")
-    with pytest.raises(ValueError, match="divisible by 4"):
-        PositionalEncoding("sine", 6)
-
-
 @pytest.mark.parametrize("size", [(7, 7), (5, 9)])
 def test_mlp_and_transformer_decoder_shapes(size):
     from dinosavi.models.decoders import MLPDecoder, TransformerDecoder
@@ -66,26 +49,6 @@ def test_mlp_decoder_equals_broadcast_mlp():
     expected = torch.einsum("bsn,bsnd->bdn", alpha, x[..., :-1]).unflatten(-1, (6, 7))
     out = dec(slots, (6, 7))
     torch.testing.assert_close(out.reconstruction, expected, atol=1e-5, rtol=1e-5)
-
-
-def test_original_positional_encodings():
-    from dinosavi.models.pos_embed import OriginalPositionalEncoding
-
-    linear = OriginalPositionalEncoding("linear")
-    grid = linear(3, 5)  # corners at -1 and 1, regenerated for any grid, no state
-    assert grid.shape == (2, 3, 5) and not list(linear.state_dict())
-    assert grid[0, :, 0].tolist() == [-1.0, 0.0, 1.0] and grid[1, 0].tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0]
-    sine = OriginalPositionalEncoding("sine", 4, (6, 7))
-    assert sine(6, 7).shape == (4, 6, 7) and list(sine.state_dict()) == ["pe"]
-    torch.testing.assert_close(sine(6, 7)[0, 0], torch.arange(7.0).sin())  # sin of the column index
-    torch.testing.assert_close(sine(6, 7)[3, :, 0], torch.arange(6.0).cos())  # cos of the row index
-    learnt = OriginalPositionalEncoding("learnt", 4, (6, 7))
-    assert learnt.pe.shape == (4, 6, 7) and learnt(6, 7) is learnt.pe
-    resized = learnt(12, 14)
-    expected = torch.nn.functional.interpolate(learnt.pe[None], size=(12, 14), mode="bicubic")[0]
-    torch.testing.assert_close(resized, expected)
-    dec = AlphaDecoder(16, 24, 2, 1, 32, learnt)
-    assert dec(torch.randn(2, 3, 16), (5, 9)).reconstruction.shape == (2, 24, 5, 9)
 
 
 def test_mixer_decoder_equals_mlp_on_mixed_slots():

@@ -9,7 +9,7 @@ from dinosavi.models.background import background_mask
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.pos_embed import PositionalEncoding
-from dinosavi.models.predictor import SaviPredictor, TimeDecoder
+from dinosavi.models.predictor import SaviPredictor
 from dinosavi.models.slot_model import SlotModel
 
 D = 24
@@ -33,15 +33,6 @@ def test_clip_loss_shapes(predictor, time_decoder, decoder):
     out.loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
-
-
-@pytest.mark.parametrize("kind", ["linear", "attn", "identity"])
-def test_time_decoder_and_predictor_shapes(kind):
-    slots = torch.randn(3, 5, 16)
-    assert TimeDecoder(kind, 16)(slots).shape == (3, 5, 16)
-    assert SaviPredictor(16)(slots).shape == (3, 5, 16)
-    with pytest.raises(ValueError, match="Unknown time decoder `conv`"):
-        TimeDecoder("conv", 16)
 
 
 def test_predictor_none_is_per_frame_dinosaur():

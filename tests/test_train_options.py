@@ -1,0 +1,53 @@
+"""The options of the training loop: the defaults, and the errors that name the key and the bad value."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from dinosavi.train_options import TrainOptions
+from tests.conftest import REPO_ROOT
+
+
+def test_defaults():
+    options = TrainOptions()
+    assert (options.lr, options.weight_decay, options.pct_start, options.grad_clip) == (4e-4, 0.0, 0.05, 1.0)
+    assert (options.max_steps, options.save_every, options.log_every) == (1000, 500, 50)
+    assert options.input_size == [224, 224] and options.precision == "fp32"
+    assert TrainOptions().input_size is not options.input_size  # no shared default list
+
+
+def test_valid_options_are_kept():
+    options = TrainOptions(max_steps=1, save_every=1, log_every=1, input_size=[48, 64], precision="bf16",
+                           grad_clip=None)
+    assert (options.max_steps, options.input_size, options.precision, options.grad_clip) == (1, [48, 64], "bf16", None)
+
+
+def test_an_unknown_precision_names_train_precision():
+    with pytest.raises(ValueError, match=r"Unknown train\.precision `fp8`; expected one of"):
+        TrainOptions(precision="fp8")
+
+
+@pytest.mark.parametrize(("options", "got"), [
+    ({"max_steps": 0}, "got 0, 500, 50"), ({"save_every": 0}, "got 1000, 0, 50"),
+    ({"log_every": -1}, "got 1000, 500, -1"),
+])
+def test_step_counts_must_be_positive(options, got):
+    with pytest.raises(ValueError, match=rf"train\.max_steps, save_every and log_every must be >= 1, {got}$"):
+        TrainOptions(**options)
+
+
+@pytest.mark.parametrize("size", [[224], [224, 224, 3], [0, 64], [64, -1]])
+def test_input_size_must_be_two_positive_sides(size):
+    with pytest.raises(ValueError, match=re.escape(f"train.input_size must be [H, W] of positive pixels, got {size}")):
+        TrainOptions(input_size=size)
+
+
+def test_the_options_import_no_torch():
+    code = ("import sys; from dinosavi.train_options import TrainOptions; TrainOptions(); "
+            "assert 'torch' not in sys.modules")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
