@@ -17,5 +17,6 @@ def test_the_python_api_example_runs(tiny_synthetic, tmp_path, capsys):
     code = code.replace(line, f'root, size, steps, out = "{tiny_synthetic}", (64, 80), 2, Path("{tmp_path}")')
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
     checkpoint, fg_ari, mbo = capsys.readouterr().out.strip().splitlines()[-1].rsplit(" ", 2)
-    assert checkpoint.endswith("step-0000002.safetensors") and 0.0 <= float(mbo) <= 1.0
+    assert checkpoint.endswith("step-0000002.safetensors")
+    assert -1.0 <= float(fg_ari) <= 1.0 and 0.0 <= float(mbo) <= 1.0
     assert (tmp_path / "eval" / "discovery-val.json").is_file()
