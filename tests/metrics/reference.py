@@ -122,3 +122,16 @@ def pack_planes(mask: np.ndarray, radius: int) -> np.ndarray:
     for x in range(W):
         out[..., x // payload] |= mask[..., x].astype(np.uint64) << np.uint64(guard + x % payload)
     return out.view(np.int64)
+
+
+def random_id_maps(rng: np.random.Generator, shape: tuple[int, int, int], k: int, noise: float = 0.05,
+                   lowest_noise_id: int = 0, dtype: type = np.uint8) -> np.ndarray:
+    """``(T, H, W)`` test id maps: rectangles of ids 1..k, some cut by the image border, over sparse noise
+    (a ``noise`` share of pixels with ids ``lowest_noise_id..k``)."""
+    T, H, W = shape
+    out = np.where(rng.random(shape) < noise, rng.integers(lowest_noise_id, k + 1, shape), 0).astype(dtype)
+    for obj in range(1, k + 1):
+        for t in range(T):
+            y, x = rng.integers(-3, H), rng.integers(-3, W)
+            out[t, max(y, 0) : y + rng.integers(1, H // 2 + 2), max(x, 0) : x + rng.integers(1, W // 2 + 2)] = obj
+    return out

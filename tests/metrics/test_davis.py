@@ -290,17 +290,6 @@ def test_many_objects_at_borders_match_baseline(seed: int, davis_numpy: ModuleTy
     np.testing.assert_array_equal(ours.f.numpy(), f_ref)
 
 
-def _random_ids(rng: np.random.Generator, shape: tuple[int, int, int], k: int) -> np.ndarray:
-    """Noise and rectangles of ids 1..k, some cut by the image border."""
-    T, H, W = shape
-    out = np.where(rng.random(shape) < 0.05, rng.integers(0, k + 1, shape), 0).astype(np.uint8)
-    for obj in range(1, k + 1):
-        for t in range(T):
-            y, x = rng.integers(-3, H), rng.integers(-3, W)
-            out[t, max(y, 0) : y + rng.integers(1, H // 2 + 2), max(x, 0) : x + rng.integers(1, W // 2 + 2)] = obj
-    return out
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_equals_plain_reference_on_random_masks(seed: int) -> None:
     """Both J/F paths (bit-packed torch, compiled) equal the plain definitions bit for bit: random sizes,
@@ -309,7 +298,7 @@ def test_equals_plain_reference_on_random_masks(seed: int) -> None:
     for trial in range(6):
         shape = (int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 90)))
         k = [1, 2, 5, 17][(seed + trial) % 4]
-        gt, pred = _random_ids(rng, shape, k), _random_ids(rng, shape, k)
+        gt, pred = reference.random_id_maps(rng, shape, k), reference.random_id_maps(rng, shape, k)
         gt[rng.random(shape) < 0.03] = 255
         radius = [0, 1, 3, boundary_radius(shape[1], shape[2]), 20, 40][trial]
         j, f = _scores(torch.from_numpy(gt), torch.from_numpy(pred), k, radius)

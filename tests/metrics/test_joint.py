@@ -74,17 +74,6 @@ def test_analyse_hand_computed() -> None:
     assert np.array_equal(reference.unpack_planes(counts.pred_planes[0].numpy(), 5, 1)[0], expected[1:5, 1:6])
 
 
-def _maps(rng: np.random.Generator, shape: tuple[int, int, int], k: int) -> np.ndarray:
-    """Rectangles of ids 1..k, some cut by the image border, over sparse noise."""
-    T, H, W = shape
-    out = np.where(rng.random(shape) < 0.02, rng.integers(1, k + 1, shape), 0).astype(np.int64)
-    for obj in range(1, k + 1):
-        for t in range(T):
-            y, x = rng.integers(-3, H), rng.integers(-3, W)
-            out[t, max(y, 0) : y + rng.integers(1, H // 2 + 2), max(x, 0) : x + rng.integers(1, W // 2 + 2)] = obj
-    return out
-
-
 def _box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, slice]:
     """The crop's box as its docstring states it: the non-zero ids, one more pixel on every side."""
     fg = ((gt != 0) | (pred != 0)).any(0)
@@ -99,7 +88,9 @@ def test_analyse_equals_reference(num_gt: int, num_pred: int, radius: int) -> No
     """Confusion counts and every object's boundary plane, on random maps with void and ids above K in gt."""
     rng = np.random.default_rng(num_gt * 100 + num_pred + radius)
     T, H, W = 3, 21, 45
-    gt, pred = _maps(rng, (T, H, W), num_gt), _maps(rng, (T, H, W), num_pred)
+    maps = {"noise": 0.02, "lowest_noise_id": 1, "dtype": np.int64}
+    gt = reference.random_id_maps(rng, (T, H, W), num_gt, **maps)
+    pred = reference.random_id_maps(rng, (T, H, W), num_pred, **maps)
     gt[rng.random((T, H, W)) < 0.02] = 255
     gt[0, 5, 7] = num_gt + 1
     joint = crop(torch.from_numpy(gt), torch.from_numpy(pred), num_gt)
