@@ -91,7 +91,8 @@ def train(
         seed: the seed of the clip order (epoch ``e`` draws from ``seed + e``).
         config: the run's resolved config, stored in every checkpoint (what rebuilds the model).
         resume: a checkpoint to continue from: its weights, optimizer, schedule, RNG and data position.
-        skipped: the record of unreadable videos (:mod:`dinosavi.data.badfiles`); none are allowed when None.
+        skipped: the record of unreadable videos (:mod:`dinosavi.data.badfiles`); when None, kept in memory,
+            with ``data.max_bad_fraction``'s default share (1 %).
         ddp: this process's place in a ``torchrun`` launch, its process group joined (one process when None).
 
     Raises:
@@ -101,7 +102,7 @@ def train(
         KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
     trainer = _Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
-                       skipped or SkipLog(run_dir, max(clips.num_found, 1), 0.0, None))
+                       skipped or SkipLog("the training clips", max(clips.num_found, 1), 0.01, None))
     if resume is not None:
         trainer.resume(resume)
     return trainer.run(num_workers, seed)
