@@ -42,12 +42,15 @@ from dinosavi.build import (  # noqa: E402
     build_feature_source,
     build_sequences,
     ensure_dataset,
+    load_model,
     resolve_device,
 )
-from dinosavi.config import register_configs  # noqa: E402
+from dinosavi.checkpoint import load_checkpoint  # noqa: E402
+from dinosavi.config import checkpoint_config, register_configs  # noqa: E402
 from dinosavi.demo import EvalSet, kmeans_table, propagation_scores  # noqa: E402
+from dinosavi.encoders.base import FrozenEncoder  # noqa: E402
 from dinosavi.evaluation.options import EvalOptions  # noqa: E402
-from dinosavi.modes import options, run_eval, run_train  # noqa: E402
+from dinosavi.modes import evaluate_model, options, run_train  # noqa: E402
 from dinosavi.utils import seed_everything  # noqa: E402
 
 COLUMNS = ("step", "minutes", "loss", "FG-ARI-frame", "FG-ARI", "FG-ARI-early", "FG-ARI-late", "mBO-frame", "mBO",
@@ -74,10 +77,9 @@ def compose_config(overrides: list[str]) -> DictConfig:
         return compose("main", overrides=overrides)
 
 
-def references(cfg: DictConfig, out: Path) -> tuple[dict[str, float], list[float]]:
+def references(cfg: DictConfig, encoder: FrozenEncoder, out: Path) -> tuple[dict[str, float], list[float]]:
     """k-means and label-propagation references on the val split, at the eval resolution of ``cfg`` (as
     ``mode=demo`` computes them, the features read from the store)."""
-    encoder = build_encoder(cfg.encoder).to(resolve_device(cfg.device))
     evaluation = EvalSet("synthetic", "synthetic", build_sequences(cfg.data, "val"),
                          build_feature_source(cfg, encoder, "eval"))
     found = kmeans_table(cfg, evaluation)
@@ -88,13 +90,20 @@ def references(cfg: DictConfig, out: Path) -> tuple[dict[str, float], list[float
             "k-means mBO-frame": means["mBO-frame"], "propagation J&F": propagation["J&F-Mean"]}, found.frame_curve()
 
 
-def evaluate(base: list[str], ckpt_path: Path, out: Path) -> tuple[dict[str, float], list[float]]:
-    """Unsupervised and lock-on evaluation of one checkpoint through the package's eval path (``mode=eval``)."""
-    quiet = ["mode=eval", *base, "data.split=val", f"resume={ckpt_path}", "eval.overlays=false", "eval.videos=false",
-             "eval.report=false"]
-    scores = run_eval(compose_config([*quiet, "eval.lock_on=false"]), out / "unsupervised", [])
+def evaluate(base: list[str], encoder: FrozenEncoder, ckpt_path: Path,
+             out: Path) -> tuple[dict[str, float], list[float]]:
+    """Unsupervised and lock-on evaluation of one checkpoint through the package's eval path (what ``mode=eval``
+    runs), the checkpoint read once and its model built once."""
+    quiet = ["mode=eval", *base, "data.split=val", "eval.overlays=false", "eval.videos=false", "eval.report=false"]
+    ckpt = load_checkpoint(ckpt_path)
+    sections = ["preset", "model", "encoder"]
+    unsup_cfg = checkpoint_config(compose_config([*quiet, "eval.lock_on=false"]), ckpt.config, sections, [])
+    model = load_model(ckpt, unsup_cfg.model, encoder)
+    name = f"{ckpt.config['preset']} (step {ckpt.step})"
+    scores = evaluate_model(unsup_cfg, model, encoder, out / "unsupervised", name)
     curve = json.loads((out / "unsupervised" / "discovery-val.json").read_text())["FG-ARI per frame index"]
-    lock = run_eval(compose_config([*quiet, "eval.lock_on=true"]), out / "lock-on", [])
+    lock_cfg = checkpoint_config(compose_config([*quiet, "eval.lock_on=true"]), ckpt.config, sections, [])
+    lock = evaluate_model(lock_cfg, model, encoder, out / "lock-on", name)
     return {**{k: scores[k] for k in COLUMNS[3:-1]}, "lock-on J&F": lock["J&F-Mean"]}, curve
 
 
@@ -121,7 +130,9 @@ def run(args: argparse.Namespace) -> Curve:
     curve = Curve(args.preset, setup=f"`{' '.join(base[:3] + list(args.override))}`, {args.videos - args.val_videos} "
                                      f"train / {args.val_videos} val videos")
     t0 = time.perf_counter()
-    curve.references, curve.kmeans_curve = references(compose_config(["mode=eval", *base]), out)
+    eval_cfg = compose_config(["mode=eval", *base])
+    encoder = build_encoder(eval_cfg.encoder).to(resolve_device(eval_cfg.device))  # one encoder for every evaluation
+    curve.references, curve.kmeans_curve = references(eval_cfg, encoder, out)
     print(f"references: {curve.references} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     steps = args.steps
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> Curve:
     curve.steps_per_second = steps / train_seconds
     for step in range(args.eval_every, steps + 1, args.eval_every):
         ckpt = run_dir / "checkpoints" / f"step-{step:07d}.safetensors"
-        scores, frame_curve = evaluate(base, ckpt, out / f"eval-{step:07d}")
+        scores, frame_curve = evaluate(base, encoder, ckpt, out / f"eval-{step:07d}")
         row = {"step": step, "minutes": step / curve.steps_per_second / 60, "loss": loss_at(run_dir, step), **scores}
         curve.rows.append(row)
         curve.frame_curves[step] = frame_curve

@@ -20,11 +20,13 @@ from dinosavi.config import checkpoint_config, with_data
 
 if TYPE_CHECKING:
     from dinosavi.checkpoint import Checkpoint
+    from dinosavi.data.inputs import FrameStream
     from dinosavi.encoders.base import FrozenEncoder
+    from dinosavi.evaluation.segment import Segmenter
     from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "MODES", "evaluate_model", "options", "propagate_with", "run_cache",
+    "MODES", "evaluate_model", "options", "run_cache",
     "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
@@ -161,14 +163,6 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
     if cfg.input:
         return run_segment(cfg, run_dir, overrides)
     save_config(cfg, run_dir)
-    return propagate_with(cfg, _encoder(cfg), run_dir)
-
-
-def propagate_with(cfg: DictConfig, encoder: FrozenEncoder, out_dir: Path,
-                   name: str = "propagate") -> dict[str, float]:
-    """Label propagation of ``cfg.propagate`` with a built encoder on the split of ``cfg.data``; frames at the
-    resolution ``name`` of :func:`dinosavi.build.build_feature_source` (``propagate``: its own; ``eval``: the
-    slot model's, so that both read the same features)."""
     from dinosavi.build import build_feature_source, build_sequences, resolve_split
     from dinosavi.config import PropagateConfig
     from dinosavi.evaluation.options import EvalOptions
@@ -177,8 +171,8 @@ def propagate_with(cfg: DictConfig, encoder: FrozenEncoder, out_dir: Path,
     params = options(cfg.propagate, PropagateConfig)
     split = resolve_split(cfg.data, "propagate")
     dataset = build_sequences(cfg.data, split)
-    source = build_feature_source(cfg, encoder, name)
-    return evaluate_propagation(source, dataset, params, options(cfg.eval, EvalOptions), out_dir, split=split,
+    source = build_feature_source(cfg, _encoder(cfg), "propagate")
+    return evaluate_propagation(source, dataset, params, options(cfg.eval, EvalOptions), run_dir, split=split,
                                 name=params.preset)
 
 
@@ -292,7 +286,7 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
                                                                                        streams[0].size)
     encoder, chunk = _encoder(cfg), s.chunk_frames
     eval_options = options(cfg.eval, EvalOptions)
-    segmenter: Callable[..., Any]
+    segmenter: Callable[[FrameStream], Segmenter]
     if method == "slots":
         assert ckpt is not None
         model = load_model(ckpt, cfg.model, encoder)
@@ -306,7 +300,7 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
         details = [f"checkpoint {cfg.resume}; encoder {encoder.name} at short side {cfg.eval.short_side}; "
                    f"{eval_options}"]
 
-        def segmenter(stream: Any) -> Any:
+        def segmenter(stream: FrameStream) -> Segmenter:
             return slot_segmenter(model, source, chunk, first, stream.size, eval_options, cfg.seed)
     else:
         assert first is not None
@@ -316,7 +310,7 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
         title = f"Label propagation ({params.preset}) of {mask_path} with {encoder.name}"
         details = [f"encoder {encoder.name}, stride {encoder.patch_size}, short side {params.short_side}; {params}"]
 
-        def segmenter(stream: Any) -> Any:
+        def segmenter(stream: FrameStream) -> Segmenter:
             return propagation_segmenter(source, chunk, labels, params)
     details.append(f"input {cfg.input}; " + ", ".join(f"segment.{k}={v}" for k, v in s.items()))
     log.info("%s on %d video(s) from %s", title, len(sources), cfg.input)

@@ -74,3 +74,20 @@ def test_cache_writes_what_it_did_into_the_run_dir(tiny_synthetic, tmp_path):
     with pytest.raises(ValueError, match=r"Unknown features.resolutions"):
         modes.run_cache(compose_config("mode=cache", "data=synthetic", f"data.root={tiny_synthetic}",
                                        f"features.store={tmp_path}", "features.resolutions=[test]"), tmp_path, [])
+
+
+def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, monkeypatch):
+    from dinosavi.evaluation import propagate
+
+    seen = {}
+
+    def capture(source, dataset, params, options, out_dir, **kwargs):
+        seen.update(rule=source.rule, preset=params.preset, split=kwargs["split"])
+        return {}
+
+    monkeypatch.setattr(propagate, "evaluate_propagation", capture)
+    cfg = compose_config("mode=propagate", "propagate=crw", "propagate.short_side=96", "eval.short_side=64",
+                         "encoder=efficientnet_lite0", "data=davis", f"data.root={tiny_synthetic}", "device=cpu")
+    modes.run_propagate(cfg, tmp_path, [])
+    assert (seen["rule"].short_side, seen["rule"].multiple_of) == (96, 64)  # propagate's, not eval.short_side
+    assert seen["preset"] == "crw" and seen["split"] == "val"

@@ -23,7 +23,9 @@ from torch import Tensor
 
 from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.features.cache import StoreClips
 from dinosavi.features.digests import file_digest
+from dinosavi.features.memory import FeatureClips
 from dinosavi.features.space import FeatureSpace, Resolution
 from dinosavi.features.store import FeatureStore
 
@@ -140,14 +142,10 @@ def training_clips(clips: ClipDataset, source: FeatureSource, in_memory: bool = 
     when ``source`` has one (missing frames encoded and written first) or, with ``in_memory``, encoded
     once into memory."""
     if source.space is not None:
-        from dinosavi.features.cache import StoreClips
-
         if in_memory:
             log.info("features.store is set: training reads the store, features.in_memory is not used")
         assert isinstance(clips, FrameClips | VideoClips)
         return StoreClips(clips, source.space)
     if in_memory:
-        from dinosavi.features.memory import FeatureClips
-
         return FeatureClips(clips, source.encoder, source.rule, source.batch_size)
     return clips
