@@ -20,45 +20,9 @@ from dinosavi.features.source import FeatureSource
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import DiscoveryTable
+from dinosavi.models.regions import kmeans
 
-__all__ = ["kmeans", "kmeans_reference", "kmeans_segments"]
-
-
-def kmeans(points: Tensor, k: int, iters: int = 30, generator: torch.Generator | None = None) -> Tensor:
-    """k-means with k-means++ seeding (Arthur & Vassilvitskii, 2007), batched over independent point sets.
-
-    Args:
-        points: ``(T, N, D)`` float: ``T`` sets of ``N`` points.
-        k: clusters per set, ``1 <= k <= N``.
-        iters: Lloyd iterations.
-        generator: random source of the seeding (CPU).
-
-    Returns:
-        ``(T, N)`` int64 cluster of every point.
-    """
-    T, N, _ = points.shape
-    if not 1 <= k <= N:
-        raise ValueError(f"k-means needs 1 <= k <= {N} points, got k={k}")
-    x = points.float()
-    rows = torch.arange(T, device=x.device)
-    first = torch.randint(N, (T,), generator=generator).to(x.device)
-    centres = x[rows, first][:, None]  # (T, 1, D)
-    for _ in range(k - 1):
-        d2 = torch.cdist(x, centres).amin(-1).square()  # (T, N): distance to the nearest centre
-        weights = torch.where(d2.sum(1, keepdim=True) > 0, d2, torch.ones_like(d2))
-        pick = torch.multinomial(weights.cpu(), 1, generator=generator)[:, 0].to(x.device)
-        centres = torch.cat([centres, x[rows, pick][:, None]], dim=1)
-    assign = torch.cdist(x, centres).argmin(-1)
-    for _ in range(iters):
-        onehot = F.one_hot(assign, k).to(x.dtype)  # (T, N, K)
-        counts = onehot.sum(1)[..., None]  # (T, K, 1)
-        means = torch.einsum("tnk,tnd->tkd", onehot, x) / counts.clamp(min=1)
-        centres = torch.where(counts > 0, means, centres)  # an empty cluster keeps its centre
-        new = torch.cdist(x, centres).argmin(-1)
-        if torch.equal(new, assign):
-            break
-        assign = new
-    return assign
+__all__ = ["kmeans_reference", "kmeans_segments"]
 
 
 def kmeans_segments(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from dinosavi.evaluation.references import kmeans, kmeans_segments
+from dinosavi.evaluation.references import kmeans_segments
+from dinosavi.models.regions import kmeans
 
 
 def test_kmeans_finds_well_separated_clusters():
