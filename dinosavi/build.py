@@ -190,6 +190,9 @@ def build_model(cfg: ModelConfig, feature_dim: int) -> SlotModel:
         ini_iters=cfg.ini_iters, predictor=predictor, time_steps=[int(k) for k in cfg.time_steps],
         time_decoders=time_decoders, bgfg_strategy=cfg.bgfg_strategy if cfg.bgfg else None, input_pe=cfg.input_pe,
         blend=cfg.blend, input_mlp=cfg.input_mlp, style=cfg.style, loss_norm=cfg.loss_norm,
+        condition=cfg.condition, condition_share=cfg.condition_share, contrast_weight=cfg.contrast_weight,
+        contrast_temperature=cfg.contrast_temperature, track_weight=cfg.track_weight,
+        anchor=cfg.anchor,
     )
 
 

@@ -139,6 +139,11 @@ class ModelConfig:
     patch queries cross-attending to slots); ``pe_*`` apply to ``alpha``, ``pe_size`` also to the learned
     embeddings of ``mlp``/``transformer``. ``bgfg_strategy``: ``initial`` restricts bg/fg slots to the
     patches of their group (from CLS attention) at the first frame, ``always`` at every frame.
+    ``condition``: ``none``, or a mask-conditioned slot initialiser for lock-on, trained without labels on
+    ``condition_share`` of the clips from first-frame ``kmeans`` regions of the frozen features or the model's
+    own ``attention`` regions (:mod:`dinosavi.models.conditioning`); ``track_weight`` > 0 also trains their
+    slot attention at later frames toward those regions carried by label propagation on the frozen features.
+    ``contrast_weight`` > 0 adds SlotContrast's slot-slot contrastive loss with ``contrast_temperature``.
     """
 
     num_slots: Any = 10
@@ -164,6 +169,12 @@ class ModelConfig:
     pe_size: list[int] = field(default_factory=lambda: [28, 28])
     bgfg: bool = False
     bgfg_strategy: str = "always"
+    condition: str = "none"
+    condition_share: float = 0.5
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.1
+    track_weight: float = 0.0
+    anchor: float = 0.0
 
 
 @dataclass
@@ -201,11 +212,21 @@ class SegmentConfig:
 
 @dataclass
 class DemoConfig:
-    """What ``mode=demo`` evaluates besides the synthetic val set: the DAVIS sample at ``davis_root``, its
-    frames resized to ``davis_short_side`` (the synthetic set uses ``eval.short_side``)."""
+    """What ``mode=demo`` does besides the synthetic model: a natural-video model of the same recipe trained
+    ``natural_steps`` steps on the frames of ``natural_root`` (DAVIS layout, its ``train`` split; the masks
+    are never read) at ``natural_input_size``, ``natural_clips_per_video`` clips per video and epoch; it is
+    evaluated on the DAVIS sample at ``davis_root``, its frames resized to ``davis_short_side`` (the
+    synthetic set uses ``eval.short_side``). Lock-on is also scored fused with label propagation, with
+    weight ``fuse`` on propagation's soft labels (``eval.fuse``).
+    """
 
     davis_root: str = "../shared/data/davis-sample"
     davis_short_side: int = 320
+    natural_root: str = "../shared/data/davis2016-train"
+    natural_steps: int = 1000
+    natural_input_size: list[int] = field(default_factory=lambda: [192, 336])
+    natural_clips_per_video: int = 16
+    fuse: float = 0.7
 
 
 @dataclass

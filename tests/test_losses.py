@@ -64,3 +64,31 @@ def test_temporal_loss_is_fp32_for_low_precision_predictions():
     assert loss.dtype == torch.float32
     reference, _ = temporal_reconstruction_loss(prediction.bfloat16().float(), features.half().float(), (0,))
     torch.testing.assert_close(loss, reference)
+
+
+def test_slot_contrast_loss_hand_computed():
+    # two orthogonal slots that keep their direction from frame to frame: each picks itself with logit 1/tau
+    # against 0, so the loss is log(1 + e^(-1/tau)); swapped slots pick the wrong one: log(1 + e^(1/tau))
+    from dinosavi.losses import slot_contrast_loss
+
+    still = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).expand(1, 2, 2, 2)  # (B, T, S, C)
+    tau = 0.5
+    expected = torch.log1p(torch.exp(torch.tensor(-1 / tau)))
+    torch.testing.assert_close(slot_contrast_loss(still * 3, tau), expected)  # scale does not matter
+    swapped = torch.stack([still[:, 0], still[:, 0].flip(1)], dim=1)
+    torch.testing.assert_close(slot_contrast_loss(swapped, tau), torch.log1p(torch.exp(torch.tensor(1 / tau))))
+    # the other clip's slots are negatives too: a second clip with the same slots adds two equal rivals
+    batch = torch.cat([still, still])
+    torch.testing.assert_close(slot_contrast_loss(batch, tau), torch.log(1 + 1 + 2 * torch.exp(torch.tensor(-1 / tau))))
+    with pytest.raises(ValueError, match="T >= 2"):
+        slot_contrast_loss(still[:, :1], tau)
+
+
+def test_region_tracking_loss_is_the_cross_entropy_to_the_regions():
+    from dinosavi.losses import region_tracking_loss
+
+    attention = torch.tensor([[0.8, 0.3], [0.2, 0.7]])[None, None]  # (B, T, S, N): patch 0 -> slot 0, 1 -> 1
+    targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])[None, None]
+    expected = -(torch.log(torch.tensor(0.8)) + torch.log(torch.tensor(0.7))) / 2
+    torch.testing.assert_close(region_tracking_loss(attention, targets), expected)
+    assert region_tracking_loss(attention, targets.flip(2)) > expected

@@ -13,6 +13,14 @@ iterations. At each later frame:
   call of the same loop. Slot identity across frames then comes from matching
   (:mod:`dinosavi.evaluation.tracking`).
 
+Conditioned lock-on (``condition``): a :class:`~dinosavi.models.conditioning.MaskConditioner` turns
+first-frame region masks into initial slots (SAVi's conditional initialisation). Training needs no labels:
+a share ``condition_share`` of the clips starts from regions of its own first frame — ``kmeans`` regions of
+the frozen features, or the ``attention`` regions of the model's own free pass (stop-gradient) — and binds
+frame 0 with each slot restricted to its region, exactly as lock-on binds the given masks at evaluation;
+the other clips start from random slots. Optionally SlotContrast's slot-slot contrastive loss
+(``contrast_weight``, :func:`dinosavi.losses.slot_contrast_loss`) ties each slot to itself in the next frame.
+
 For each time step ``k`` of ``time_steps`` a time decoder maps the slots of frame ``t`` to slots that
 decode frame ``t+k``; all frames x time steps go through the decoder in one batched call. The loss is the
 mean over time steps of the MSE to the layer-normalised frozen features (``loss_norm=target``), or, as in
@@ -29,19 +37,23 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from dinosavi.losses import temporal_reconstruction_loss
+from dinosavi.losses import region_tracking_loss, slot_contrast_loss, temporal_reconstruction_loss
 from dinosavi.models.background import background_mask, bgfg_slot_masks
+from dinosavi.models.conditioning import MaskConditioner
 from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.dinosaur import Dinosaur
 from dinosavi.models.predictor import TimeDecoder
+from dinosavi.models.regions import carry_regions, kmeans_regions
 from dinosavi.models.slot_attention import SlotAttentionOutput
 
-__all__ = ["LOSS_NORMS", "ClipLoss", "SlotModel"]
+__all__ = ["CONDITIONS", "LOSS_NORMS", "ClipLoss", "SlotModel", "neighbourhood"]
 
 LOSS_NORMS = ("target", "prediction")
+CONDITIONS = ("none", "kmeans", "attention")
 
 
 @dataclass
@@ -57,6 +69,23 @@ class ClipLoss:
     loss: Tensor
     logs: dict[str, Tensor]
     alpha: Tensor
+
+
+@dataclass
+class _Start:
+    """How a training batch with conditioned clips starts.
+
+    Attributes:
+        slots: ``(B, S, C)`` initial slots (conditioned clips from their regions, the others random).
+        mask: ``(B, S, N)`` frame-0 attention mask (conditioned clips: their regions; the others: all True).
+        chosen: ``(B,)`` bool, the conditioned clips.
+        regions: ``(n, S, N)`` bool regions of the ``n`` conditioned clips.
+    """
+
+    slots: Tensor
+    mask: Tensor
+    chosen: Tensor
+    regions: Tensor
 
 
 class SlotModel(Dinosaur):
@@ -81,6 +110,14 @@ class SlotModel(Dinosaur):
             a learnable ``LayerNorm(feature_dim)`` (``prediction_norm``) normalises the prediction and the
             raw features are the target (the original DINOSAVi).
         input_pe, blend, input_mlp, style: as in :class:`~dinosavi.models.dinosaur.Dinosaur`.
+        condition: ``none``, or the label-free first-frame regions that train a mask-conditioned slot
+            initialiser (``conditioner``): ``kmeans`` of the frozen features or the model's own ``attention``.
+        condition_share: the share of training clips that start from those regions, in [0, 1].
+        contrast_weight: weight of SlotContrast's slot-slot contrastive loss (0: off).
+        contrast_temperature: its softmax temperature.
+        track_weight: weight of the region-tracking loss of conditioned clips (0: off).
+        anchor: re-anchoring of carried slots toward the first frame's, in training and by default in
+            inference (see :meth:`scan`).
     """
 
     def __init__(
@@ -102,9 +139,17 @@ class SlotModel(Dinosaur):
         input_mlp: bool = True,
         style: str = "dinosavi",
         loss_norm: str = "target",
+        condition: str = "none",
+        condition_share: float = 0.5,
+        contrast_weight: float = 0.0,
+        contrast_temperature: float = 0.1,
+        track_weight: float = 0.0,
+        anchor: float = 0.0,
     ) -> None:
         if loss_norm not in LOSS_NORMS:
             raise ValueError(f"Unknown model.loss_norm `{loss_norm}`; expected one of {LOSS_NORMS}")
+        _check_conditioning(condition, condition_share, contrast_weight, contrast_temperature, track_weight,
+                            predictor, bgfg_strategy)
         if bgfg_strategy is not None and (isinstance(num_slots, int) or len(num_slots) != 2):
             raise ValueError(f"bgfg slot groups need num_slots = [bg, fg], got {num_slots}")
         if bgfg_strategy is None and not isinstance(num_slots, int):
@@ -126,6 +171,14 @@ class SlotModel(Dinosaur):
         # the time decoder that gives the present frame's masks (step 0, else the nearest step)
         self.present = self.time_steps.index(min(self.time_steps))
         self.prediction_norm = nn.LayerNorm(feature_dim) if loss_norm == "prediction" else None
+        self.condition, self.condition_share = condition, condition_share
+        self.conditioner = None if condition == "none" else MaskConditioner(
+            slot_dim if input_mlp else feature_dim, slot_dim, hidden_dim)
+        self.contrast_weight, self.contrast_temperature = contrast_weight, contrast_temperature
+        self.track_weight = track_weight
+        if not 0.0 <= anchor <= 1.0:
+            raise ValueError(f"model.anchor must lie in [0, 1], got {anchor}")
+        self.anchor = anchor
 
     @property
     def carries_slots(self) -> bool:
@@ -141,6 +194,10 @@ class SlotModel(Dinosaur):
         generator: torch.Generator | None = None,
         ini_iters: int | None = None,
         num_iters: int | None = None,
+        *,
+        anchor: float | None = None,
+        locality: int = 0,
+        grid: tuple[int, int] | None = None,
     ) -> Iterator[SlotAttentionOutput]:
         """The one loop over frames: bind each frame's tokens, starting from the previous frame's slots.
 
@@ -149,19 +206,31 @@ class SlotModel(Dinosaur):
                 streams long videos.
             first_slots: ``(B, S, C)`` slots entering the first frame.
             masks: per frame, a ``(B, S, N)`` boolean attention mask or None; missing frames are unmasked.
-            num_slots: the slot count(s) of fresh draws for later frames without a predictor; the model's
-                when None.
+            num_slots: the slot count(s) of fresh draws for later frames without a predictor; the model's when
+                None.
             generator: random source of those draws.
             ini_iters: iterations on sampled slots (the first frame; every frame without a predictor);
                 the model's when None.
             num_iters: iterations on carried slots; the model's when None.
+            anchor: re-anchoring of carried slots: each frame starts from ``(1 - anchor)`` times the predicted
+                slots plus ``anchor`` times the slots bound at the first frame (0: off; 1: every frame starts
+                from the first frame's slots); the model's ``anchor`` when None.
+            locality: a locality prior of carried slots: from the second frame on, slot ``s`` may attend only
+                to patches within this Chebyshev radius of the patches it won (argmax) at the previous frame; a
+                slot that won none is unrestricted (0: off).
+            grid: ``(h, w)`` with ``h * w = N``; needed with ``locality``.
 
         Yields:
             Per frame, the bound slots ``(B, S, C)`` and the last iteration's attention ``(B, S, N)``.
         """
+        if locality and grid is None:
+            raise ValueError("scan with a locality prior needs the feature grid (h, w)")
+        anchor = self.anchor if anchor is None else anchor
         mask_iter = iter(masks) if masks is not None else iter(())
         fresh_iters, carried_iters = ini_iters or self.ini_iters, num_iters or self.num_iters
         slots: Tensor | None = None
+        first: Tensor | None = None
+        near: Tensor | None = None
         for x in tokens:
             mask = next(mask_iter, None)
             if slots is None:
@@ -170,8 +239,17 @@ class SlotModel(Dinosaur):
                 start, iters = self.init_slots(x.shape[0], num_slots, generator).to(x.dtype), fresh_iters
             else:
                 start, iters = self.predictor(slots), carried_iters
+                if anchor and first is not None:
+                    start = (1 - anchor) * start + anchor * first
+                if near is not None:
+                    mask = near if mask is None else mask & near
             out = self.slot_attention(x, start, iters, mask)
             slots = out.slots
+            if first is None:
+                first = slots
+            if locality:
+                assert grid is not None
+                near = neighbourhood(out.attention, grid, locality)
             yield out
 
     def decode(self, slots: Tensor, size: tuple[int, int], attention: Tensor | None = None) -> DecoderOutput:
@@ -205,7 +283,9 @@ class SlotModel(Dinosaur):
         inputs = rearrange(self.embed(rearrange(features[:, :bound], "b t d h w -> (b t) d h w")),
                            "(b t) n c -> b t n c", b=B)  # (B, T', N, C)
         masks = self._bgfg_masks(cls_attention, bound) if self.bgfg_strategy is not None else None
-        slots, attention = self._bind_clip(inputs, masks, shard)  # (B, T', S, C), (B, T', S, N)
+        frozen = rearrange(features[:, :bound], "b t d h w -> b t (h w) d")
+        start = self._start(inputs[:, 0], frozen[:, 0], shard)
+        slots, attention = self._bind_clip(inputs, masks, shard, start)  # (B, T', S, C), (B, T', S, N)
         P = len(self.time_steps)
         future = torch.stack([td(rearrange(slots, "b t s c -> (b t) s c")) for td in self.time_decoders])
         if self.blend == "attention":  # the present step blends by attention, future steps by their alpha
@@ -223,6 +303,16 @@ class SlotModel(Dinosaur):
             prediction = self.prediction_norm(prediction.movedim(3, -1)).movedim(-1, 3)
         loss, logs = temporal_reconstruction_loss(prediction, features, self.time_steps,
                                                   normalize_target=self.prediction_norm is None)
+        if self.contrast_weight > 0 and bound > 1:
+            contrast = slot_contrast_loss(slots, self.contrast_temperature)
+            logs["loss/contrast"] = contrast.detach()
+            loss = loss + self.contrast_weight * contrast
+        if self.track_weight > 0 and bound > 1 and start is not None and start.chosen.any():
+            chosen = start.chosen
+            targets = carry_regions(start.regions, frozen[chosen])  # (n, T', S, N)
+            track = region_tracking_loss(attention[chosen, 1:], targets[:, 1:])
+            logs["loss/track"] = track.detach()
+            loss = loss + self.track_weight * track
         alpha = rearrange(alphas, "(p b t) s h w -> p b t s h w", p=P, b=B)[self.present]
         return ClipLoss(loss, logs, alpha)
 
@@ -233,9 +323,11 @@ class SlotModel(Dinosaur):
         init = rearrange(init, "(b t) s c -> b t s c", t=frames)
         return init[rank * batch_size : (rank + 1) * batch_size]
 
-    def _bind_clip(self, inputs: Tensor, masks: Tensor | None, shard: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    def _bind_clip(self, inputs: Tensor, masks: Tensor | None, shard: tuple[int, int],
+                   start: _Start | None) -> tuple[Tensor, Tensor]:
         """Slots and attention of every frame: ``inputs (B, T', N, C)``, ``masks (B, T', S, N)`` ->
-        ``(B, T', S, C)``, ``(B, T', S, N)``."""
+        ``(B, T', S, C)``, ``(B, T', S, N)``; ``start``: the initial slots and frame-0 mask of a batch with
+        conditioned clips (random slots when None)."""
         B, T = inputs.shape[:2]
         if self.predictor is None:  # frames are independent: the whole clip is one batched first frame
             init = rearrange(self._init_shard(B, T, shard), "b t s c -> (b t) s c")
@@ -243,10 +335,54 @@ class SlotModel(Dinosaur):
             out = next(self.scan([rearrange(inputs, "b t n c -> (b t) n c")], init, flat_masks))
             return (rearrange(out.slots, "(b t) s c -> b t s c", b=B),
                     rearrange(out.attention, "(b t) s n -> b t s n", b=B))
-        frame_masks = None if masks is None else masks.unbind(1)
-        init = self._init_shard(B, 1, shard)[:, 0]
+        frame_masks: list[Tensor | None] | None = None if masks is None else list(masks.unbind(1))
+        if start is None:
+            init = self._init_shard(B, 1, shard)[:, 0]
+        else:
+            init, frame_masks = start.slots, [start.mask]
         outs = list(self.scan(inputs.unbind(1), init, frame_masks))
         return torch.stack([o.slots for o in outs], dim=1), torch.stack([o.attention for o in outs], dim=1)
+
+    def regions(self, tokens: Tensor, features: Tensor | None, num_slots: int) -> Tensor:
+        """Label-free regions of one frame for the conditioner: ``(B, S, N)`` bool, disjoint.
+
+        Args:
+            tokens: ``(B, N, C)`` slot-attention inputs of the frame.
+            features: ``(B, N, D)`` its frozen features (``kmeans``).
+            num_slots: ``S``.
+        """
+        if self.condition == "kmeans":
+            assert features is not None
+            return kmeans_regions(features, num_slots)
+        with torch.no_grad():  # the model's own free pass, stop-gradient
+            free = self.slot_attention(tokens, self.init_slots(tokens.shape[0], num_slots).to(tokens.dtype),
+                                       self.ini_iters)
+        return free.attention.argmax(1)[:, None, :] == torch.arange(num_slots, device=tokens.device)[None, :, None]
+
+    def _start(self, tokens: Tensor, features: Tensor, shard: tuple[int, int]) -> _Start | None:
+        """How a training batch starts when ``condition_share`` of its clips start from their own regions
+        (None: every clip from random slots): ``tokens (B, N, C)`` and ``features (B, N, D)`` of frame 0.
+
+        Clip ``g`` of the global batch is conditioned when ``floor((g + 1) share) > floor(g share)``: an even
+        spread that does not depend on how the batch is split over processes.
+        """
+        if self.conditioner is None or not self.training or self.predictor is None:
+            return None
+        B, N = tokens.shape[:2]
+        init = self._init_shard(B, 1, shard)[:, 0]
+        S = init.shape[1]
+        rank, world = shard
+        noise = torch.randn(B * world, S, init.shape[2], device=init.device)[rank * B : (rank + 1) * B]
+        g = torch.arange(rank * B, (rank + 1) * B, device=init.device, dtype=torch.float64)
+        chosen = torch.floor((g + 1) * self.condition_share) > torch.floor(g * self.condition_share)  # (B,)
+        mask = torch.ones(B, S, N, dtype=torch.bool, device=tokens.device)
+        regions = mask[:0]  # (n, S, N)
+        if chosen.any():
+            regions = self.regions(tokens[chosen], features[chosen], S)
+            init = init.clone()
+            init[chosen] = self.conditioner(tokens[chosen], regions, noise=noise[chosen]).to(init.dtype)
+            mask[chosen] = regions
+        return _Start(init, mask, chosen, regions)
 
     def _bgfg_masks(self, cls_attention: Tensor | None, frames: int) -> Tensor:
         """``(B, T', S, N)`` bgfg attention masks from ``cls_attention (B, T, heads, h, w)``."""
@@ -258,3 +394,41 @@ class SlotModel(Dinosaur):
         num_bg, num_fg = self.num_slots
         return bgfg_slot_masks(rearrange(background, "(b t) h w -> b t h w", b=B), num_bg, num_fg,
                                self.bgfg_strategy)
+
+
+def neighbourhood(attention: Tensor, grid: tuple[int, int], radius: int) -> Tensor:
+    """Where each slot may look next: the patches it won, dilated.
+
+    Args:
+        attention: ``(B, S, N)`` attention of a frame (softmax over slots).
+        grid: ``(h, w)``, ``h * w = N``.
+        radius: Chebyshev radius of the dilation, in patches.
+
+    Returns:
+        ``(B, S, N)`` bool: within ``radius`` of a patch where slot ``s`` has the largest attention; all True
+        for a slot that won no patch.
+    """
+    S = attention.shape[1]
+    won = F.one_hot(attention.argmax(1), S).transpose(1, 2).to(attention.dtype)  # (B, S, N)
+    won = rearrange(won, "b s (h w) -> b s h w", h=grid[0])
+    near = F.max_pool2d(won, 2 * radius + 1, stride=1, padding=radius) > 0
+    near = rearrange(near, "b s h w -> b s (h w)")
+    return near | ~near.any(-1, keepdim=True)
+
+
+def _check_conditioning(condition: str, share: float, contrast_weight: float, temperature: float,
+                        track_weight: float, predictor: nn.Module | None, bgfg_strategy: str | None) -> None:
+    """Raise ``ValueError`` naming the key of a bad conditioning or contrast setting."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"Unknown model.condition `{condition}`; expected one of {CONDITIONS}")
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"model.condition_share must lie in [0, 1], got {share}")
+    if condition != "none" and (predictor is None or bgfg_strategy is not None):
+        raise ValueError(f"model.condition={condition} trains slots carried from a conditioned first frame: it needs "
+                         f"a predictor (savi or identity) and no bgfg slot groups")
+    if track_weight < 0 or (track_weight > 0 and condition == "none"):
+        raise ValueError(f"model.track_weight={track_weight} must be >= 0, and > 0 only with model.condition "
+                         f"(it trains the conditioned clips)")
+    if contrast_weight < 0 or temperature <= 0:
+        raise ValueError(f"model.contrast_weight must be >= 0 and model.contrast_temperature > 0, got "
+                         f"{contrast_weight}, {temperature}")

@@ -189,3 +189,76 @@ def test_original_architecture_options():
         SlotModel(D, 16, 32, 3, 1, dec, loss_norm="both")
     with pytest.raises(ValueError, match=r"Unknown model\.style `faithful`"):
         SlotModel(D, 16, 32, 3, 1, dec, style="faithful")
+
+
+def test_conditioned_training_shards_match_the_global_batch():
+    model = build_model(_cfg(predictor="savi", condition="kmeans", condition_share=0.5, track_weight=1.0,
+                             contrast_weight=0.5), D).train()
+    feats = torch.randn(4, 3, D, 6, 7)
+    torch.manual_seed(3)
+    full = model.clip_loss(feats)
+    assert {"loss/track", "loss/contrast"} <= set(full.logs)
+    halves = []
+    for rank in (0, 1):
+        torch.manual_seed(3)
+        halves.append(model.clip_loss(feats[2 * rank : 2 * rank + 2], shard=(rank, 2)))
+    torch.testing.assert_close(torch.cat([h.alpha for h in halves]), full.alpha)
+
+
+def test_conditioned_clips_start_from_their_regions(monkeypatch):
+    model = build_model(_cfg(predictor="savi", condition="kmeans", condition_share=0.5), D).train()
+    seen = []
+    original = model.slot_attention.forward
+    monkeypatch.setattr(model.slot_attention, "forward",
+                        lambda x, s, n, m=None: seen.append(m) or original(x, s, n, m))
+    model.clip_loss(torch.randn(4, 2, D, 6, 7))
+    first = seen[0]  # (B, S, N): frame 0's mask
+    # share 0.5 conditions clips 1 and 3 of the batch (an even spread); their slots each see one region
+    assert first[[0, 2]].all()
+    for b in (1, 3):
+        assert torch.equal(first[b].sum(0), torch.ones(42, dtype=torch.long))  # a partition of the patches
+    assert seen[1] is None  # later frames are free
+    model.eval()
+    seen.clear()
+    model.clip_loss(torch.randn(4, 2, D, 6, 7))
+    assert seen[0] is None  # evaluation's loss starts every clip from random slots
+
+
+def test_anchor_one_starts_every_frame_from_the_first_slots(monkeypatch):
+    model = build_model(_cfg(predictor="savi", anchor=1.0), D).eval()
+    starts = []
+    original = model.slot_attention.forward
+    monkeypatch.setattr(model.slot_attention, "forward",
+                        lambda x, s, n, m=None: starts.append(s) or original(x, s, n, m))
+    tokens = [model.embed(torch.randn(1, D, 6, 7)) for _ in range(3)]
+    outs = list(model.scan(tokens, model.init_slots(1)))
+    torch.testing.assert_close(starts[1], outs[0].slots)
+    torch.testing.assert_close(starts[2], outs[0].slots)
+    starts.clear()
+    outs = list(model.scan(tokens, model.init_slots(1), anchor=0.0))  # the call overrides the model's
+    torch.testing.assert_close(starts[2], model.predictor(outs[1].slots))
+
+
+def test_neighbourhood_is_what_a_slot_won_dilated():
+    from dinosavi.models.slot_model import neighbourhood
+
+    attention = torch.zeros(1, 3, 5, 5)
+    attention[0, 0] = 1.0  # slot 0 wins every patch but the centre
+    attention[0, 1, 2, 2] = 2.0  # slot 1 wins the centre
+    near = neighbourhood(attention.flatten(2).softmax(1), (5, 5), 1).reshape(1, 3, 5, 5)
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[1:4, 1:4] = True
+    assert torch.equal(near[0, 1], expected)
+    assert near[0, 0].all()  # the background's dilation covers everything
+    assert near[0, 2].all()  # slot 2 won nothing: unrestricted
+
+
+def test_conditioning_errors_name_the_key():
+    with pytest.raises(ValueError, match="model.condition"):
+        build_model(_cfg(condition="boxes"), D)
+    with pytest.raises(ValueError, match="needs a predictor"):
+        build_model(_cfg(condition="kmeans", predictor="none"), D)
+    with pytest.raises(ValueError, match="model.track_weight"):
+        build_model(_cfg(predictor="savi", track_weight=1.0), D)
+    with pytest.raises(ValueError, match="model.anchor"):
+        build_model(_cfg(predictor="savi", anchor=2.0), D)
