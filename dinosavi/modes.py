@@ -83,11 +83,12 @@ def run_train(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
 
 
 def train_from_config(
-    cfg: DictConfig, run_dir: Path, resume: Checkpoint | None = None
+    cfg: DictConfig, run_dir: Path, resume: Checkpoint | None = None, encoder: FrozenEncoder | None = None
 ) -> tuple[Path, SlotModel, FrozenEncoder]:
-    """Build the encoder, the model and the training clips of ``cfg`` (in this order: the model's
-    initialisation draws from the seeded RNG) and train; returns the final checkpoint, the trained model
-    and the encoder. Under ``torchrun`` the process group is joined first and left at the end."""
+    """Build the encoder (unless given, built from ``cfg.encoder``), the model and the training clips of ``cfg``
+    (in this order: the model's initialisation draws from the seeded RNG) and train; returns the final
+    checkpoint, the trained model and the encoder. Under ``torchrun`` the process group is joined first and
+    left at the end."""
     from dinosavi.build import (
         build_encoder,
         build_feature_source,
@@ -107,7 +108,7 @@ def train_from_config(
     try:
         device = ddp.start(resolve_device(cfg.device))
         ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
-        encoder = build_encoder(cfg.encoder).to(device)
+        encoder = (build_encoder(cfg.encoder) if encoder is None else encoder).to(device)
         check_model_encoder(cfg.model, encoder, cfg.preset)
         model = build_model(cfg.model, encoder.feature_dim).to(device)
         source = build_feature_source(cfg, encoder, "train")
@@ -166,7 +167,7 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
     from dinosavi.build import build_feature_source, build_sequences, resolve_split
     from dinosavi.config import PropagateConfig
     from dinosavi.evaluation.options import EvalOptions
-    from dinosavi.evaluation.propagate import evaluate_propagation
+    from dinosavi.evaluation.runner import evaluate_propagation
 
     params = options(cfg.propagate, PropagateConfig)
     split = resolve_split(cfg.data, "propagate")

@@ -77,7 +77,7 @@ def test_cache_writes_what_it_did_into_the_run_dir(tiny_synthetic, tmp_path):
 
 
 def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, monkeypatch):
-    from dinosavi.evaluation import propagate
+    from dinosavi.evaluation import runner
 
     seen = {}
 
@@ -85,7 +85,7 @@ def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, 
         seen.update(rule=source.rule, preset=params.preset, split=kwargs["split"])
         return {}
 
-    monkeypatch.setattr(propagate, "evaluate_propagation", capture)
+    monkeypatch.setattr(runner, "evaluate_propagation", capture)
     cfg = compose_config("mode=propagate", "propagate=crw", "propagate.short_side=96", "eval.short_side=64",
                          "encoder=efficientnet_lite0", "data=davis", f"data.root={tiny_synthetic}", "device=cpu")
     modes.run_propagate(cfg, tmp_path, [])

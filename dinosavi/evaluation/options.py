@@ -11,13 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKGROUND_MASKS", "LABEL_SAMPLINGS", "OUTPUTS", "SCORE_PROTOCOLS", "TRACK_MODES", "EvalOptions",
-           "PropagationParams", "ScoreOptions", "slot_count"]
+__all__ = ["BACKGROUND_MASKS", "BACKGROUND_REGIONS", "LABEL_SAMPLINGS", "LOCK_INITS", "OUTPUTS", "SCORE_PROTOCOLS",
+           "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions", "slot_count"]
 
 BACKGROUND_MASKS = ("first_frame", "every_frame")
 LABEL_SAMPLINGS = ("area", "nearest")
 OUTPUTS = ("alpha", "slot")
 TRACK_MODES = ("auto", None, "overlap", "slotsim")
+LOCK_INITS = ("auto", "random", "mask", "assign")
+BACKGROUND_REGIONS = ("shared", "kmeans")
 SCORE_PROTOCOLS = ("semi", "unsupervised")
 
 
@@ -58,9 +60,24 @@ class EvalOptions:
     tracks per-frame models (fresh slots every frame) by ``overlap`` and leaves models that carry their
     slots as they are. ``overlays``, ``videos``, ``report``: which outputs are written besides the PNGs.
 
+    Lock-on's first frame and its aids (each measured in ``benchmarks/RESULTS.md``): ``lock_init`` ``random``
+    draws the slots and restricts their attention to their masks at frame 0; ``mask`` gives the masks to the
+    model's conditioned initialiser (``model.condition``; ``auto``: ``mask`` when the model has one); ``assign``
+    binds ``num_slots`` slots freely (the model's when None) and gives each slot the first-frame class its
+    frame-0 region overlaps best (IoU): lock-on by assignment, a baseline.
+    ``bg_regions`` ``shared`` lets every background slot attend to the whole background at frame 0; ``kmeans``
+    splits each region that several slots share (the background's; an object's with ``slots_per_class`` > 1)
+    into one k-means region of the frame's features per slot, as training's pseudo-masks split whole frames.
+    ``locality`` > 0 restricts every carried slot to within that many patches of what it won at the previous
+    frame; ``exclusion`` keeps the background slots off the patches the object slots won at the previous
+    frame; ``anchor`` in [0, 1] pulls each frame's initial slots toward the first frame's (None: the model's;
+    :meth:`dinosavi.models.slot_model.SlotModel.scan`). ``fuse`` in [0, 1] mixes the slots' class scores with
+    label propagation's soft labels on the same features (0: slots alone; a fusion, reported as such).
+
     Raises:
-        ValueError: an unknown ``output``, ``background_mask``, ``label_sampling`` or ``track_mode``, or a
-            ``num_slots`` that is neither a positive int nor ``[bg, fg]``.
+        ValueError: an unknown ``output``, ``background_mask``, ``label_sampling``, ``track_mode``, ``lock_init``
+            or ``bg_regions``, a ``num_slots`` that is neither a positive int nor ``[bg, fg]``, a negative
+            ``locality``, or ``anchor``/``fuse`` outside [0, 1].
     """
 
     protocol: str = "dinosavi"
@@ -77,6 +94,12 @@ class EvalOptions:
     ini_iters: int | None = None
     track_mode: str | None = "auto"
     track_temperature: float = 0.1
+    lock_init: str = "auto"
+    bg_regions: str = "shared"
+    locality: int = 0
+    anchor: float | None = None
+    exclusion: bool = False
+    fuse: float = 0.0
     overlays: bool = True
     videos: bool = True
     report: bool = True
@@ -85,14 +108,20 @@ class EvalOptions:
         for key, value, allowed in (("output", self.output, OUTPUTS),
                                     ("background_mask", self.background_mask, BACKGROUND_MASKS),
                                     ("label_sampling", self.label_sampling, LABEL_SAMPLINGS),
-                                    ("track_mode", self.track_mode, TRACK_MODES)):
+                                    ("track_mode", self.track_mode, TRACK_MODES),
+                                    ("lock_init", self.lock_init, LOCK_INITS),
+                                    ("bg_regions", self.bg_regions, BACKGROUND_REGIONS)):
             if value not in allowed:
                 raise ValueError(f"Unknown eval.{key} `{value}`; expected one of {allowed}")
+        anchor = 0.0 if self.anchor is None else self.anchor
+        if self.locality < 0 or not 0.0 <= anchor <= 1.0 or not 0.0 <= self.fuse <= 1.0:
+            raise ValueError(f"eval.locality must be >= 0 and eval.anchor, eval.fuse in [0, 1]; got "
+                             f"{self.locality}, {self.anchor}, {self.fuse}")
         if self.num_slots is not None:
             self.num_slots = slot_count(self.num_slots)
-        if self.lock_on and self.num_slots is not None:
-            raise ValueError("eval.num_slots applies to lock_on=false; lock-on uses num_bg_slots + "
-                             "slots_per_class x objects + num_extra_slots slots")
+        if self.lock_on and self.num_slots is not None and self.lock_init != "assign":
+            raise ValueError("eval.num_slots applies to lock_on=false and lock_init=assign; lock-on uses "
+                             "num_bg_slots + slots_per_class x objects + num_extra_slots slots")
 
     @property
     def every_frame_background(self) -> bool:

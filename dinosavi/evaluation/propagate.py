@@ -12,7 +12,8 @@ Memory stays bounded: the context holds at most ``n_last_frames + 1`` frames, an
 computed for a band of query rows at a time, against only the context rows within reach of the
 neighbourhood, so no ``N x N`` (let alone ``T x N x N``) affinity is ever built.
 
-:func:`evaluate_propagation` runs it over a DAVIS-layout split (``mode=propagate``) with the settings of
+:func:`dinosavi.evaluation.runner.evaluate_propagation` runs it over a DAVIS-layout split (``mode=propagate``)
+with the settings of
 :class:`dinosavi.evaluation.options.PropagationParams` (DINO's ``eval_video_segmentation.py``,
 Caron et al. 2021, by default; ``propagate=crw``: Jabri et al. 2020).
 
@@ -22,29 +23,22 @@ Shapes: ``T`` frames, ``C`` context frames, ``K`` classes (background and object
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from dinosavi.data.davis import Sequence as DavisSequence
-from dinosavi.data.davis import SequenceDataset
-from dinosavi.evaluation.options import EvalOptions, PropagationParams
-from dinosavi.evaluation.runner import run_sequences
-from dinosavi.features.source import FeatureSource
+from dinosavi.evaluation.options import PropagationParams
 from dinosavi.metrics.protocol import VOID_LABEL
 
 __all__ = [
     "DINO",
     "PropagatedFrame",
     "PropagationResult",
-    "evaluate_propagation",
     "first_frame_labels",
     "propagate_frame",
     "propagate_frames",
@@ -52,12 +46,7 @@ __all__ = [
     "soft_to_labels",
 ]
 
-log = logging.getLogger(__name__)
-
-
-
 DINO = PropagationParams()  # DINO's settings, the defaults; ``propagate=crw`` sets CRW's
-
 
 
 @dataclass
@@ -243,42 +232,3 @@ def propagate_frames(
                               len(keys))
     if first_key is None:
         raise ValueError("propagate_sequence got no frames; expected at least one")
-
-
-def evaluate_propagation(
-    source: FeatureSource,
-    dataset: SequenceDataset,
-    params: PropagationParams,
-    options: EvalOptions,
-    out_dir: Path,
-    *,
-    split: str,
-    name: str = "dino",
-) -> dict[str, float]:
-    """Label propagation on a DAVIS-layout split, scored and written like ``mode=eval`` (PNGs, overlays,
-    videos, CSVs, JSON, report.html; see :func:`dinosavi.evaluation.runner.run_sequences`).
-
-    Args:
-        source: the features of the frames (the encoder at propagation's resolution; the store when set).
-        dataset: the annotated sequences.
-        params: the propagation settings.
-        options: which outputs are written (``overlays``, ``videos``, ``report``).
-        out_dir: where the files go.
-        split: the split's name (in the CSV names).
-        name: the settings' preset name, for the report.
-
-    Returns:
-        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
-    """
-    encoder = source.encoder
-    log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
-             encoder.patch_size, split, len(dataset))
-
-    def segment(seq: DavisSequence) -> tuple[Tensor, None]:
-        assert seq.labels is not None
-        features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
-        return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
-
-    title = f"Label propagation ({name}) with {encoder.name} on {split}"
-    details = f"encoder {encoder.name}, stride {encoder.patch_size}; {params}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details)

@@ -1,7 +1,7 @@
 """The DAVIS evaluation runner: segment every sequence of a split, write DAVIS-format results, score them.
 
-:func:`evaluate_slots` evaluates a slot model (``mode=eval``); :func:`run_sequences` is the loop it shares
-with label propagation (``mode=propagate``). Both take built objects: the front door
+:func:`evaluate_slots` evaluates a slot model (``mode=eval``), :func:`evaluate_propagation` label propagation
+(``mode=propagate``); :func:`run_sequences` is the loop they share. Both take built objects: the front door
 (:mod:`dinosavi.modes`) loads the checkpoint, builds the model, the encoder's :class:`FeatureSource` and
 the dataset, and turns ``cfg.eval`` into :class:`EvalOptions`.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain, tee
@@ -29,9 +29,10 @@ from torch import Tensor
 
 from dinosavi.atomic import remove_on_failure
 from dinosavi.data.davis import Sequence, SequenceDataset
-from dinosavi.evaluation.options import EvalOptions
+from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.propagate import DINO, propagate_frames, propagate_sequence
 from dinosavi.evaluation.tables import format_table, write_discovery_files, write_score_files
-from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.evaluation.vos import Fusion, segment_sequence
 from dinosavi.features.source import FeatureSource
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
@@ -42,7 +43,7 @@ from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import RunOutputs, write_sequence, write_slot_maps
 
-__all__ = ["check_encoder_options", "evaluate_slots", "run_sequences"]
+__all__ = ["check_encoder_options", "evaluate_propagation", "evaluate_slots", "run_sequences"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ def evaluate_slots(
     name: str = "model",
     seed: int = 0,
     max_proposals: int = 20,
+    propagation: PropagationParams = DINO,
 ) -> dict[str, float]:
     """Evaluate a slot model on an annotated split: lock-on (``options.lock_on``) or unsupervised.
 
@@ -97,6 +99,7 @@ def evaluate_slots(
         name: what the report calls the model (its preset and step).
         seed: the seed of every sequence's slot initialisation.
         max_proposals: the most segments the unsupervised protocol allows (``score.max_proposals``).
+        propagation: the label propagation whose soft labels ``options.fuse`` mixes in.
 
     Returns:
         The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV; unsupervised runs add
@@ -111,7 +114,7 @@ def evaluate_slots(
     _check_segments(model, options, max_proposals)
     protocol = "semi" if options.lock_on else "unsupervised"
     log.info("evaluating %s (%s) on %s: %d sequences", name, protocol, split, len(dataset))
-    segment = _slot_segment(model, source, dataset, options, seed)
+    segment = _slot_segment(model, source, dataset, options, seed, propagation)
     title = f"{'Lock-on' if options.lock_on else 'Unsupervised'} evaluation of {name} on {split}"
     details = f"encoder {encoder.name}, stride {encoder.patch_size}; eval {options}"
     return run_sequences(dataset, segment, out_dir, split, title, options, details, protocol=protocol,
@@ -119,8 +122,9 @@ def evaluate_slots(
 
 
 def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
-                  seed: int) -> Segment:
-    """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop."""
+                  seed: int, propagation: PropagationParams) -> Segment:
+    """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
+    (with ``options.fuse``, fused with label propagation on the same features)."""
     every_frame = options.every_frame_background
     # the CLS-attention background of the first frame: extra slots, and slot groups without lock-on
     wants_background = every_frame or (options.num_extra_slots > 0 if options.lock_on
@@ -137,11 +141,17 @@ def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceData
         if every_frame:  # each later frame's CLS background, encoded once with its features
             outputs, with_cls = tee(outputs)
             later = (background_mask(a[None])[0] for _, a in with_cls if a is not None)
+        features: Iterator[Tensor] = chain([first], (f for f, _ in outputs))
+        fusion = None
+        if options.fuse > 0:  # label propagation on the same features, frame by frame beside the slots
+            features, to_propagate = tee(features)
+            stride = source.encoder.patch_size
+            fusion = Fusion((p.soft for p in propagate_frames(to_propagate, seq.labels[0], stride, propagation)),
+                            stride, propagation.norm_mask)
         result = segment_sequence(
-            model, chain([first], (features for features, _ in outputs)),
-            seq.labels[0] if options.lock_on else None, options,
+            model, features, seq.labels[0] if options.lock_on else None, options,
             size=(seq.frames.shape[-2], seq.frames.shape[-1]), background=background, later_backgrounds=later,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator().manual_seed(seed), fusion=fusion,
         )
         return result.labels, result.masks if options.output == "slot" else None
 
@@ -260,3 +270,42 @@ def _segment_all(
             future.result()
     scored.seconds = time.perf_counter() - t0
     return scored
+
+
+def evaluate_propagation(
+    source: FeatureSource,
+    dataset: SequenceDataset,
+    params: PropagationParams,
+    options: EvalOptions,
+    out_dir: Path,
+    *,
+    split: str,
+    name: str = "dino",
+) -> dict[str, float]:
+    """Label propagation on a DAVIS-layout split, scored and written like ``mode=eval`` (PNGs, overlays,
+    videos, CSVs, JSON, report.html; see :func:`dinosavi.evaluation.runner.run_sequences`).
+
+    Args:
+        source: the features of the frames (the encoder at propagation's resolution; the store when set).
+        dataset: the annotated sequences.
+        params: the propagation settings.
+        options: which outputs are written (``overlays``, ``videos``, ``report``).
+        out_dir: where the files go.
+        split: the split's name (in the CSV names).
+        name: the settings' preset name, for the report.
+
+    Returns:
+        The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV).
+    """
+    encoder = source.encoder
+    log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
+             encoder.patch_size, split, len(dataset))
+
+    def segment(seq: Sequence) -> tuple[Tensor, None]:
+        assert seq.labels is not None
+        features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
+        return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
+
+    title = f"Label propagation ({name}) with {encoder.name} on {split}"
+    details = f"encoder {encoder.name}, stride {encoder.patch_size}; {params}"
+    return run_sequences(dataset, segment, out_dir, split, title, options, details)

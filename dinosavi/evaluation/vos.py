@@ -13,6 +13,13 @@ Unsupervised (``lock_on=False``): ``num_slots`` slots (the model's by default) b
 is segment ``s + 1`` of every frame. With background/foreground slot groups and a CLS-attention
 background, the groups are restricted to their patches at the first frame, as in training.
 
+Lock-on's first frame can also go through the model's conditioned initialiser (``lock_init=mask``, a model
+trained with ``model.condition``): the masks become the initial slots (:mod:`dinosavi.models.conditioning`),
+and ``bg_regions=kmeans`` splits the background into one k-means region per background slot, as training's
+pseudo-masks split whole frames. Inference aids, each an option: ``locality`` and ``anchor`` (passed to the
+model's time loop), and ``fuse``, which mixes the slots' class scores with a prior (label propagation's soft
+labels on the same features) before the argmax.
+
 Either way, ``track_mode`` re-orders slots frame to frame (:mod:`dinosavi.evaluation.tracking`); by
 default per-frame models are tracked and models that carry their slots are not.
 
@@ -29,8 +36,8 @@ Shapes: ``T`` frames, ``S`` slots, ``K`` objects (ids 1..K; 0 background), ``H, 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from itertools import chain
+from dataclasses import dataclass, replace
+from itertools import chain, repeat
 from typing import Any
 
 import torch
@@ -39,12 +46,14 @@ from einops import rearrange
 from torch import Tensor
 
 from dinosavi.evaluation.options import EvalOptions
+from dinosavi.evaluation.propagate import soft_to_labels
 from dinosavi.evaluation.tracking import SlotTracker
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.models.background import bgfg_slot_masks
+from dinosavi.models.regions import kmeans_regions
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["FrameSegment", "SegmentResult", "lock_on_mask", "patch_labels",
+__all__ = ["FrameSegment", "Fusion", "SegmentResult", "lock_on_mask", "patch_labels",
            "patch_labels_nearest", "segment_frames", "segment_sequence"]
 
 
@@ -78,6 +87,22 @@ class FrameSegment:
     labels: Tensor
     masks: Tensor
     slot_classes: Tensor
+
+
+@dataclass
+class Fusion:
+    """Class scores to fuse with lock-on's (``EvalOptions.fuse``): label propagation on the same features.
+
+    Attributes:
+        scores: per frame, in order, ``(K + 1, h, w)`` soft labels (frame 0's is skipped: its mask is given).
+        patch_size: the feature stride; fused scores are read out as propagation reads its soft labels
+            (:func:`dinosavi.evaluation.propagate.soft_to_labels`), so ``fuse=1`` gives propagation's labels.
+        norm_mask: propagation's min-max normalisation of each class's map before the argmax.
+    """
+
+    scores: Iterable[Tensor]
+    patch_size: int
+    norm_mask: bool = True
 
 
 def patch_labels(labels: Tensor, grid: tuple[int, int], num_objects: int) -> Tensor:
@@ -188,6 +213,7 @@ def segment_frames(
     background: Tensor | None = None,
     later_backgrounds: Iterable[Tensor] | None = None,
     generator: torch.Generator | None = None,
+    fusion: Fusion | None = None,
 ) -> Iterator[FrameSegment]:
     """Segment a video frame by frame, from its first-frame mask (lock-on) or with every slot a segment.
 
@@ -216,6 +242,8 @@ def segment_frames(
             only to it, the others anywhere; without lock-on the background group is restricted so at frame 0
             too (from ``background``). None: later frames are unrestricted.
         generator: source of the initial slots (and of the fresh slots of a per-frame model).
+        fusion: class scores to fuse with the slots' (label propagation's soft labels); read with
+            ``options.fuse > 0``.
 
     Yields:
         Per frame, a :class:`FrameSegment`.
@@ -236,8 +264,14 @@ def segment_frames(
     if track_mode == "auto":
         track_mode = None if model.carries_slots else "overlap"
     tracker = SlotTracker(track_mode, options.track_temperature) if track_mode else None
+    if options.fuse > 0 and (fusion is None or not options.lock_on):
+        raise ValueError("eval.fuse mixes lock-on's class scores with label propagation's soft labels; it needs "
+                         "lock_on=true and the propagation to fuse with")
+    if options.lock_on and _lock_init(model, options) == "mask" and model.conditioner is None:
+        raise ValueError("eval.lock_init=mask needs a model trained with a conditioned initialiser "
+                         "(model.condition=kmeans or attention); this model has none: use eval.lock_init=random")
     return _segment_steps(model, features, first_labels, size, options, background, later_backgrounds, tracker,
-                          generator)
+                          generator, fusion if options.fuse > 0 else None)
 
 
 @torch.no_grad()
@@ -251,6 +285,7 @@ def _segment_steps(
     later_backgrounds: Iterable[Tensor] | None,
     tracker: SlotTracker | None,
     generator: torch.Generator | None,
+    fusion: Fusion | None,
 ) -> Iterator[FrameSegment]:
     """The loop of :func:`segment_frames`, its arguments checked."""
     device = next(model.parameters()).device
@@ -258,43 +293,100 @@ def _segment_steps(
     first = next(frames, None)
     if first is None:
         raise ValueError("segment_sequence got no frames")
+    first = first.to(device)
     h, w = first.shape[-2:]
     bg = None if background is None else background.to(device).reshape(h, w)
-    counts, mask, classes, num_bg = _first_frame_slots(model, first_labels, (h, w), options, bg,
+    assign = options.lock_on and _lock_init(model, options) == "assign"
+    free = replace(options, lock_on=False) if assign else options
+    counts, mask, classes, num_bg = _first_frame_slots(model, first_labels, first, free, bg,
                                                        restrict_later=later_backgrounds is not None)
-    num_classes = int(classes.max()) if classes.numel() else 0
     later: Iterable[Tensor | None] = ()
     if later_backgrounds is not None and num_bg:
         later = (_background_slots(b.to(device).reshape(h, w), len(classes), num_bg)[None] for b in later_backgrounds)
-    tokens = (model.embed(f.to(device)[None]) for f in chain([first], frames))
-    steps = model.scan(tokens, model.init_slots(1, counts, generator),
-                       chain([None if mask is None else mask[None]], later), counts, generator,
-                       ini_iters=options.ini_iters, num_iters=options.num_iters)
+    won: list[Tensor] = []  # the previous frame's winning slot per patch, for exclusion
+    if options.exclusion and options.lock_on and not assign:
+        later = _excluded(later, won, classes, num_bg)
+    first_tokens = model.embed(first[None])
+    tokens = chain([first_tokens], (model.embed(f.to(device)[None]) for f in frames))
+    if options.lock_on and mask is not None and _lock_init(model, options) == "mask":
+        assert model.conditioner is not None
+        init = model.conditioner(first_tokens, mask[None], generator)
+    else:
+        init = model.init_slots(1, counts, generator)
+    steps = model.scan(tokens, init, chain([None if mask is None else mask[None]], later), counts, generator,
+                       ini_iters=options.ini_iters, num_iters=options.num_iters, anchor=options.anchor,
+                       locality=options.locality, grid=(h, w))
+    priors = iter(fusion.scores) if fusion is not None else None
+    num_classes = int(classes.max()) if classes.numel() else 0
     for index, out in enumerate(steps):
         attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
         m = model.decode(out.slots, (h, w), attention).alpha[0] if options.output == "alpha" else attention[0]
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
             m = m[tracker.assign(out.slots[0], m)]  # (S, h, w)
+        won[:] = [out.attention[0].argmax(0)]
         if index == 0 and options.lock_on:
             assert first_labels is not None
             labels = torch.where(first_labels == VOID_LABEL, 0, first_labels)
+            if assign:
+                classes = _assigned_classes(m, labels)
+                num_classes = int(labels.max())
+            if priors is not None:
+                next(priors)  # frame 0's prior is the given mask
         else:
             labels = _classify(m, classes, num_classes, size)
+            if priors is not None:
+                assert fusion is not None
+                labels = _fused_labels(m, classes, num_classes, size, next(priors).to(m.device), options.fuse,
+                                       fusion)
         yield FrameSegment(labels=labels.cpu(), masks=m.cpu(), slot_classes=classes.cpu())
 
 
+def _excluded(later: Iterable[Tensor | None], won: list[Tensor], classes: Tensor,
+              num_bg: int) -> Iterator[Tensor]:
+    """Per later frame, the ``(1, S, N)`` mask that keeps the ``num_bg`` background slots off the patches an
+    object slot won at the previous frame (``won[0]``: ``(N,)`` winning slot per patch, updated by the caller
+    before each frame is bound), combined with ``later``'s masks."""
+    for restriction in chain(later, repeat(None)):
+        on_objects = classes[won[0]] > 0  # (N,)
+        mask = torch.ones(1, len(classes), on_objects.numel(), dtype=torch.bool, device=on_objects.device)
+        mask[0, :num_bg] = ~on_objects
+        yield mask if restriction is None else mask & restriction
+
+
+def _assigned_classes(masks: Tensor, labels: Tensor) -> Tensor:
+    """Lock-on by assignment: the class of each slot is the first-frame class (0 background) whose region its
+    frame-0 region (the patches it wins) overlaps best by IoU. ``masks (S, h, w)``, ``labels (H, W)`` -> ``(S,)``."""
+    S, h, w = masks.shape
+    num_objects = int(labels.max())
+    patches = F.one_hot(patch_labels(labels, (h, w), num_objects).flatten(), num_objects + 1).T.float()  # (K+1, N)
+    regions = F.one_hot(masks.flatten(1).argmax(0), S).T.float()  # (S, N)
+    inter = regions @ patches.T  # (S, K+1)
+    union = regions.sum(1, keepdim=True) + patches.sum(1)[None] - inter
+    return (inter / union.clamp(min=1)).argmax(1)
+
+
+def _lock_init(model: SlotModel, options: EvalOptions) -> str:
+    """``random`` or ``mask``: how lock-on starts its slots (``auto``: ``mask`` for a conditioned model)."""
+    if options.lock_init == "auto":
+        return "random" if model.conditioner is None else "mask"
+    return options.lock_init
+
+
 def _first_frame_slots(
-    model: SlotModel, first_labels: Tensor | None, grid: tuple[int, int], options: EvalOptions,
+    model: SlotModel, first_labels: Tensor | None, first: Tensor, options: EvalOptions,
     background: Tensor | None, restrict_later: bool,
 ) -> tuple[int | Sequence[int], Tensor | None, Tensor, int]:
     """Slot counts to draw, the ``(S, N)`` first-frame mask (None: unrestricted), the ``(S,)`` slot classes
-    and the number of background slots (restricted at later frames with ``restrict_later``)."""
+    and the number of background slots (restricted at later frames with ``restrict_later``), from the first
+    frame's ``(D, h, w)`` features."""
     mask: Tensor | None
     if options.lock_on:
         assert first_labels is not None
-        counts, mask, classes = _lock_on_slots(model, first_labels, grid, options.num_bg_slots,
-                                               options.slots_per_class, options.num_extra_slots, background,
-                                               options.label_sampling)
+        counts, mask, classes = _lock_on_slots(model, first_labels, (first.shape[-2], first.shape[-1]),
+                                               options.num_bg_slots, options.slots_per_class,
+                                               options.num_extra_slots, background, options.label_sampling)
+        if options.bg_regions == "kmeans":
+            mask = _split_regions(mask, rearrange(first, "d h w -> (h w) d"))
         return counts, mask, classes, options.num_bg_slots
     counts = model.num_slots if options.num_slots is None else options.num_slots
     classes = _segments(counts, background.device if background is not None else next(model.parameters()).device)
@@ -336,6 +428,21 @@ def _lock_on_slots(
     return counts, mask, classes
 
 
+def _split_regions(mask: Tensor, features: Tensor) -> Tensor:
+    """The ``(S, N)`` lock-on mask with the slots that share a region (the background's, an object's with
+    ``slots_per_class > 1``) each restricted to one k-means region of that region's ``(N, D)`` features; a
+    slot whose part is empty keeps the whole region."""
+    out = mask.clone()
+    rows, group = mask.unique(dim=0, return_inverse=True)
+    for g, region in enumerate(rows):
+        members = (group == g).nonzero()[:, 0]
+        if len(members) < 2 or not region.any():
+            continue
+        parts = kmeans_regions(features[None], len(members), valid=region[None])[0]  # (n, N)
+        out[members] = torch.where(parts.any(-1, keepdim=True), parts, region)
+    return out
+
+
 def _segments(counts: int | Sequence[int], device: torch.device) -> Tensor:
     """Segment ids ``1..S`` of the slots of an unsupervised run: ``(S,)``."""
     return torch.arange(1, (counts if isinstance(counts, int) else sum(counts)) + 1, device=device)
@@ -357,10 +464,23 @@ def _group_mask(counts: int | Sequence[int], background: Tensor | None) -> Tenso
     return bgfg_slot_masks(background[None, None], counts[0], counts[1], "initial")[0, 0]
 
 
-def _classify(masks: Tensor, classes: Tensor, num_objects: int, size: tuple[int, int]) -> Tensor:
-    """Per-pixel class: max over each class's slots, upsampled to ``size``, argmax. ``(S, h, w)`` -> ``(H, W)``."""
+def _class_scores(masks: Tensor, classes: Tensor, num_objects: int) -> Tensor:
+    """``(K + 1, h, w)`` score of each class: the max over its slots' ``(S, h, w)`` masks (-1 without slots)."""
     scores = masks.new_full((num_objects + 1, *masks.shape[-2:]), -1.0)
     index = classes.to(masks.device)[:, None, None].expand_as(masks)
-    scores = scores.scatter_reduce_(0, index, masks, "amax", include_self=True)
-    up = F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0]
-    return up.argmax(0)
+    return scores.scatter_reduce_(0, index, masks, "amax", include_self=True)
+
+
+def _classify(masks: Tensor, classes: Tensor, num_objects: int, size: tuple[int, int]) -> Tensor:
+    """Per-pixel class: max over each class's slots, upsampled to ``size``, argmax. ``(S, h, w)`` -> ``(H, W)``."""
+    scores = _class_scores(masks, classes, num_objects)
+    return F.interpolate(scores[None], size=size, mode="bilinear", align_corners=False)[0].argmax(0)
+
+
+def _fused_labels(masks: Tensor, classes: Tensor, num_objects: int, size: tuple[int, int], prior: Tensor,
+                  weight: float, fusion: Fusion) -> Tensor:
+    """Per-pixel class of ``(1 - weight)`` slot scores plus ``weight`` times the ``(K + 1, h, w)`` prior, read
+    out as label propagation reads its soft labels. ``(S, h, w)`` -> ``(H, W)``."""
+    scores = (1 - weight) * _class_scores(masks, classes, num_objects).clamp(min=0)
+    return soft_to_labels(scores + weight * prior[: num_objects + 1].to(scores.dtype), fusion.patch_size, size,
+                          fusion.norm_mask)

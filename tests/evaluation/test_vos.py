@@ -410,3 +410,66 @@ def test_cli_vit_extra_slots_and_grouped_unsupervised(tiny_synthetic, tmp_path):
                      for n in seq.frame_names])
     assert pred.min() >= 1 and pred.max() <= 5
     assert (tmp_path / "unsup" / "discovery-val.csv").is_file()
+
+
+def test_fusion_weight_one_gives_label_propagation(synthetic_val):
+    from dinosavi.evaluation.propagate import DINO, propagate_frames, propagate_sequence
+    from dinosavi.evaluation.vos import Fusion
+
+    encoder, sequences = synthetic_val
+    model = binding_model(encoder.feature_dim)
+    for labels, features in sequences:
+        fusion = Fusion((p.soft for p in propagate_frames(features, labels[0], encoder.patch_size, DINO)),
+                        encoder.patch_size, DINO.norm_mask)
+        fused = segment_sequence(model, features, labels[0], EvalOptions(fuse=1.0), fusion=fusion)
+        assert torch.equal(fused.labels, propagate_sequence(features, labels[0], encoder.patch_size, DINO).labels)
+    with pytest.raises(ValueError, match="eval.fuse"):
+        segment_sequence(model, features, labels[0], EvalOptions(fuse=0.5))
+
+
+def test_mask_initialisation_needs_a_conditioned_model():
+    model = _slot_model(num_slots=4, num_iters=1, predictor="savi")
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[4:12, 4:12] = 1
+    with pytest.raises(ValueError, match="eval.lock_init=mask needs a model trained with a conditioned"):
+        segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(lock_init="mask"))
+    conditioned = _slot_model(num_slots=4, num_iters=1, predictor="savi", condition="kmeans")
+    calls = []
+    original = conditioned.conditioner.forward
+    conditioned.conditioner.forward = lambda *a, **k: calls.append(a[1]) or original(*a, **k)
+    result = segment_sequence(conditioned, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=2),
+                              generator=torch.Generator().manual_seed(0))  # auto: the conditioner
+    assert len(calls) == 1 and calls[0].shape == (1, 3, 16)  # 2 background slots + 1 object, 4x4 patches
+    assert result.slot_classes.tolist() == [0, 0, 1]
+
+
+def test_kmeans_regions_split_what_slots_share():
+    from dinosavi.evaluation.vos import _split_regions
+
+    # 8 patches: 0-3 background of two kinds (0-1, 2-3), 4-7 the object; 2 background slots, 1 object slot
+    features = torch.tensor([[1.0, 0, 0]] * 2 + [[0, 1.0, 0]] * 2 + [[0, 0, 1.0]] * 4)
+    mask = torch.tensor([[True] * 4 + [False] * 4] * 2 + [[False] * 4 + [True] * 4])
+    split = _split_regions(mask, features)
+    assert sorted(split[:2].float().argmax(1).tolist()) == [0, 2]  # one background kind each
+    assert torch.equal(split[:2].sum(0), mask[0]) and torch.equal(split[2], mask[2])
+
+
+def test_lock_on_by_assignment_gives_slots_the_class_they_overlap_best():
+    from dinosavi.evaluation.vos import _assigned_classes
+
+    labels = torch.zeros(8, 8, dtype=torch.long)
+    labels[:4, :4] = 1  # object 1: the top-left patch of a 2x2 grid
+    masks = torch.zeros(3, 2, 2)
+    masks[0, 0, 0] = 1.0  # slot 0 wins the object's patch
+    masks[1, 1] = 1.0  # slot 1 the bottom row (background)
+    masks[2, 0, 1] = 1.0  # slot 2 the top-right patch (background)
+    assert _assigned_classes(masks, labels).tolist() == [1, 0, 0]
+
+
+def test_exclusion_keeps_background_slots_off_the_objects_patches():
+    from dinosavi.evaluation.vos import _excluded
+
+    classes = torch.tensor([0, 0, 1])
+    won = [torch.tensor([0, 2, 1, 2])]  # patches 1 and 3 went to the object slot
+    mask = next(_excluded((), won, classes, 2))
+    assert mask[0, :2].tolist() == [[True, False, True, False]] * 2 and mask[0, 2].all()
