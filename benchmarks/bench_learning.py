@@ -16,7 +16,12 @@ propagation J&F with the same encoder. A slot model that does not beat k-means h
 ``--record`` writes the table into ``benchmarks/RESULTS.md`` (between markers, replacing an earlier run of
 the same preset) and ``benchmarks/learning-<preset>.png`` (metrics vs. step, FG-ARI vs. frame index).
 
+``--lock-on`` runs the lock-on ablation instead (:mod:`benchmarks.lock_on`): ``mode=demo``'s two models trained
+on each of ``--seeds``, every lock-on method on the synthetic val videos and on the DAVIS sample, with label
+propagation and k-means in the same run, as mean ± std.
+
     python benchmarks/bench_learning.py --preset demo --steps 2000 --eval-every 250 --record
+    python benchmarks/bench_learning.py --lock-on --seeds 0 1 2 --baseline --record
 """
 
 from __future__ import annotations
@@ -230,6 +235,31 @@ def record(curve: Curve, results: Path) -> None:
     results.write_text(text)
 
 
+def run_lock_on(args: argparse.Namespace) -> None:
+    """``--lock-on``: the ablation of :mod:`benchmarks.lock_on` on every seed, summarised (and recorded)."""
+    from benchmarks.lock_on import run_seed, summary
+
+    out = Path(args.out).resolve() / "lock-on"
+    results = []
+    for index, seed in enumerate(args.seeds):
+        cfg = compose_config(["mode=demo", f"seed={seed}", f"data.root={args.data_root}", f"device={args.device}",
+                              *args.override])
+        results.append(run_seed(cfg, out / f"seed-{seed}", baseline=args.baseline and index == 0))
+    setup = (f"`mode=demo`'s recipe (`hparam=demo`{' ' + ' '.join(args.override) if args.override else ''}), "
+             f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, torch "
+             f"{torch.__version__}, {time.strftime('%Y-%m-%d')}")
+    text = summary(results, setup)
+    print(text)
+    (out / "summary.md").write_text(text + "\n")
+    if args.record:
+        begin, end = "<!-- bench_learning:lock-on:begin -->", "<!-- bench_learning:lock-on:end -->"
+        body = f"{begin}\n{text}\n{end}"
+        path = ROOT / "benchmarks" / "RESULTS.md"
+        old = path.read_text()
+        path.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: body, old, flags=re.S)
+                        if begin in old else old.rstrip() + "\n\n" + body + "\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="demo")
@@ -246,8 +276,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--record", action="store_true", help="write RESULTS.md and the PNG")
     p.add_argument("--from-json", default=None, help="record an earlier run's learning-<preset>.json, run nothing")
+    p.add_argument("--lock-on", action="store_true", help="the lock-on ablation of mode=demo's recipe instead")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="--lock-on: one run per seed")
+    p.add_argument("--baseline", action="store_true", help="--lock-on: also train the recipe without its lock-on "
+                                                             "training (first seed)")
     p.add_argument("override", nargs="*", help="extra Hydra overrides, e.g. model.num_slots=8")
     args = p.parse_args()
+    if args.lock_on:
+        run_lock_on(args)
+        return
     if args.minutes is None and args.steps % args.eval_every:
         p.error("--steps must be a multiple of --eval-every")
     if args.from_json:
