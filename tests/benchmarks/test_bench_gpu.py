@@ -86,7 +86,7 @@ def test_smoke_run_measures_every_part_on_the_cpu(tmp_path):
     assert len(largest) == 4 and all(r["batch"] == 4 and r["stopped_by"] == "max_batch" for r in largest)
     assert all(r["status"] == "ok" and r["ours_fps"] > 0 and r["timm_fps"] > 0 for r in parts["encoders"]["rows"])
     assert [r["measure"] for r in parts["eval"]["rows"] if r["status"] == "ok"] == [
-        "lock-on, encoder fp32", "lock-on, encoder bf16", "label propagation", "mode=score"]
+        "lock-on, encoder fp32", "label propagation", "mode=score", "lock-on, encoder bf16"]
     assert "synthetic" in parts["eval"]["data"]  # no DAVIS sample given to a smoke run: said so
     assert parts["ddp"]["rows"][0]["processes"] == 2 and parts["ddp"]["rows"][0]["backend"] == "gloo"
     assert parts["learning"]["steps"] >= 2 and len(parts["learning"]["rows"]) == 2
