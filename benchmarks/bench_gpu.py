@@ -801,6 +801,9 @@ def part_learning(ctx: Context, report: Report) -> None:
     if per_step < 0.02 * t2 / n2:  # start-up noise swamped the difference: an upper bound instead
         per_step = t2 / n2
     budget = min(s.learn_minutes * 60, ctx.left() - s.learn_eval_reserve)
+    if budget < min(10.0, s.learn_minutes * 60):
+        report.set(status="skipped", reason=f"{max(budget, 0):.0f} s left to train after the set-up: no curve")
+        return
     eval_every = max(1, min(int(budget / per_step), s.learn_max_steps) // s.learn_evals)
     args.steps, args.eval_every = eval_every * s.learn_evals, eval_every
     report.set(seconds_per_step=per_step, training_budget_s=budget, steps=args.steps, eval_every=eval_every,
