@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -54,7 +54,7 @@ from dinosavi.precision import precision_dtype
 from dinosavi.train_options import TrainOptions
 from dinosavi.viz.overlay import mask_grid
 
-__all__ = ["STOP_SIGNALS", "train"]
+__all__ = ["STOP_SIGNALS", "Trainer", "train"]
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
@@ -101,7 +101,7 @@ def train(
         SystemExit: status ``128 + signal`` after SIGTERM or SIGUSR1, once a resumable checkpoint is saved.
         KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
-    trainer = _Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
+    trainer = Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
                        skipped or SkipLog("the training clips", max(clips.num_found, 1), 0.01, None))
     if resume is not None:
         trainer.resume(resume)
@@ -117,8 +117,12 @@ class _Position:
     batch_in_epoch: int = 0
 
 
-class _Trainer:
-    """One training run: the optimisation state, one step, saving, and the loop over epochs."""
+class Trainer:
+    """One training run: the optimisation state, one step, saving, and the loop over epochs.
+
+    :func:`train` builds one and runs it; ``benchmarks/bench_gpu.py`` times its :meth:`step`, so what is
+    measured is the step users run. Arguments as in :func:`train`; ``skipped`` is required here.
+    """
 
     def __init__(self, model: SlotModel, clips: ClipDataset, source: FeatureSource, options: TrainOptions,
                  run_dir: Path, batch_size: int, ddp: Distributed, config: dict[str, Any], skipped: SkipLog) -> None:
@@ -137,6 +141,8 @@ class _Trainer:
         if ddp.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = DistributedDataParallel(self.objective, device_ids=ids)
+        if options.compile is not None:
+            self.objective = cast(nn.Module, torch.compile(self.objective, backend=options.compile))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
             self.optimizer, max_lr=options.lr, total_steps=options.max_steps, pct_start=options.pct_start
@@ -150,9 +156,10 @@ class _Trainer:
         encoder = source.encoder
         log.info(
             "device=%s encoder=%s (D=%d, stride %d) input=%s clips=%d steps/epoch=%d params=%d precision=%s "
-            "processes=%d batch=%d per process", self.device, encoder.name, encoder.feature_dim, encoder.patch_size,
-            source.rule.size, len(clips), len(clips) // batch_size, sum(p.numel() for p in model.parameters()),
-            options.precision, ddp.world_size, self.per_process,
+            "compile=%s processes=%d batch=%d per process", self.device, encoder.name, encoder.feature_dim,
+            encoder.patch_size, source.rule.size, len(clips), len(clips) // batch_size,
+            sum(p.numel() for p in model.parameters()), options.precision, options.compile, ddp.world_size,
+            self.per_process,
         )
 
     def resume(self, ckpt: Checkpoint) -> None:

@@ -15,11 +15,15 @@ class TrainOptions:
     """Optimisation: Adam with a OneCycle schedule over ``max_steps``, gradient clipping by norm.
 
     ``grad_clip`` None: no clipping. ``precision``: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or
-    ``fp16`` (autocast with gradient scaling, CUDA only). ``input_size`` ``(H, W)``: training frames are
-    resized to it. ``save_every``/``log_every``: steps between checkpoints and between TensorBoard logs.
+    ``fp16`` (autocast with gradient scaling, CUDA only). ``compile``: None runs the clip loss eagerly;
+    a ``torch.compile`` backend name runs it compiled (``inductor``, torch's compiler; ``aot_eager`` traces
+    forward and backward without generating code), compiled at the first step; weights and checkpoints are
+    the plain model's. ``input_size`` ``(H, W)``: training frames are resized to it.
+    ``save_every``/``log_every``: steps between checkpoints and between TensorBoard logs.
 
     Raises:
-        ValueError: an unknown precision, or ``max_steps``, ``save_every`` or ``log_every`` below 1.
+        ValueError: an unknown precision, an empty ``compile``, or ``max_steps``, ``save_every`` or
+            ``log_every`` below 1.
     """
 
     lr: float = 4e-4
@@ -31,9 +35,12 @@ class TrainOptions:
     log_every: int = 50
     input_size: list[int] = field(default_factory=lambda: [224, 224])
     precision: str = "fp32"
+    compile: str | None = None
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "train.precision")
+        if self.compile is not None and not self.compile.strip():
+            raise ValueError("train.compile must be null (eager) or a torch.compile backend such as `inductor`")
         if min(self.max_steps, self.save_every, self.log_every) < 1:
             raise ValueError(f"train.max_steps, save_every and log_every must be >= 1, got {self.max_steps}, "
                              f"{self.save_every}, {self.log_every}")

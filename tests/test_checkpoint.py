@@ -47,6 +47,25 @@ def test_roundtrip_restores_training_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_cuda_rng_states_of_more_gpus_than_this_machine_has(monkeypatch):
+    """A checkpoint saved under torchrun on 2 GPUs resumes on 1: the state of the GPU it has is restored, the
+    other is not set (torch.cuda.set_rng_state_all would index a GPU that is not there)."""
+    restored: dict[int, torch.Tensor] = {}
+
+    def set_rng_state(state: torch.Tensor, device: int = 0) -> None:
+        if device >= 1:
+            raise IndexError("tuple index out of range")  # torch.cuda.default_generators of one GPU
+        restored[device] = state
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    state = {**{k: v for k, v in capture_rng().items() if k != "cuda"},
+             "cuda": [torch.full((16,), 1, dtype=torch.uint8), torch.full((16,), 2, dtype=torch.uint8)]}
+    restore_rng(state)
+    assert list(restored) == [0] and torch.equal(restored[0], state["cuda"][0])
+
+
 def test_weights_only_and_atomic_write(tmp_path):
     model, _, _ = _setup()
     path = save_checkpoint(tmp_path / "sub" / "w.safetensors", model, {}, 0)

@@ -233,6 +233,19 @@ def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
     assert set(_tb_scalars(tmp_path, "loss/t+1")) and len(_tb_scalars(tmp_path, "loss/t+0")) == 2
 
 
+def test_compiled_training_matches_eager_and_saves_the_plain_model(tiny_synthetic, tmp_path):
+    """train.compile=<backend> runs the clip loss through torch.compile (``eager``: dynamo's tracing without code
+    generation, seconds on CPU); the steps and the checkpoint are those of eager training."""
+    eager = load_checkpoint(_train(tiny_synthetic, tmp_path / "eager", f"hparam={HEADLINE}", *SMALL,
+                                   "train.max_steps=2"))
+    compiled = load_checkpoint(_train(tiny_synthetic, tmp_path / "compiled", f"hparam={HEADLINE}", *SMALL,
+                                      "train.max_steps=2", "train.compile=eager"))
+    assert compiled.config["train"]["compile"] == "eager" and eager.config["train"]["compile"] is None
+    assert set(compiled.model) == set(eager.model)  # no `_orig_mod.` prefix: the plain model is saved
+    for key, value in eager.model.items():
+        torch.testing.assert_close(compiled.model[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
 def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
     with pytest.raises(ValueError, match=r"preset `slot-s256d-bgfg`.*efficientnet_lite0"):
         _train(tiny_synthetic, tmp_path, "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0",

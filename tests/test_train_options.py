@@ -16,7 +16,7 @@ def test_defaults():
     options = TrainOptions()
     assert (options.lr, options.weight_decay, options.pct_start, options.grad_clip) == (4e-4, 0.0, 0.05, 1.0)
     assert (options.max_steps, options.save_every, options.log_every) == (1000, 500, 50)
-    assert options.input_size == [224, 224] and options.precision == "fp32"
+    assert options.input_size == [224, 224] and options.precision == "fp32" and options.compile is None
     assert TrainOptions().input_size is not options.input_size  # no shared default list
 
 
@@ -29,6 +29,12 @@ def test_valid_options_are_kept():
 def test_an_unknown_precision_names_train_precision():
     with pytest.raises(ValueError, match=r"Unknown train\.precision `fp8`; expected one of"):
         TrainOptions(precision="fp8")
+
+
+@pytest.mark.parametrize("backend", ["", "  "])
+def test_an_empty_compile_backend_names_train_compile(backend):
+    with pytest.raises(ValueError, match=r"train\.compile must be null \(eager\) or a torch\.compile backend"):
+        TrainOptions(compile=backend)
 
 
 @pytest.mark.parametrize(("options", "got"), [
