@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 MODES = {
     "help": "list modes, presets and the main options",
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
-    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi)",
+    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
     "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
     "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
@@ -65,6 +65,8 @@ class DataConfig:
     ``frame_rate`` resamples video files (``data=videos``); None keeps every frame.
     ``max_bad_fraction``: training skips videos with unreadable files and stops with an error only when
     their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
+    ``heldout_videos`` (``data=ytvis``): the last videos of YouTube-VIS ``train/`` that form the ``val`` split
+    (VideoSAUR's and SlotContrast's 300; see :mod:`dinosavi.data.ytvis`).
     """
 
     name: str = MISSING
@@ -79,6 +81,7 @@ class DataConfig:
     clips_per_video: int = 4
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
+    heldout_videos: int = 300
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 

@@ -152,6 +152,11 @@ def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, ou
     split = resolve_split(cfg.data, "eval")
     dataset = build_sequences(cfg.data, split)
     source = build_feature_source(cfg, encoder, "eval")
+    from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, evaluate_anchor
+
+    if eval_options.protocol in ANCHOR_PROTOCOLS:  # eval=videosaur|slotcontrast: the anchors' scoring
+        return evaluate_anchor(model, source, dataset, ANCHOR_PROTOCOLS[eval_options.protocol], eval_options,
+                               out_dir, split=split, name=name, seed=cfg.seed)
     return evaluate_slots(model, source, dataset, eval_options, out_dir, split=split, name=name, seed=cfg.seed,
                           max_proposals=max_proposals)
 
