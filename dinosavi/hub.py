@@ -233,9 +233,8 @@ def _describe(path: Path, label: str, checkpoint: str | Path | None) -> str:
     Warns when that evaluation was of another checkpoint than ``checkpoint``."""
     from omegaconf import OmegaConf
 
-    config_file = next((p / "config.yaml" for p in (path.parent, path.parent.parent) if (p / "config.yaml").is_file()),
-                       None)
-    if config_file is None:
+    config_file = path.parent / "config.yaml"  # an evaluation run's (mode=demo's evaluations have none of their own)
+    if not config_file.is_file():
         return label
     cfg = OmegaConf.load(config_file)
     resume = OmegaConf.select(cfg, "resume")

@@ -168,3 +168,28 @@ def test_push_uploads_the_folder_when_asked(trained, monkeypatch, tmp_path):
     assert calls[1][0] == "upload_folder" and calls[1][1]["repo_id"] == "me/model"
     assert calls[1][1]["folder_path"] == str(folder) and calls[1][1]["revision"] is None
     assert "resume=hf://me/model " in (folder / CARD_NAME).read_text()  # the card names where it lives
+
+
+def test_results_come_from_the_runs_that_measured_this_checkpoint(tmp_path, caplog):
+    from dinosavi.hub import collect_results
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("step-0000001.safetensors", "step-0000002.safetensors"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    (run / "eval" / "davis").mkdir(parents=True)
+    (run / "eval" / "davis" / "metrics-val.json").write_text(json.dumps({"global": {"J&F-Mean": 0.5}}))
+    last, earlier = run / "checkpoints" / "step-0000002.safetensors", run / "checkpoints" / "step-0000001.safetensors"
+    assert collect_results([], last) == {"eval/davis/metrics-val.json": {"J&F-Mean": 0.5}}
+    assert collect_results([], earlier) == {}  # the run evaluated its last model, not this one
+    other = tmp_path / "other-eval"
+    other.mkdir()
+    (other / "config.yaml").write_text("resume: /elsewhere/model.safetensors\ndata:\n  name: davis\neval:\n"
+                                       "  protocol: videosaur\n  lock_on: false\n")
+    (other / "anchor-videosaur-val.json").write_text(json.dumps({"global": {"FG-ARI": 0.25, "mBO": 0.125}}))
+    found = collect_results([str(other)], earlier)
+    assert found == {"other-eval/anchor-videosaur-val.json (data=davis, eval=videosaur)": {"FG-ARI": 0.25,
+                                                                                            "mBO": 0.125}}
+    assert "evaluated resume=/elsewhere/model.safetensors, not the exported" in caplog.text
+    with pytest.raises(FileNotFoundError, match=r"export\.results: .* does not exist"):
+        collect_results([str(tmp_path / "missing")])
