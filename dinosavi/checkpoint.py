@@ -204,14 +204,23 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     a checkpoint of the legacy format, which has none, loads with a warning.
 
     A ``torch.save`` file is read as an original DINOSAVi ``.ckpt`` (:func:`dinosavi.original.load_original_checkpoint`:
-    converted config and weights, no optimizer state).
+    converted config and weights, no optimizer state). A model folder, or ``hf://owner/name[@revision]``, is read
+    by :mod:`dinosavi.hub` (config and weights, no optimizer state).
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a dinosavi checkpoint, or it is damaged: truncated, unreadable, or a
             tensor (named) or the metadata does not match its digest.
     """
+    if isinstance(path, str) and path.startswith("hf://"):
+        from dinosavi.hub import download, load_pretrained
+
+        return load_pretrained(download(path))
     path = Path(path)
+    if path.is_dir():
+        from dinosavi.hub import load_pretrained
+
+        return load_pretrained(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     from dinosavi.original.reader import is_torch_file

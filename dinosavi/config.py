@@ -32,6 +32,7 @@ __all__ = [
     "DataConfig",
     "DemoConfig",
     "EncoderConfig",
+    "ExportConfig",
     "FeaturesConfig",
     "ModelConfig",
     "PropagateConfig",
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 MODES = {
     "help": "list modes, presets and the main options",
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
-    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi)",
+    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
     "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
     "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
@@ -54,6 +55,8 @@ MODES = {
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
     "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
                "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
+    "export": "a checkpoint (resume=<ckpt>) as a shareable model folder (out=<dir>): config.json, "
+              "model.safetensors, README.md; export.push=true export.repo=<owner/name> uploads it",
 }
 
 
@@ -65,6 +68,8 @@ class DataConfig:
     ``frame_rate`` resamples video files (``data=videos``); None keeps every frame.
     ``max_bad_fraction``: training skips videos with unreadable files and stops with an error only when
     their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
+    ``heldout_videos`` (``data=ytvis``): the last videos of YouTube-VIS ``train/`` that form the ``val`` split
+    (VideoSAUR's and SlotContrast's 300; see :mod:`dinosavi.data.ytvis`).
     """
 
     name: str = MISSING
@@ -79,6 +84,7 @@ class DataConfig:
     clips_per_video: int = 4
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
+    heldout_videos: int = 300
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 
@@ -200,6 +206,23 @@ class SegmentConfig:
 
 
 @dataclass
+class ExportConfig:
+    """``mode=export``: the model of ``resume=`` as a Hub-style folder (:mod:`dinosavi.hub`) at ``out=``.
+
+    ``results``: evaluation results (JSON files, or evaluation run directories) whose numbers the model card
+    states; a training run's last checkpoint also brings the results written under its run directory.
+    ``push``: upload the folder to the Hub repository ``repo`` (``owner/name``, created when missing,
+    ``private`` when set) at ``revision`` (a branch; the default branch when null).
+    """
+
+    results: list[str] = field(default_factory=list)
+    push: bool = False
+    repo: str | None = None
+    revision: str | None = None
+    private: bool | None = None
+
+
+@dataclass
 class DemoConfig:
     """What ``mode=demo`` evaluates besides the synthetic val set: the DAVIS sample at ``davis_root``, its
     frames resized to ``davis_short_side`` (the synthetic set uses ``eval.short_side``)."""
@@ -235,6 +258,7 @@ class Config:
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
     score: ScoreOptions = field(default_factory=ScoreOptions)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODES", "evaluate_model", "options", "run_cache",
-    "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
+    "run_convert", "run_eval", "run_export", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
 
@@ -152,6 +152,11 @@ def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, ou
     split = resolve_split(cfg.data, "eval")
     dataset = build_sequences(cfg.data, split)
     source = build_feature_source(cfg, encoder, "eval")
+    from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, evaluate_anchor
+
+    if eval_options.protocol in ANCHOR_PROTOCOLS:  # eval=videosaur|slotcontrast: the anchors' scoring
+        return evaluate_anchor(model, source, dataset, ANCHOR_PROTOCOLS[eval_options.protocol], eval_options,
+                               out_dir, split=split, name=name, seed=cfg.seed)
     return evaluate_slots(model, source, dataset, eval_options, out_dir, split=split, name=name, seed=cfg.seed,
                           max_proposals=max_proposals)
 
@@ -343,6 +348,30 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     return out
 
 
+def run_export(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
+    """``mode=export``: the model of ``resume=`` (a checkpoint, an original ``.ckpt``, a model folder or
+    ``hf://``) as a Hub-style folder at ``out=`` (else ``<run dir>/<checkpoint name>``) with a model card stating
+    the numbers of ``export.results``; ``export.push=true`` uploads it to ``export.repo``. Returns the folder."""
+    from dinosavi.checkpoint import load_checkpoint
+    from dinosavi.hub import collect_results, push_to_hub, save_pretrained
+
+    if not cfg.resume:
+        raise ValueError("mode=export needs resume=<checkpoint.safetensors>")
+    if cfg.export.push and not cfg.export.repo:
+        raise ValueError("export.push=true needs export.repo=<owner/name>, the Hub repository to upload to")
+    ckpt = load_checkpoint(cfg.resume)
+    measured = collect_results(list(cfg.export.results), cfg.resume)
+    name = Path(str(cfg.resume).rstrip("/")).name.removesuffix(".safetensors").removesuffix(".ckpt")
+    out = save_pretrained(Path(cfg.out) if cfg.out else run_dir / name, ckpt, measured, source=str(cfg.resume),
+                          repo=cfg.export.repo)
+    print(f"{cfg.resume} (step {ckpt.step}) -> {out}" + (f" with {len(measured)} results" if measured else ""))
+    if cfg.export.push:
+        url = push_to_hub(out, cfg.export.repo, cfg.export.revision, cfg.export.private)
+        print(f"pushed to {url}; load it with resume=hf://{cfg.export.repo}"
+              + (f"@{cfg.export.revision}" if cfg.export.revision else ""))
+    return out
+
+
 def _run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
     from dinosavi.demo import run_demo
 
@@ -357,6 +386,7 @@ MODES: dict[str, Callable[[DictConfig, Path, list[str]], Any]] = {
     "segment": run_segment,
     "score": run_score,
     "convert": run_convert,
+    "export": run_export,
     "demo": _run_demo,
 }
 
