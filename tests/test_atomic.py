@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 
 import pytest
 
@@ -63,3 +65,17 @@ def test_remove_on_failure_removes_only_what_the_block_added(tmp_path):
         (fresh / "a").mkdir(parents=True)
         raise ValueError
     assert not fresh.exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "config.yaml", "seed: 0\n")
+        with atomic_path(tmp_path / "frame.png") as tmp:  # a writer that opens the temporary path itself
+            tmp.write_bytes(b"png")
+        write_atomic(tmp_path / "config.yaml", "seed: 1\n")  # replacing keeps the umask's mode
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "frame.png").stat().st_mode) == mode

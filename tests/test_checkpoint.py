@@ -98,10 +98,10 @@ def test_read_only_folder_is_named(tmp_path, monkeypatch):
     model, _, _ = _setup()
     path = save_checkpoint(tmp_path / "w.safetensors", model, {"v": 1}, 0)
 
-    def read_only(*args, **kwargs):  # what mkstemp meets in a read-only folder (chmod does not stop root)
+    def read_only(*args, **kwargs):  # what creating a file meets in a read-only folder (chmod does not stop root)
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    monkeypatch.setattr("dinosavi.atomic._create_temp", read_only)
     with pytest.raises(PermissionError, match=rf"Cannot write {path}: Permission denied; the previous"):
         save_checkpoint(path, model, {"v": 2}, 1)
     monkeypatch.undo()
