@@ -284,9 +284,10 @@ def broken_videos(tmp_path):
 
 
 def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp_path, monkeypatch, caplog):
-    from dinosavi.data.badfiles import INDEX_NAME
+    from dinosavi.data.badfiles import BadFileIndex
 
     root, bad = broken_videos
+    data_files = sorted(root.rglob("*"))
     # 4 openable videos x 2 clips / batch 2 = 4 steps per epoch: 6 steps cross into a second epoch
     overrides = _video_overrides(root, "train.max_steps=6", "data.max_bad_fraction=0.6")
     import dinosavi.data.videos as videos
@@ -301,11 +302,13 @@ def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp
         assert f"skipping unreadable file {path}" in caplog.text
     assert decoded.count("garbled.mp4") == 1  # found bad once, not retried in the next epoch
     assert _tb_scalars(tmp_path / "first", "data/skipped_videos")[-1] == 3
-    listed = json.loads((root / INDEX_NAME).read_text())["files"]
+    listing = BadFileIndex(root).location  # in the cache folder, keyed by the dataset
+    listed = json.loads(listing.read_text())["files"]
     assert sorted(listed) == ["juggling/empty.mp4", "juggling/garbled.mp4", "juggling/truncated.mp4"]
+    assert sorted(root.rglob("*")) == data_files  # nothing of ours in the dataset folder
 
     # bad files found in a data-loader worker reach the main process the same way
-    (root / INDEX_NAME).unlink()
+    listing.unlink()
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         workers = load_checkpoint(_train_videos(tmp_path / "workers", [*overrides, "data.num_workers=1"]))
