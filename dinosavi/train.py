@@ -53,7 +53,7 @@ from dinosavi.features.source import FeatureSource
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.precision import precision_dtype
 from dinosavi.train_options import TrainOptions, warmup_steps
-from dinosavi.viz.overlay import mask_grid
+from dinosavi.viz.overlay import mask_grid, stretch_maps
 
 __all__ = ["STOP_SIGNALS", "one_cycle", "train"]
 
@@ -204,7 +204,7 @@ class _Trainer:
             self.writer.add_scalar("train/grad_norm", grad_norm.item(), step)
             self.writer.add_scalar("train/clips_per_s", self.batch_size / (time.perf_counter() - t0), step)
             self.writer.add_scalar("data/skipped_videos", self.skipped.count, step)
-            self.writer.add_image("masks", mask_grid(frames[0, 0], out.alpha[0, 0].detach().float()), step)
+            self.writer.add_image("masks", mask_grid(frames[0, 0], stretch_maps(out.alpha[0, 0])), step)
         return float(logs["loss/total"].item())
 
     def loader(self, num_workers: int, seed: int) -> DataLoader:

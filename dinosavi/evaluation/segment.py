@@ -62,7 +62,7 @@ from dinosavi.features.source import FeatureSource
 from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import save_jpeg
-from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 from dinosavi.viz.report import VideoEntry, jpeg_data_uri, spread, write_video_report
 from dinosavi.viz.video import write_video
 
@@ -152,7 +152,7 @@ def _write_frame(
         width = max(1, round(tile.shape[2] * MAP_HEIGHT / tile.shape[1]))
         small = Image.fromarray(frame).resize((width, MAP_HEIGHT), Image.Resampling.BILINEAR)
         tile = torch.from_numpy(np.array(small)).permute(2, 0, 1)
-    grid = mask_grid(tile, maps.clamp(0, 1)).permute(1, 2, 0).numpy()
+    grid = mask_grid(tile, stretch_maps(maps)).permute(1, 2, 0).numpy()  # a weak model's maps visible
     save_jpeg(folder / maps_folder / f"{name}.jpg", grid)
     return _Written(image, _thumbnail(image) if thumbnail else None, jpeg_data_uri(grid) if report_maps else None)
 
