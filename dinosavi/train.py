@@ -179,7 +179,7 @@ class _Trainer:
         t0 = time.perf_counter()
         for skip in self.skipped.add(skips):
             self.clips.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
-        frames, features, cls_attention = self.source.batch(batch, self.device)
+        frames, features, cls_attention = self.source.batch(self.clips.prepare(batch), self.device)
         with self.autocast:
             out: ClipLoss = self.objective(features, cls_attention, (self.ddp.rank, self.ddp.world_size))
         logs = self.ddp.mean({"loss/total": out.loss.detach(), **out.logs})

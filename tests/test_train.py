@@ -384,3 +384,17 @@ def test_ten_steps_train(tiny_synthetic, tmp_path):
     """``train.max_steps=10``, the count a newcomer picks, with a preset whose ``pct_start`` is 0.1."""
     path = _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=10")
     assert load_checkpoint(path).step == 10
+
+
+def test_in_memory_training_starts_without_encoding_the_set(tiny_synthetic, tmp_path, monkeypatch):
+    """``features.in_memory`` (the demo preset's) encodes only the frames its steps draw: one step of 2 clips x
+    3 frames encodes at most 6 frames, not the 18 of the training set."""
+    from dinosavi.encoders.base import FrozenEncoder
+
+    encoded: list[int] = []
+    encode = FrozenEncoder.encode
+    monkeypatch.setattr(FrozenEncoder, "encode",
+                        lambda self, frames, *args, **kwargs: encoded.append(len(frames)) or encode(self, frames, *args,
+                                                                                                    **kwargs))
+    _train(tiny_synthetic, tmp_path, "hparam=demo", "features.in_memory=true", "train.max_steps=1")
+    assert 0 < sum(encoded) <= 6
