@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "MODES", "evaluate_model", "options", "run_cache",
+    "EVAL_SECTIONS", "MODES", "evaluate_model", "options", "run_cache",
     "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
@@ -34,6 +34,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+# what mode=eval and mode=segment take from a checkpoint: the recipe's model, its encoder and its evaluation
+# defaults (eval.short_side, slot counts, ...), which the command line's eval=<protocol> and eval.* override
+EVAL_SECTIONS = ["preset", "model", "encoder", "eval"]
 
 
 def options(node: Any, kind: type[_T]) -> _T:
@@ -51,15 +55,15 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
-    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its sections: ``preset``, ``model`` and
-    ``encoder``, or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
+    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its ``sections`` (e.g. :data:`EVAL_SECTIONS`),
+    or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
     from dinosavi.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(cfg.resume)
     if sections is None:
         sections = [k for k in ckpt.config if k not in ("mode", "resume")]
-        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides)
-    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides)
+        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides, cfg.resume)
+    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides, cfg.resume)
 
 
 def _encoder(cfg: DictConfig) -> FrozenEncoder:
@@ -124,13 +128,13 @@ def train_from_config(
 
 
 def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model and encoder config, the data and eval
-    options of ``cfg``) on an annotated split; returns the global scores."""
+    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model, encoder and evaluation defaults; the data of
+    ``cfg``, and the eval options set on the command line) on an annotated split; returns the global scores."""
     from dinosavi.build import load_model
 
     if not cfg.resume:
         raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
-    ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+    ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     save_config(cfg, run_dir)
     encoder = _encoder(cfg)
     model = load_model(ckpt, cfg.model, encoder)
@@ -250,7 +254,7 @@ def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | 
         if not cfg.resume:
             raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
                              "method=propagate first_mask=<palette PNG> with any encoder=")
-        ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+        ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     elif cfg.resume:
         log.warning("method=%s uses no checkpoint; resume=%s is ignored", method, cfg.resume)
     save_config(cfg, run_dir)
