@@ -286,8 +286,8 @@ def ensure_dataset(cfg: DataConfig) -> None:
 
 
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
-    """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
-    MOVi frame folders (``movi``).
+    """Annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or MOVi frame
+    folders (``movi``); only ``data.sequences`` when set, each cut to ``data.start``/``data.stop``.
 
     Raises:
         ValueError: ``data=videos``, which has no annotations.
@@ -296,7 +296,13 @@ def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     if kind.sequences is None:
         raise ValueError(f"data={cfg.name} has no annotations to evaluate on; use data=davis, synthetic or movi")
     check_data_root(cfg)
-    return kind.sequences(cfg, split)
+    dataset = kind.sequences(cfg, split)
+    if cfg.sequences is None and cfg.start == 0 and cfg.stop is None:
+        return dataset
+    from dinosavi.data.subset import SequenceSubset
+
+    names = None if cfg.sequences is None else [str(name) for name in cfg.sequences]
+    return SequenceSubset(dataset, names, cfg.start, cfg.stop, where=f"split {split} of data.root={cfg.root}")
 
 
 def build_clip_dataset(

@@ -70,6 +70,9 @@ class DataConfig:
     ``frame_rate`` resamples video files (``data=videos``); None keeps every frame.
     ``max_bad_fraction``: training skips videos with unreadable files and stops with an error only when
     their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
+    ``sequences`` (None: all), ``start`` and ``stop`` (exclusive; None: to the end) select what evaluation,
+    label propagation and scoring read of the split: some sequences, and a frame range of each whose first
+    frame is the one lock-on and propagation start from (:mod:`dinosavi.data.subset`).
     """
 
     name: str = MISSING
@@ -84,6 +87,9 @@ class DataConfig:
     clips_per_video: int = 4
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
+    sequences: list[str] | None = None
+    start: int = 0
+    stop: int | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 

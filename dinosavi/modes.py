@@ -229,8 +229,10 @@ def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
         raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
     split = cfg.data.split or "val"
     results = Path(cfg.results)
+    sequences = None if cfg.data.sequences is None else [str(name) for name in cfg.data.sequences]
     table = score_folder(results, cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality,
-                         options=options(cfg.score, ScoreOptions))
+                         options=options(cfg.score, ScoreOptions), sequences=sequences, start=cfg.data.start,
+                         stop=cfg.data.stop)
     for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
         if old.exists():
             log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)

@@ -137,3 +137,22 @@ def test_mode_eval_runs_at_the_checkpoints_evaluation_size(tiny_synthetic, tmp_p
                  "eval.report=false", "eval.overlays=false", "device=cpu"]
     modes.run_eval(compose_config("mode=eval", *overrides), tmp_path / "run", overrides)
     assert OmegaConf.load(tmp_path / "run" / "config.yaml").eval.short_side == 48
+
+
+def test_eval_propagate_and_score_read_some_sequences_and_a_frame_range(tiny_synthetic, tmp_path):
+    select = ["data.split=train", "data.sequences=[synth-0001]", "data.start=1", "data.stop=5"]
+    common = ["data=synthetic", f"data.root={tiny_synthetic}", "eval.videos=false", "eval.report=false",
+              "eval.overlays=false", "device=cpu", *select]
+    frames = ["00001", "00002", "00003", "00004"]
+    path = _recipe_checkpoint(tmp_path / "demo.safetensors", "eval.short_side=64")
+    evaluated = [f"resume={path}", *common]
+    scores = modes.run_eval(compose_config("mode=eval", *evaluated), tmp_path / "eval", evaluated)
+    propagated = ["encoder=vit_tiny_random", "propagate.short_side=64", *common]
+    modes.run_propagate(compose_config("mode=propagate", *propagated), tmp_path / "propagate", propagated)
+    for run in ("eval", "propagate"):
+        assert [p.name for p in (tmp_path / run / "results").iterdir()] == ["synth-0001"]
+        assert sorted(p.stem for p in (tmp_path / run / "results" / "synth-0001").iterdir()) == frames
+        rows = (tmp_path / run / "per-sequence_results-train.csv").read_text().splitlines()[1:]
+        assert rows and all(row.startswith("synth-0001_") for row in rows)  # one row per object
+    scored = [f"results={tmp_path / 'eval' / 'results'}", f"data.root={tiny_synthetic}", *select]
+    assert modes.run_score(compose_config("mode=score", *scored), tmp_path / "score", scored) == pytest.approx(scores)

@@ -21,6 +21,7 @@ import numpy as np
 
 from dinosavi.data.davis import DavisDataset
 from dinosavi.data.png import read_palette_png
+from dinosavi.data.subset import check_range, frame_range, select_names
 from dinosavi.evaluation.options import ScoreOptions
 from dinosavi.metrics import compiled
 from dinosavi.metrics.protocol import VOID_LABEL
@@ -134,6 +135,9 @@ def score_folder(
     year: str = "2017",
     quality: str = "480p",
     options: ScoreOptions | None = None,
+    sequences: list[str] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> ScoreTable:
     """Per-object DAVIS statistics of every sequence of ``split`` in a results folder.
 
@@ -153,6 +157,9 @@ def score_folder(
         quality: resolution folder.
         options: the protocol (``semi`` or ``unsupervised``), the largest proposal id allowed in unsupervised
             results, and the threads (0: one per core this process may use); ``ScoreOptions()`` when None.
+        sequences: the sequences scored (``data.sequences``; every one of the split when None).
+        start: the first frame scored as the first frame (``data.start``): its annotation gives the objects.
+        stop: the end of the frame range (``data.stop``, exclusive; None: to the end).
 
     Returns:
         The statistics, sequences in split-file order.
@@ -169,10 +176,15 @@ def score_folder(
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")
     dataset = DavisDataset(davis_root, split, year=year, quality=quality, annotations="none")
-    names = dataset.sequence_names
+    names = select_names(dataset.sequence_names, sequences, f"split {split} of {dataset.root}")
+    check_range(start, stop)
 
     def score(name: str) -> tuple[int, np.ndarray, np.ndarray]:
         ann_paths = dataset.annotation_paths(name)
+        if start or stop is not None:
+            frames = dataset.frame_paths(name)
+            kept = {p.stem for p in frames[frame_range(len(frames), start, stop, name)]}
+            ann_paths = [p for p in ann_paths if p.stem in kept]
         return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], protocol, max_proposals)
 
     table = ScoreTable()
