@@ -219,25 +219,27 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
 
 
 def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=score``: score ``results=<dir>`` against ``data.root``, write the CSVs and JSON there, print;
-    returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). Imports no torch."""
+    """``mode=score``: score ``results=`` against ``data.root``, write the CSVs and JSON into the run directory,
+    print; returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). ``results=`` is a
+    folder of ``<seq>/<frame>.png``, or the run directory of ``mode=eval``, ``propagate`` or ``segment`` (its
+    ``results/``); nothing is written into it. Imports no torch."""
     from dinosavi.evaluation.options import ScoreOptions
     from dinosavi.evaluation.score import score_folder
     from dinosavi.evaluation.tables import format_table, write_score_files
 
     if not cfg.results:
-        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
+        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs, or a run directory>")
     split = cfg.data.split or "val"
     results = Path(cfg.results)
+    if (results / "results").is_dir():  # a run directory: the one layout every mode writes
+        results = results / "results"
     sequences = None if cfg.data.sequences is None else [str(name) for name in cfg.data.sequences]
     table = score_folder(results, cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality,
                          options=options(cfg.score, ScoreOptions), sequences=sequences, start=cfg.data.start,
                          stop=cfg.data.stop)
-    for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
-        if old.exists():
-            log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)
-    paths = write_score_files(table, results, split)
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
+    save_config(cfg, run_dir)
+    paths = write_score_files(table, run_dir, split)
+    log.info("scored %s; wrote %s", results, ", ".join(str(p) for p in paths))
     print(format_table(table))
     return table.global_means()
 

@@ -1,10 +1,11 @@
 """Score a DAVIS-format results folder against a DAVIS root's annotations (``mode=score``).
 
 A results folder holds ``<seq>/<frame>.png`` palette PNGs whose pixels are object ids, for every
-annotated frame of every sequence of the split (ours, or another method's). Scores go next to them,
-as the official toolkit writes them: ``global_results-<split>.csv``, ``per-sequence_results-<split>.csv``
-and ``metrics-<split>.json``. Unlike the toolkit, existing CSVs are never reused: every run recomputes
-the scores and replaces the files atomically.
+annotated frame of every sequence of the split (ours, or another method's): the ``results/`` folder of
+``mode=eval``, ``propagate`` and ``segment`` alike. ``mode=score`` writes the scores into its own run
+directory, as the official toolkit writes them: ``global_results-<split>.csv``,
+``per-sequence_results-<split>.csv`` and ``metrics-<split>.json``; the results folder is only read. Unlike
+the toolkit, existing CSVs are never reused: every run recomputes the scores.
 """
 
 from __future__ import annotations
