@@ -199,7 +199,9 @@ class SegmentConfig:
     the encoder still sees ``eval.short_side`` or ``propagate.short_side``); ``start``/``stop`` are the
     frame range, counted after the cap (``stop`` exclusive, null: to the end); ``folder_fps`` is the
     rate of a folder of frames; ``chunk_frames`` frames are decoded and encoded at once (memory grows
-    with it and with the frame size, never with the video's length).
+    with it and with the frame size, never with the video's length). ``first_mask_frame``: the frame
+    (counted as ``start``) that ``first_mask`` annotates; segmenting starts there. Unset, the mask is the
+    first frame's, and ``start`` must be 0 (:func:`dinosavi.evaluation.segment.first_frame`).
     """
 
     max_fps: float | None = None
@@ -208,6 +210,7 @@ class SegmentConfig:
     stop: int | None = None
     folder_fps: float = 24.0
     chunk_frames: int = 8
+    first_mask_frame: int | None = None
 
 
 @dataclass

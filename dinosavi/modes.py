@@ -273,7 +273,13 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.runner import check_encoder_options
-    from dinosavi.evaluation.segment import propagation_segmenter, read_first_mask, segment_inputs, slot_segmenter
+    from dinosavi.evaluation.segment import (
+        first_frame,
+        propagation_segmenter,
+        read_first_mask,
+        segment_inputs,
+        slot_segmenter,
+    )
 
     if not cfg.input:
         raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
@@ -282,10 +288,11 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     s = cfg.segment
     if s.chunk_frames < 1:
         raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
-    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
+    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
+    start = first_frame(s.start, s.first_mask_frame, mask_path)
+    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=start, stop=s.stop,
                                    folder_fps=s.folder_fps)
     sources = find_sources(cfg.input)
-    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
     if mask_path is not None and len(sources) > 1:
         raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
                          f"{len(sources)} videos; segment one video at a time with first_mask")

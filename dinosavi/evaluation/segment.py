@@ -67,8 +67,8 @@ from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 from dinosavi.viz.report import VideoEntry, jpeg_data_uri, spread, write_video_report
 from dinosavi.viz.video import write_video
 
-__all__ = ["METHODS", "Segmenter", "propagation_segmenter", "read_first_mask", "segment_inputs", "segment_video",
-           "slot_segmenter"]
+__all__ = ["METHODS", "Segmenter", "first_frame", "propagation_segmenter", "read_first_mask", "segment_inputs",
+           "segment_video", "slot_segmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,36 @@ def segment_video(
         folders=[f"{kind}/{name}" for kind in ("results", *(("overlays",) if overlays else ()), maps_folder)],
         thumbnails=writer.thumbnails, maps=writer.maps,
     )
+
+
+def first_frame(start: int, first_mask_frame: int | None, first_mask: Path | None) -> int:
+    """The first frame to segment (counted after the frame-rate cap, as ``segment.start``): ``first_mask`` is
+    the mask of the first frame processed, so segmenting starts at the frame it annotates,
+    ``segment.first_mask_frame``; without it, at ``segment.start``, which then must be 0 (the frame a mask of
+    the first frame belongs to), so that a mask is never silently given to another frame.
+
+    Raises:
+        ValueError: ``segment.start > 0`` with a ``first_mask`` of no stated frame, ``first_mask_frame`` with a
+            different ``start`` or without a ``first_mask``.
+    """
+    if first_mask is None:
+        if first_mask_frame is not None:
+            raise ValueError(f"segment.first_mask_frame={first_mask_frame} says which frame first_mask annotates, "
+                             "but no first_mask= is given")
+        return start
+    if first_mask_frame is None:
+        if start > 0:
+            raise ValueError(
+                f"first_mask={first_mask} with segment.start={start}: first_mask is the mask of the first frame "
+                f"processed, so it would be taken as frame {start}'s. If it is, say so with "
+                f"segment.first_mask_frame={start} (segmenting starts there); a mask of frame 0 (a DAVIS "
+                "annotation 00000.png) needs segment.start=0")
+        return 0
+    if first_mask_frame < 0 or start not in (0, first_mask_frame):
+        raise ValueError(f"segment.first_mask_frame={first_mask_frame} with segment.start={start}: lock-on and "
+                         f"propagation start at the masked frame; leave segment.start unset or set it to "
+                         f"{first_mask_frame}")
+    return first_mask_frame
 
 
 def read_first_mask(path: Path, source: VideoSource, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:

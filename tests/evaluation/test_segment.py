@@ -19,7 +19,7 @@ from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
-from dinosavi.evaluation.segment import segment_video, slot_segmenter
+from dinosavi.evaluation.segment import first_frame, segment_video, slot_segmenter
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.source import FeatureSource
 from dinosavi.features.space import Resolution
@@ -174,3 +174,29 @@ def test_cli_propagates_a_first_mask_through_a_video(cli_inputs, tmp_path):
     assert np.array_equal(ids[0], first) and len(np.unique(ids[-1])) > 1  # objects survive to the last frame
     _run("mode=propagate", *args, f"hydra.run.dir={tmp_path / 'b'}")  # mode=propagate on one video: the same
     assert np.array_equal(_check_outputs(tmp_path / "b", 6, "soft"), ids)
+
+
+def test_first_mask_belongs_to_the_first_frame_processed():
+    mask = Path("00000.png")
+    assert first_frame(0, None, mask) == 0 and first_frame(6, None, None) == 6
+    assert first_frame(0, 6, mask) == 6 and first_frame(6, 6, mask) == 6  # segmenting starts at the masked frame
+    with pytest.raises(ValueError, match=r"first_mask=00000\.png with segment\.start=6: .* taken as frame 6's\. "
+                                         r"If it is, say so with segment\.first_mask_frame=6"):
+        first_frame(6, None, mask)  # the mask of frame 0 was silently given to frame 6
+    with pytest.raises(ValueError, match=r"segment\.first_mask_frame=6 with segment\.start=3: .* set it to 6"):
+        first_frame(3, 6, mask)
+    with pytest.raises(ValueError, match=r"segment\.first_mask_frame=6 says .* but no first_mask= is given"):
+        first_frame(0, 6, None)
+
+
+def test_a_mask_of_a_later_frame_starts_the_segmentation_there(val_sequence, tmp_path):
+    from dinosavi.modes import run_segment
+
+    seq, frames_dir, masks_dir = val_sequence
+    overrides = ["method=propagate", f"input={frames_dir}", f"first_mask={masks_dir / '00002.png'}",
+                 "segment.first_mask_frame=2", "encoder=vit_tiny_random", "propagate.short_side=64",
+                 "eval.videos=false", "eval.report=false", "device=cpu"]
+    run_segment(compose_config("mode=segment", *overrides), tmp_path, overrides)
+    written = sorted((tmp_path / "results" / seq.name).glob("*.png"))
+    assert [p.stem for p in written] == seq.frame_names[2:]
+    assert np.array_equal(read_palette_png(written[0])[0], read_palette_png(masks_dir / "00002.png")[0])
