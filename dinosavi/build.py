@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dinosavi.checkpoint import Checkpoint
+from dinosavi.checks import DATASET_LAYOUTS
 from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
@@ -240,15 +241,12 @@ def _davis_groups(cfg: DataConfig) -> list[SourceGroup]:
     return davis_groups(cfg.root, None if cfg.split is None else [cfg.split], cfg.year, cfg.quality)
 
 
-_DAVIS = _Dataset("a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/", _davis_sequences,
-                  _davis_clips, _davis_groups)
-DATASETS: dict[str, _Dataset] = {
-    "davis": _DAVIS,
-    "synthetic": _Dataset("a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
-                          _davis_sequences, _davis_clips, _davis_groups),
-    "movi": _Dataset("a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/", _movi_sequences,
-                     _movi_clips, lambda cfg: movi_groups(cfg.root, cfg.split)),
-    "videos": _Dataset("a folder of .mp4, .webm or .avi files", None, _video_clips,
+DATASETS: dict[str, _Dataset] = {  # the layouts (and names) are the front door's checks'
+    "davis": _Dataset(DATASET_LAYOUTS["davis"], _davis_sequences, _davis_clips, _davis_groups),
+    "synthetic": _Dataset(DATASET_LAYOUTS["synthetic"], _davis_sequences, _davis_clips, _davis_groups),
+    "movi": _Dataset(DATASET_LAYOUTS["movi"], _movi_sequences, _movi_clips,
+                     lambda cfg: movi_groups(cfg.root, cfg.split)),
+    "videos": _Dataset(DATASET_LAYOUTS["videos"], None, _video_clips,
                        lambda cfg: video_groups(cfg.root, cfg.frame_rate)),
 }
 

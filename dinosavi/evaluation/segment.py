@@ -56,7 +56,7 @@ from torch import Tensor
 from dinosavi.atomic import remove_on_failure
 from dinosavi.data.davis import read_palette_png, write_palette_png
 from dinosavi.data.inputs import FrameStream, VideoSource
-from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.options import METHODS, EvalOptions, PropagationParams
 from dinosavi.evaluation.propagate import propagate_frames
 from dinosavi.evaluation.vos import segment_frames
 from dinosavi.features.source import FeatureSource
@@ -72,7 +72,6 @@ __all__ = ["METHODS", "Segmenter", "first_frame", "propagation_segmenter", "read
 
 log = logging.getLogger(__name__)
 
-METHODS = ("slots", "propagate")
 MAP_HEIGHT = 160  # pixels of each tile of the slot maps
 THUMBNAILS = 4
 WRITERS = 2  # writer threads; at most twice as many frames wait to be written
