@@ -210,6 +210,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             tensor (named) or the metadata does not match its digest.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a checkpoint; expected a checkpoint file such as "
+                         f"{path / 'checkpoints' / 'last.safetensors'}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     from dinosavi.original.reader import is_torch_file
@@ -223,7 +226,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint: {e}") from e
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({e}), nor a torch .ckpt; expected a "
+                         f"checkpoint written by mode=train or train(), or an original DINOSAVi .ckpt") from e
     if metadata.get("format") not in (FORMAT, LEGACY_FORMAT) or "dinosavi" not in metadata:
         raise ValueError(f"{path} is not a dinosavi checkpoint (expected metadata format {FORMAT!r})")
     meta = _verified_meta(path, metadata, tensors)

@@ -199,6 +199,17 @@ def test_bad_files_are_named(tmp_path):
         load_checkpoint(other)
 
 
+def test_a_folder_or_a_text_file_is_named_for_what_it_is(tmp_path):
+    """From Python as from the CLI: a run folder is not "not found", a text file is not "header too large"."""
+    with pytest.raises(ValueError, match=r"is a folder, not a checkpoint; expected .*checkpoints/last\.safetensors"):
+        load_checkpoint(tmp_path)
+    notes = tmp_path / "README.md"
+    notes.write_text("# a text file, longer than a safetensors header length\n" * 4)
+    with pytest.raises(ValueError, match=r"README\.md is not a readable safetensors checkpoint \(.*\), nor a torch "
+                                         r"\.ckpt; expected a checkpoint written by mode=train"):
+        load_checkpoint(notes)
+
+
 def test_config_stored_as_json_metadata(tmp_path):
     from safetensors import safe_open
 
