@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,7 +48,7 @@ def _write_error(path: Path, error: OSError, existed: bool) -> OSError:
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds
     (flushed to disk first when ``fsync``), removed when it raises. The parent folder is created. The
-    file's mode is ``0666`` less the umask.
+    file's mode is ``0666`` less the umask, also when the writer replaced the temporary file with its own.
 
     Raises:
         OSError: creating, writing or renaming failed; the message names ``path``.
@@ -57,10 +58,12 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = _create_temp(path)
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 less the umask, as the kernel applied it
     except OSError as error:
         raise _write_error(path, error, existed) from error
     try:
         yield tmp
+        os.chmod(tmp, mode)  # a writer may have put its own file there (safetensors writes one of mode 0600)
         if fsync:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())

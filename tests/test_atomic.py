@@ -79,3 +79,17 @@ def test_written_files_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask, 
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "frame.png").stat().st_mode) == mode
+
+
+def test_a_writer_that_replaces_the_temporary_file_still_gives_the_umasks_mode(tmp_path):
+    """safetensors writes a file of its own, mode 0600, over the path it is given (checkpoints, shards)."""
+    import torch
+    from safetensors.torch import save_file
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "last.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.safetensors").stat().st_mode) == 0o644
