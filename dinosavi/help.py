@@ -37,12 +37,13 @@ def print_help(overrides: list[str]) -> None:
     lines += [f"  {name:<32} {text}" for name, text in _presets()]
     lines += ["", "config groups:"] + [f"  {g}=<{'|'.join(opts)}>" for g, opts in groups.items()]
     lines += ["", "main options (current values):"]
-    for key in ("data.root", "data.split", "data.batch_size", "data.num_workers", "data.frames_per_clip",
-                "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
+    for key in ("data.root", "data.split", "data.sequences", "data.start", "data.stop", "data.batch_size",
+                "data.num_workers", "data.frames_per_clip", "train.max_steps", "train.save_every", "train.log_every",
+                "train.lr", "device", "exp_name",
                 "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
                 "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
                 "input", "first_mask", "method", "segment.max_fps", "segment.short_side", "segment.start",
-                "segment.stop", "demo.davis_root", "demo.davis_short_side"):
+                "segment.stop", "segment.first_mask_frame", "demo.davis_root", "demo.davis_short_side"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]
