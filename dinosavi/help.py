@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dinosavi.config import MODES
+from dinosavi.config import MODES, register_configs
 
 __all__ = ["CONF_DIR", "print_help"]
 
@@ -26,6 +26,7 @@ def _presets() -> list[tuple[str, str]]:
 
 def print_help(overrides: list[str]) -> None:
     """``mode=help``: modes, presets, config groups and the main options with their values."""
+    register_configs()  # the schema main.yaml names (idempotent; the entry point has registered it already)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("main", overrides=overrides)
     groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
