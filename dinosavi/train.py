@@ -278,11 +278,12 @@ def one_cycle(optimizer: torch.optim.Optimizer, lr: float, max_steps: int,
     """Torch's OneCycle schedule over ``max_steps`` peaking at ``lr``, its warm-up a whole number of steps
     (:func:`dinosavi.train_options.warmup_steps`), so that no step count divides by zero (torch's own, with
     ``pct_start * max_steps == 1``, does). Where ``pct_start * max_steps`` is already a whole number of at
-    least 2 steps (every preset's ordinary runs) ``pct_start`` is passed on as given: the same schedule, bit
-    for bit, as ``OneCycleLR(pct_start=pct_start)``; otherwise the share of the rounded steps.
+    least 2 steps, up to float rounding (``0.1 x 300 = 30.000000000000004``; every preset's ordinary runs),
+    ``pct_start`` is passed on as given: the same schedule, bit for bit, as ``OneCycleLR(pct_start=pct_start)``;
+    otherwise the share of the rounded steps, or none.
     """
     steps = warmup_steps(max_steps, pct_start)
-    if float(pct_start * max_steps) != steps:
+    if steps == 0 or abs(pct_start * max_steps - steps) > 1e-9:  # else whole up to float rounding: torch's own
         # torch multiplies back: of the floats next to steps / max_steps, the one whose product is nearest
         share, candidates = steps / max_steps, [steps / max_steps]
         for direction in (math.inf, -math.inf):
