@@ -334,7 +334,8 @@ def _sdpa_backends(ctx: Context) -> dict[str, str]:
 
 def _random_clips(count: int, items: list[Any], frames: int) -> Any:
     """``count`` training clips cycling over ``items``: what a clip dataset yields (raw ``(T, 3, H, W)`` uint8,
-    or a dict of frames, features and CLS attention as ``features.in_memory`` yields it), without files."""
+    or a dict of frames, features and CLS attention as ``features.in_memory`` hands the step once a frame is
+    encoded), without files."""
     from dinosavi.data.videos import ClipDataset
 
     class RandomClips(ClipDataset):

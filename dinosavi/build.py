@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dinosavi.checkpoint import Checkpoint
+from dinosavi.checks import DATASET_LAYOUTS
 from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
@@ -275,18 +276,14 @@ def _davis_groups(cfg: DataConfig) -> list[SourceGroup]:
     return davis_groups(cfg.root, None if cfg.split is None else [cfg.split], cfg.year, cfg.quality)
 
 
-_DAVIS = _Dataset("a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/", _davis_sequences,
-                  _davis_clips, _davis_groups)
-DATASETS: dict[str, _Dataset] = {
-    "davis": _DAVIS,
-    "synthetic": _Dataset("a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
-                          _davis_sequences, _davis_clips, _davis_groups),
-    "movi": _Dataset("a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/", _movi_sequences,
-                     _movi_clips, lambda cfg: movi_groups(cfg.root, cfg.split)),
-    "videos": _Dataset("a folder of .mp4, .webm or .avi files", None, _video_clips,
+DATASETS: dict[str, _Dataset] = {  # the layouts (and names) are the front door's checks'
+    "davis": _Dataset(DATASET_LAYOUTS["davis"], _davis_sequences, _davis_clips, _davis_groups),
+    "synthetic": _Dataset(DATASET_LAYOUTS["synthetic"], _davis_sequences, _davis_clips, _davis_groups),
+    "movi": _Dataset(DATASET_LAYOUTS["movi"], _movi_sequences, _movi_clips,
+                     lambda cfg: movi_groups(cfg.root, cfg.split)),
+    "videos": _Dataset(DATASET_LAYOUTS["videos"], None, _video_clips,
                        lambda cfg: video_groups(cfg.root, cfg.frame_rate)),
-    "ytvis": _Dataset("a YouTube-VIS 2019/2021 folder with train/JPEGImages/ and train/instances.json (or train.json)",
-                      _ytvis_sequences, _ytvis_clips, _ytvis_groups),
+    "ytvis": _Dataset(DATASET_LAYOUTS["ytvis"], _ytvis_sequences, _ytvis_clips, _ytvis_groups),
 }
 
 
@@ -323,8 +320,9 @@ def ensure_dataset(cfg: DataConfig) -> None:
 
 
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
-    """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``), MOVi
-    frame folders (``movi``) or YouTube-VIS (``ytvis``; its ``valid``/``test`` splits have no masks: an error).
+    """Annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``), MOVi frame
+    folders (``movi``) or YouTube-VIS (``ytvis``; its ``valid``/``test`` splits have no masks: an error);
+    only ``data.sequences`` when set, each cut to ``data.start``/``data.stop``.
 
     Raises:
         ValueError: ``data=videos``, which has no annotations.
@@ -333,7 +331,13 @@ def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     if kind.sequences is None:
         raise ValueError(f"data={cfg.name} has no annotations to evaluate on; use data=davis, synthetic, movi or ytvis")
     check_data_root(cfg)
-    return kind.sequences(cfg, split)
+    dataset = kind.sequences(cfg, split)
+    if cfg.sequences is None and cfg.start == 0 and cfg.stop is None:
+        return dataset
+    from dinosavi.data.subset import SequenceSubset
+
+    names = None if cfg.sequences is None else [str(name) for name in cfg.sequences]
+    return SequenceSubset(dataset, names, cfg.start, cfg.stop, where=f"split {split} of data.root={cfg.root}")
 
 
 def build_clip_dataset(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -27,7 +28,9 @@ from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOpt
 from dinosavi.train_options import TrainOptions
 
 __all__ = [
+    "GROUPS_OVER_CHECKPOINT",
     "MODES",
+    "OPTIONAL_SECTIONS",
     "Config",
     "DataConfig",
     "DemoConfig",
@@ -43,6 +46,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_CONF = Path(__file__).parent / "conf"
 
 MODES = {
     "help": "list modes, presets and the main options",
@@ -70,6 +75,9 @@ class DataConfig:
     their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
     ``heldout_videos`` (``data=ytvis``): the last videos of YouTube-VIS ``train/`` that form the ``val`` split
     (VideoSAUR's and SlotContrast's 300; see :mod:`dinosavi.data.ytvis`).
+    ``sequences`` (None: all), ``start`` and ``stop`` (exclusive; None: to the end) select what evaluation,
+    label propagation and scoring read of the split: some sequences, and a frame range of each whose first
+    frame is the one lock-on and propagation start from (:mod:`dinosavi.data.subset`).
     """
 
     name: str = MISSING
@@ -85,6 +93,9 @@ class DataConfig:
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
     heldout_videos: int = 300
+    sequences: list[str] | None = None
+    start: int = 0
+    stop: int | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 
@@ -194,7 +205,9 @@ class SegmentConfig:
     the encoder still sees ``eval.short_side`` or ``propagate.short_side``); ``start``/``stop`` are the
     frame range, counted after the cap (``stop`` exclusive, null: to the end); ``folder_fps`` is the
     rate of a folder of frames; ``chunk_frames`` frames are decoded and encoded at once (memory grows
-    with it and with the frame size, never with the video's length).
+    with it and with the frame size, never with the video's length). ``first_mask_frame``: the frame
+    (counted as ``start``) that ``first_mask`` annotates; segmenting starts there. Unset, the mask is the
+    first frame's, and ``start`` must be 0 (:func:`dinosavi.evaluation.segment.first_frame`).
     """
 
     max_fps: float | None = None
@@ -203,6 +216,7 @@ class SegmentConfig:
     stop: int | None = None
     folder_fps: float = 24.0
     chunk_frames: int = 8
+    first_mask_frame: int | None = None
 
 
 @dataclass
@@ -267,31 +281,62 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
-def _override_keys(overrides: list[str]) -> list[str]:
-    """Keys and groups set by command-line ``overrides`` (``hydra.*`` left out)."""
+def _overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``(key or group, value)`` of each command-line override (``hydra.*`` left out)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")]
+    return [(o.key_or_group, o.value()) for o in parsed if not o.key_or_group.startswith("hydra")]
+
+
+# groups whose options set only keys of their own section: their choice on the command line applies over a
+# checkpoint's section (``mode=eval resume=... eval=original``), where other groups' choices are ignored
+GROUPS_OVER_CHECKPOINT = ("eval",)
+# sections a checkpoint may lack (saved from Python with a partial config): the command line's are kept
+OPTIONAL_SECTIONS = ("eval",)
 
 
 def checkpoint_config(
-    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str]
+    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str],
+    path: str | None = None,
 ) -> DictConfig:
     """``cfg`` with ``sections`` taken from a checkpoint's config, command-line settings re-applied.
 
     Keys the user set on the command line keep the user's value, so ``resume=... train.max_steps=N``
-    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights. A config-group
-    choice (``data=davis``, ``hparam=...``) would replace a whole section with its defaults, so for the
-    checkpoint's sections it is ignored with a warning: set the keys instead.
+    extends a run, ``encoder.weights=<path>`` points a checkpoint at local weights and ``eval.short_side=320``
+    overrides the recipe's evaluation size. A config-group choice (``data=davis``, ``hparam=...``) would
+    replace a whole section with its defaults, so for the checkpoint's sections it is ignored with a
+    warning: set the keys instead. The choices of :data:`GROUPS_OVER_CHECKPOINT` are the exception: their
+    options set only their own keys (``eval=original``: the original's protocol), which apply over the
+    checkpoint's section, before the keys set on the command line.
+
+    Args:
+        cfg: the composed config of the command line.
+        ckpt_config: the config stored in the checkpoint.
+        sections: the sections to take from it (``preset``, ``model``, ``encoder``, ``eval``, ...); one of
+            :data:`OPTIONAL_SECTIONS` it lacks stays the command line's.
+        overrides: the command line's overrides.
+        path: the checkpoint's file, named in errors.
+
+    Raises:
+        ValueError: the checkpoint's config lacks a section (it was saved without ``config=``), naming the file.
     """
     merged = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(merged, dict)
     for section in sections:
         if section not in ckpt_config:
-            raise ValueError(f"checkpoint config has no `{section}` section; was it written by dinosavi?")
+            if section in OPTIONAL_SECTIONS:
+                continue
+            raise ValueError(
+                f"{path or 'the checkpoint'} holds no `{section}` section in its config, so the model cannot be "
+                f"rebuilt from it: it was saved without its config (train(..., config=...) and "
+                f"save_checkpoint(path, model, config) store it; mode=train always does)")
         merged[section] = ckpt_config[section]
     out = OmegaConf.merge(OmegaConf.structured(Config), merged)
-    for key in _override_keys(overrides):
-        if key.split(".")[0] not in sections:
+    chosen = _overrides(overrides)
+    for key, value in chosen:
+        if key in GROUPS_OVER_CHECKPOINT and key in sections and isinstance(value, str):
+            OmegaConf.update(out, key, OmegaConf.load(_CONF / key / f"{value}.yaml"), merge=True)
+    for key, _ in chosen:
+        if key.split(".")[0] not in sections or key in GROUPS_OVER_CHECKPOINT:
             continue
         value = OmegaConf.select(cfg, key)
         if isinstance(value, DictConfig) or key == "hparam":

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
     from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "MODES", "evaluate_model", "options", "run_cache",
-    "run_convert", "run_eval", "run_export", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
+    "EVAL_SECTIONS", "MODES", "evaluate_model", "options", "run_cache", "run_convert", "run_eval", "run_export",
+    "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+# what mode=eval and mode=segment take from a checkpoint: the recipe's model, its encoder and its evaluation
+# defaults (eval.short_side, slot counts, ...), which the command line's eval=<protocol> and eval.* override
+EVAL_SECTIONS = ["preset", "model", "encoder", "eval"]
 
 
 def options(node: Any, kind: type[_T]) -> _T:
@@ -51,15 +55,15 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
-    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its sections: ``preset``, ``model`` and
-    ``encoder``, or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
+    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its ``sections`` (e.g. :data:`EVAL_SECTIONS`),
+    or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
     from dinosavi.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(cfg.resume)
     if sections is None:
         sections = [k for k in ckpt.config if k not in ("mode", "resume")]
-        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides)
-    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides)
+        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides, cfg.resume)
+    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides, cfg.resume)
 
 
 def _encoder(cfg: DictConfig) -> FrozenEncoder:
@@ -124,13 +128,13 @@ def train_from_config(
 
 
 def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model and encoder config, the data and eval
-    options of ``cfg``) on an annotated split; returns the global scores."""
+    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model, encoder and evaluation defaults; the data of
+    ``cfg``, and the eval options set on the command line) on an annotated split; returns the global scores."""
     from dinosavi.build import load_model
 
     if not cfg.resume:
         raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
-    ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+    ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     save_config(cfg, run_dir)
     encoder = _encoder(cfg)
     model = load_model(ckpt, cfg.model, encoder)
@@ -220,23 +224,27 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
 
 
 def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=score``: score ``results=<dir>`` against ``data.root``, write the CSVs and JSON there, print;
-    returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). Imports no torch."""
+    """``mode=score``: score ``results=`` against ``data.root``, write the CSVs and JSON into the run directory,
+    print; returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). ``results=`` is a
+    folder of ``<seq>/<frame>.png``, or the run directory of ``mode=eval``, ``propagate`` or ``segment`` (its
+    ``results/``); nothing is written into it. Imports no torch."""
     from dinosavi.evaluation.options import ScoreOptions
     from dinosavi.evaluation.score import score_folder
     from dinosavi.evaluation.tables import format_table, write_score_files
 
     if not cfg.results:
-        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
+        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs, or a run directory>")
     split = cfg.data.split or "val"
     results = Path(cfg.results)
+    if (results / "results").is_dir():  # a run directory: the one layout every mode writes
+        results = results / "results"
+    sequences = None if cfg.data.sequences is None else [str(name) for name in cfg.data.sequences]
     table = score_folder(results, cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality,
-                         options=options(cfg.score, ScoreOptions))
-    for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
-        if old.exists():
-            log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)
-    paths = write_score_files(table, results, split)
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
+                         options=options(cfg.score, ScoreOptions), sequences=sequences, start=cfg.data.start,
+                         stop=cfg.data.stop)
+    save_config(cfg, run_dir)
+    paths = write_score_files(table, run_dir, split)
+    log.info("scored %s; wrote %s", results, ", ".join(str(p) for p in paths))
     print(format_table(table))
     return table.global_means()
 
@@ -255,7 +263,7 @@ def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | 
         if not cfg.resume:
             raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
                              "method=propagate first_mask=<palette PNG> with any encoder=")
-        ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+        ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     elif cfg.resume:
         log.warning("method=%s uses no checkpoint; resume=%s is ignored", method, cfg.resume)
     save_config(cfg, run_dir)
@@ -270,7 +278,13 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.runner import check_encoder_options
-    from dinosavi.evaluation.segment import propagation_segmenter, read_first_mask, segment_inputs, slot_segmenter
+    from dinosavi.evaluation.segment import (
+        first_frame,
+        propagation_segmenter,
+        read_first_mask,
+        segment_inputs,
+        slot_segmenter,
+    )
 
     if not cfg.input:
         raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
@@ -279,10 +293,11 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     s = cfg.segment
     if s.chunk_frames < 1:
         raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
-    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
+    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
+    start = first_frame(s.start, s.first_mask_frame, mask_path)
+    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=start, stop=s.stop,
                                    folder_fps=s.folder_fps)
     sources = find_sources(cfg.input)
-    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
     if mask_path is not None and len(sources) > 1:
         raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
                          f"{len(sources)} videos; segment one video at a time with first_mask")

@@ -70,7 +70,8 @@ def test_the_model_card_states_what_the_model_is_and_what_was_measured(exported)
     folder, _, scores = exported
     card = (folder / CARD_NAME).read_text()
     assert card.startswith("---\nlibrary_name: dinosavi\n")
-    for fact in ("`demo`", "`efficientnet_lite0`, stride 8", "`data=synthetic`", "| steps | 2 of `train.max_steps=2`",
+    # hparam=demo carries its encoder: efficientnet_lite0 at stride 16
+    for fact in ("`demo`", "`efficientnet_lite0`, stride 16", "`data=synthetic`", "| steps | 2 of `train.max_steps=2`",
                  f"J&F-Mean {scores['J&F-Mean']:.3f}", "metrics-val.json (data=synthetic, eval=dinosavi, lock-on)", "resume=hf://<owner>/<name>"):
         assert fact in card, fact
     meta = json.loads((folder / CONFIG_NAME).read_text())

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dinosavi.train_options import TrainOptions
+from dinosavi.train_options import TrainOptions, warmup_steps
 from tests.conftest import REPO_ROOT
 
 
@@ -57,3 +57,17 @@ def test_the_options_import_no_torch():
             "assert 'torch' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("max_steps", "pct_start", "steps"), [
+    (10, 0.1, 0), (9, 0.1, 0), (11, 0.1, 0), (1, 0.1, 0), (1, 1.0, 0), (20, 0.05, 0),  # under 2 steps: none
+    (15, 0.1, 2), (20, 0.1, 2), (25, 0.1, 3), (5, 1.0, 4), (2000, 0.1, 200), (30000, 0.1, 3000), (10000, 0.05, 500),
+])
+def test_warm_up_is_a_whole_number_of_steps_or_none(max_steps, pct_start, steps):
+    assert warmup_steps(max_steps, pct_start) == steps
+
+
+@pytest.mark.parametrize("options", [{"pct_start": 1.5}, {"pct_start": -0.1}, {"lr": 0.0}])
+def test_learning_rate_and_warm_up_share_are_checked_by_key(options):
+    with pytest.raises(ValueError, match=r"train\.lr must be positive and train\.pct_start in \[0, 1\]"):
+        TrainOptions(**options)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKGROUND_MASKS", "LABEL_SAMPLINGS", "OUTPUTS", "SCORE_PROTOCOLS", "TRACK_MODES", "EvalOptions",
-           "PropagationParams", "ScoreOptions", "slot_count"]
+__all__ = ["BACKGROUND_MASKS", "LABEL_SAMPLINGS", "METHODS", "OUTPUTS", "SCORE_PROTOCOLS", "TRACK_MODES",
+           "EvalOptions", "PropagationParams", "ScoreOptions", "slot_count"]
 
 BACKGROUND_MASKS = ("first_frame", "every_frame")
 LABEL_SAMPLINGS = ("area", "nearest")
 OUTPUTS = ("alpha", "slot")
 TRACK_MODES = ("auto", None, "overlap", "slotsim")
 SCORE_PROTOCOLS = ("semi", "unsupervised")
+METHODS = ("slots", "propagate")  # mode=segment's method=: a slot model, or label propagation
 
 
 def slot_count(value: Any) -> int | list[int]:

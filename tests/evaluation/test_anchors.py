@@ -151,4 +151,4 @@ def test_ytvis_caches_segments_and_refuses_to_score_the_valid_split(ytvis_run, t
     overrides = [f"resume={ckpt}", f"input={root / 'valid' / 'JPEGImages' / 'v'}", "device=cpu",
                  "eval.short_side=32", "eval.videos=false", "eval.report=false"]
     modes.run_segment(compose_config("mode=segment", *overrides), tmp_path / "segment", overrides)
-    assert len(list((tmp_path / "segment").rglob("results/*.png"))) == 6
+    assert len(list((tmp_path / "segment" / "results" / "v").glob("*.png"))) == 6  # results/<video>/, as eval's
