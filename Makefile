@@ -1,5 +1,6 @@
 # Two set-up commands, each of which installs everything into .venv first:
 #   make demo   - train a small DINOSAVi on synthetic video, print its numbers beside k-means and propagation
+#                 (make demo ARGS="key=value ..." passes overrides on)
 #   make test   - lint, type-check and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml setup.py dinosavi/metrics/_jf.c
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) -m dinosavi mode=demo
+	$(PY) -m dinosavi mode=demo $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check dinosavi tests benchmarks

@@ -1,5 +1,6 @@
-"""Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; seeds, then runs the mode through
-the dispatch table of :mod:`dinosavi.modes`."""
+"""Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; checks every value
+(:mod:`dinosavi.checks`, before torch is imported), seeds, then runs the mode through the dispatch table of
+:mod:`dinosavi.modes`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from dinosavi.checks import ConfigError, check_config
 from dinosavi.config import register_configs
 
 log = logging.getLogger("dinosavi")
@@ -29,6 +31,11 @@ def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
+    try:
+        check_config(cfg)  # every value by key, before torch is imported
+    except ConfigError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        sys.exit(2)
     seed_everything(cfg.seed, torch_rng=cfg.mode not in TORCH_FREE_MODES)
     preset = f"the checkpoint's ({cfg.resume})" if cfg.resume else cfg.preset  # resume keeps the saved recipe
     log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, preset, cfg.seed, run_dir)

@@ -4,6 +4,8 @@ Every writer in the package (CSVs, JSON, PNGs, JPEGs, MP4s, safetensors shards a
 writes to a temporary file beside its target and renames it over the target only when it succeeded.
 An ``OSError`` on the way (a full disk, a read-only folder) is re-raised with a message naming the
 target and saying that the previous file, if any, is unchanged; the temporary file is removed.
+The written file gets the permissions the user's umask gives any new file (0644 under umask 022), not
+the owner-only 0600 of :func:`tempfile.mkstemp`: results are meant to be shared.
 
 :func:`remove_on_failure` does the same for a whole output folder: files a failed run wrote are removed.
 """
@@ -11,13 +13,28 @@ target and saying that the previous file, if any, is unchanged; the temporary fi
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_path", "remove_on_failure", "write_atomic"]
+
+
+def _create_temp(path: Path) -> Path:
+    """Create a new, empty file beside ``path`` (a random hidden name) with mode ``0666`` less the umask,
+    as ``open()`` gives any new file; exclusive creation, so it is never another writer's file."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def _write_error(path: Path, error: OSError, existed: bool) -> OSError:
@@ -30,7 +47,8 @@ def _write_error(path: Path, error: OSError, existed: bool) -> OSError:
 @contextmanager
 def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds
-    (flushed to disk first when ``fsync``), removed when it raises. The parent folder is created.
+    (flushed to disk first when ``fsync``), removed when it raises. The parent folder is created. The
+    file's mode is ``0666`` less the umask, also when the writer replaced the temporary file with its own.
 
     Raises:
         OSError: creating, writing or renaming failed; the message names ``path``.
@@ -39,13 +57,13 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     existed = path.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        tmp = _create_temp(path)
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 less the umask, as the kernel applied it
     except OSError as error:
         raise _write_error(path, error, existed) from error
-    os.close(fd)
-    tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, mode)  # a writer may have put its own file there (safetensors writes one of mode 0600)
         if fsync:
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())

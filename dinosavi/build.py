@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dinosavi.checkpoint import Checkpoint
+from dinosavi.checks import DATASET_LAYOUTS
 from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
@@ -217,6 +218,41 @@ def _movi_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
     return MoviDataset(cfg.root, split)
 
 
+def _ytvis_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
+    from dinosavi.data.ytvis import YtvisDataset
+
+    dataset = YtvisDataset(cfg.root, split, cfg.heldout_videos)
+    if not dataset.has_masks:
+        raise ValueError(f"YouTube-VIS split `{split}` ({dataset.json_path}) ships without masks (its official "
+                         f"evaluation is a server), so it cannot be scored here; score data.split=val (the last "
+                         f"data.heldout_videos={cfg.heldout_videos} videos of train/, VideoSAUR's and SlotContrast's "
+                         f"split), or use `{split}` for training, mode=cache or mode=segment input=<its frame folder>")
+    return dataset
+
+
+def _ytvis_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipDataset:
+    from dinosavi.data.videos import FrameClips
+    from dinosavi.data.ytvis import YtvisDataset
+
+    return FrameClips(YtvisDataset(cfg.root, split, cfg.heldout_videos, annotations=False),
+                      frames_per_clip=cfg.frames_per_clip, stride=cfg.stride, clips_per_video=cfg.clips_per_video,
+                      root=cfg.root, **kwargs)  # type: ignore[arg-type]
+
+
+def _ytvis_groups(cfg: DataConfig) -> list[SourceGroup]:
+    """The videos of ``data.split``, or of every official folder present (``train``, ``valid``, ``test``)."""
+    from dinosavi.data.ytvis import YtvisDataset
+
+    splits = [cfg.split] if cfg.split is not None else [s for s in ("train-all", "valid", "test")
+                                                         if (Path(cfg.root) / s.removesuffix("-all")).is_dir()]
+    groups: dict[str, SourceGroup] = {}
+    for split in splits:
+        dataset = YtvisDataset(cfg.root, split, cfg.heldout_videos, annotations=False)
+        for name in dataset.sequence_names:
+            groups.setdefault(f"{split}/{name}", SourceGroup(name, dataset.frame_paths(name)))
+    return list(groups.values())
+
+
 def _davis_clips(cfg: DataConfig, split: str, **kwargs: object) -> ClipDataset:
     from dinosavi.data.videos import DavisClips
 
@@ -243,16 +279,14 @@ def _davis_groups(cfg: DataConfig) -> list[SourceGroup]:
     return davis_groups(cfg.root, None if cfg.split is None else [cfg.split], cfg.year, cfg.quality)
 
 
-_DAVIS = _Dataset("a DAVIS-layout folder with JPEGImages/, Annotations/ and ImageSets/", _davis_sequences,
-                  _davis_clips, _davis_groups)
-DATASETS: dict[str, _Dataset] = {
-    "davis": _DAVIS,
-    "synthetic": _Dataset("a DAVIS-layout folder (train and eval generate the synthetic set there when absent)",
-                          _davis_sequences, _davis_clips, _davis_groups),
-    "movi": _Dataset("a MOVi export with [<split>/]rgb/<video>/ and [<split>/]seg/<video>/", _movi_sequences,
-                     _movi_clips, lambda cfg: movi_groups(cfg.root, cfg.split)),
-    "videos": _Dataset("a folder of .mp4, .webm or .avi files", None, _video_clips,
+DATASETS: dict[str, _Dataset] = {  # the layouts (and names) are the front door's checks'
+    "davis": _Dataset(DATASET_LAYOUTS["davis"], _davis_sequences, _davis_clips, _davis_groups),
+    "synthetic": _Dataset(DATASET_LAYOUTS["synthetic"], _davis_sequences, _davis_clips, _davis_groups),
+    "movi": _Dataset(DATASET_LAYOUTS["movi"], _movi_sequences, _movi_clips,
+                     lambda cfg: movi_groups(cfg.root, cfg.split)),
+    "videos": _Dataset(DATASET_LAYOUTS["videos"], None, _video_clips,
                        lambda cfg: video_groups(cfg.root, cfg.frame_rate)),
+    "ytvis": _Dataset(DATASET_LAYOUTS["ytvis"], _ytvis_sequences, _ytvis_clips, _ytvis_groups),
 }
 
 
@@ -289,17 +323,24 @@ def ensure_dataset(cfg: DataConfig) -> None:
 
 
 def build_sequences(cfg: DataConfig, split: str) -> SequenceDataset:
-    """Whole annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``) or
-    MOVi frame folders (``movi``).
+    """Annotated sequences of ``split`` for evaluation: DAVIS layout (``davis``, ``synthetic``), MOVi frame
+    folders (``movi``) or YouTube-VIS (``ytvis``; its ``valid``/``test`` splits have no masks: an error);
+    only ``data.sequences`` when set, each cut to ``data.start``/``data.stop``.
 
     Raises:
         ValueError: ``data=videos``, which has no annotations.
     """
     kind = _dataset(cfg)
     if kind.sequences is None:
-        raise ValueError(f"data={cfg.name} has no annotations to evaluate on; use data=davis, synthetic or movi")
+        raise ValueError(f"data={cfg.name} has no annotations to evaluate on; use data=davis, synthetic, movi or ytvis")
     check_data_root(cfg)
-    return kind.sequences(cfg, split)
+    dataset = kind.sequences(cfg, split)
+    if cfg.sequences is None and cfg.start == 0 and cfg.stop is None:
+        return dataset
+    from dinosavi.data.subset import SequenceSubset
+
+    names = None if cfg.sequences is None else [str(name) for name in cfg.sequences]
+    return SequenceSubset(dataset, names, cfg.start, cfg.stop, where=f"split {split} of data.root={cfg.root}")
 
 
 def build_clip_dataset(

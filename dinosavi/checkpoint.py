@@ -76,12 +76,14 @@ def capture_rng() -> dict[str, Any]:
 
 
 def restore_rng(state: dict[str, Any]) -> None:
-    """Restore what :func:`capture_rng` captured."""
+    """Restore what :func:`capture_rng` captured. A run saved with more GPUs than this machine sees (trained on
+    8, resumed on 1) restores the states of the GPUs it has; the others have no device to go to."""
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 def _split_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -202,14 +204,28 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     a checkpoint of the legacy format, which has none, loads with a warning.
 
     A ``torch.save`` file is read as an original DINOSAVi ``.ckpt`` (:func:`dinosavi.original.load_original_checkpoint`:
-    converted config and weights, no optimizer state).
+    converted config and weights, no optimizer state). A model folder (one holding ``config.json`` or
+    ``model.safetensors``), or ``hf://owner/name[@revision]``, is read by :mod:`dinosavi.hub` (config and weights,
+    no optimizer state); any other folder (a run folder, say) is an error that names the checkpoint file expected.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a dinosavi checkpoint, or it is damaged: truncated, unreadable, or a
-            tensor (named) or the metadata does not match its digest.
+        FileNotFoundError: no file at ``path``, or a model folder that lacks one of its two files.
+        ValueError: a folder that is no model folder, a file that is not a dinosavi checkpoint, or one that is
+            damaged: truncated, unreadable, or a tensor (named) or the metadata does not match its digest.
     """
+    if isinstance(path, str) and path.startswith("hf://"):
+        from dinosavi.hub import download, load_pretrained
+
+        return load_pretrained(download(path))
     path = Path(path)
+    if path.is_dir():
+        from dinosavi.hub import CONFIG_NAME, WEIGHTS_NAME, load_pretrained
+
+        if (path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists():  # a model folder (mode=export)
+            return load_pretrained(path)  # a file of the two missing: named there
+        raise ValueError(f"{path} is a folder, not a checkpoint; expected a checkpoint file such as "
+                         f"{path / 'checkpoints' / 'last.safetensors'}, or a model folder ({CONFIG_NAME} and "
+                         f"{WEIGHTS_NAME}, written by mode=export)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     from dinosavi.original.reader import is_torch_file
@@ -223,7 +239,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             metadata = f.metadata() or {}
             tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path} is not a readable safetensors checkpoint: {e}") from e
+        raise ValueError(f"{path} is not a readable safetensors checkpoint ({e}), nor a torch .ckpt; expected a "
+                         f"checkpoint written by mode=train or train(), or an original DINOSAVi .ckpt") from e
     if metadata.get("format") not in (FORMAT, LEGACY_FORMAT) or "dinosavi" not in metadata:
         raise ValueError(f"{path} is not a dinosavi checkpoint (expected metadata format {FORMAT!r})")
     meta = _verified_meta(path, metadata, tensors)

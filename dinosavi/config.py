@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -27,11 +28,14 @@ from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOpt
 from dinosavi.train_options import TrainOptions
 
 __all__ = [
+    "GROUPS_OVER_CHECKPOINT",
     "MODES",
+    "OPTIONAL_SECTIONS",
     "Config",
     "DataConfig",
     "DemoConfig",
     "EncoderConfig",
+    "ExportConfig",
     "FeaturesConfig",
     "ModelConfig",
     "PropagateConfig",
@@ -43,10 +47,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_CONF = Path(__file__).parent / "conf"
+
 MODES = {
     "help": "list modes, presets and the main options",
     "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
-    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi)",
+    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
     "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
     "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
     "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
@@ -54,6 +60,8 @@ MODES = {
     "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
     "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
                "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
+    "export": "a checkpoint (resume=<ckpt>) as a shareable model folder (out=<dir>): config.json, "
+              "model.safetensors, README.md; export.push=true export.repo=<owner/name> uploads it",
 }
 
 
@@ -65,6 +73,11 @@ class DataConfig:
     ``frame_rate`` resamples video files (``data=videos``); None keeps every frame.
     ``max_bad_fraction``: training skips videos with unreadable files and stops with an error only when
     their share passes this (see :mod:`dinosavi.data.badfiles`); evaluation is always strict.
+    ``heldout_videos`` (``data=ytvis``): the last videos of YouTube-VIS ``train/`` that form the ``val`` split
+    (VideoSAUR's and SlotContrast's 300; see :mod:`dinosavi.data.ytvis`).
+    ``sequences`` (None: all), ``start`` and ``stop`` (exclusive; None: to the end) select what evaluation,
+    label propagation and scoring read of the split: some sequences, and a frame range of each whose first
+    frame is the one lock-on and propagation start from (:mod:`dinosavi.data.subset`).
     """
 
     name: str = MISSING
@@ -79,6 +92,10 @@ class DataConfig:
     clips_per_video: int = 4
     frame_rate: float | None = None
     max_bad_fraction: float = 0.01
+    heldout_videos: int = 300
+    sequences: list[str] | None = None
+    start: int = 0
+    stop: int | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
 
@@ -199,7 +216,9 @@ class SegmentConfig:
     the encoder still sees ``eval.short_side`` or ``propagate.short_side``); ``start``/``stop`` are the
     frame range, counted after the cap (``stop`` exclusive, null: to the end); ``folder_fps`` is the
     rate of a folder of frames; ``chunk_frames`` frames are decoded and encoded at once (memory grows
-    with it and with the frame size, never with the video's length).
+    with it and with the frame size, never with the video's length). ``first_mask_frame``: the frame
+    (counted as ``start``) that ``first_mask`` annotates; segmenting starts there. Unset, the mask is the
+    first frame's, and ``start`` must be 0 (:func:`dinosavi.evaluation.segment.first_frame`).
     """
 
     max_fps: float | None = None
@@ -208,6 +227,24 @@ class SegmentConfig:
     stop: int | None = None
     folder_fps: float = 24.0
     chunk_frames: int = 8
+    first_mask_frame: int | None = None
+
+
+@dataclass
+class ExportConfig:
+    """``mode=export``: the model of ``resume=`` as a Hub-style folder (:mod:`dinosavi.hub`) at ``out=``.
+
+    ``results``: evaluation results (JSON files, or evaluation run directories) whose numbers the model card
+    states; a training run's last checkpoint also brings the results written under its run directory.
+    ``push``: upload the folder to the Hub repository ``repo`` (``owner/name``, created when missing,
+    ``private`` when set) at ``revision`` (a branch; the default branch when null).
+    """
+
+    results: list[str] = field(default_factory=list)
+    push: bool = False
+    repo: str | None = None
+    revision: str | None = None
+    private: bool | None = None
 
 
 @dataclass
@@ -256,6 +293,7 @@ class Config:
     propagate: PropagateConfig = field(default_factory=PropagateConfig)
     score: ScoreOptions = field(default_factory=ScoreOptions)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -264,31 +302,62 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="config_schema", node=Config)
 
 
-def _override_keys(overrides: list[str]) -> list[str]:
-    """Keys and groups set by command-line ``overrides`` (``hydra.*`` left out)."""
+def _overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``(key or group, value)`` of each command-line override (``hydra.*`` left out)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
-    return [o.key_or_group for o in parsed if not o.key_or_group.startswith("hydra")]
+    return [(o.key_or_group, o.value()) for o in parsed if not o.key_or_group.startswith("hydra")]
+
+
+# groups whose options set only keys of their own section: their choice on the command line applies over a
+# checkpoint's section (``mode=eval resume=... eval=original``), where other groups' choices are ignored
+GROUPS_OVER_CHECKPOINT = ("eval",)
+# sections a checkpoint may lack (saved from Python with a partial config): the command line's are kept
+OPTIONAL_SECTIONS = ("eval",)
 
 
 def checkpoint_config(
-    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str]
+    cfg: DictConfig, ckpt_config: dict[str, Any], sections: list[str], overrides: list[str],
+    path: str | None = None,
 ) -> DictConfig:
     """``cfg`` with ``sections`` taken from a checkpoint's config, command-line settings re-applied.
 
     Keys the user set on the command line keep the user's value, so ``resume=... train.max_steps=N``
-    extends a run and ``encoder.weights=<path>`` points a checkpoint at local weights. A config-group
-    choice (``data=davis``, ``hparam=...``) would replace a whole section with its defaults, so for the
-    checkpoint's sections it is ignored with a warning: set the keys instead.
+    extends a run, ``encoder.weights=<path>`` points a checkpoint at local weights and ``eval.short_side=320``
+    overrides the recipe's evaluation size. A config-group choice (``data=davis``, ``hparam=...``) would
+    replace a whole section with its defaults, so for the checkpoint's sections it is ignored with a
+    warning: set the keys instead. The choices of :data:`GROUPS_OVER_CHECKPOINT` are the exception: their
+    options set only their own keys (``eval=original``: the original's protocol), which apply over the
+    checkpoint's section, before the keys set on the command line.
+
+    Args:
+        cfg: the composed config of the command line.
+        ckpt_config: the config stored in the checkpoint.
+        sections: the sections to take from it (``preset``, ``model``, ``encoder``, ``eval``, ...); one of
+            :data:`OPTIONAL_SECTIONS` it lacks stays the command line's.
+        overrides: the command line's overrides.
+        path: the checkpoint's file, named in errors.
+
+    Raises:
+        ValueError: the checkpoint's config lacks a section (it was saved without ``config=``), naming the file.
     """
     merged = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(merged, dict)
     for section in sections:
         if section not in ckpt_config:
-            raise ValueError(f"checkpoint config has no `{section}` section; was it written by dinosavi?")
+            if section in OPTIONAL_SECTIONS:
+                continue
+            raise ValueError(
+                f"{path or 'the checkpoint'} holds no `{section}` section in its config, so the model cannot be "
+                f"rebuilt from it: it was saved without its config (train(..., config=...) and "
+                f"save_checkpoint(path, model, config) store it; mode=train always does)")
         merged[section] = ckpt_config[section]
     out = OmegaConf.merge(OmegaConf.structured(Config), merged)
-    for key in _override_keys(overrides):
-        if key.split(".")[0] not in sections:
+    chosen = _overrides(overrides)
+    for key, value in chosen:
+        if key in GROUPS_OVER_CHECKPOINT and key in sections and isinstance(value, str):
+            OmegaConf.update(out, key, OmegaConf.load(_CONF / key / f"{value}.yaml"), merge=True)
+    for key, _ in chosen:
+        if key.split(".")[0] not in sections or key in GROUPS_OVER_CHECKPOINT:
             continue
         value = OmegaConf.select(cfg, key)
         if isinstance(value, DictConfig) or key == "hparam":

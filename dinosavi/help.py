@@ -8,7 +8,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dinosavi.config import MODES
+from dinosavi.config import MODES, register_configs
 
 __all__ = ["CONF_DIR", "print_help"]
 
@@ -26,6 +26,7 @@ def _presets() -> list[tuple[str, str]]:
 
 def print_help(overrides: list[str]) -> None:
     """``mode=help``: modes, presets, config groups and the main options with their values."""
+    register_configs()  # the schema main.yaml names (idempotent; the entry point has registered it already)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("main", overrides=overrides)
     groups = {g: sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
@@ -37,12 +38,13 @@ def print_help(overrides: list[str]) -> None:
     lines += [f"  {name:<32} {text}" for name, text in _presets()]
     lines += ["", "config groups:"] + [f"  {g}=<{'|'.join(opts)}>" for g, opts in groups.items()]
     lines += ["", "main options (current values):"]
-    for key in ("data.root", "data.split", "data.batch_size", "data.num_workers", "data.frames_per_clip",
-                "train.max_steps", "train.save_every", "train.log_every", "train.lr", "device", "exp_name",
+    for key in ("data.root", "data.split", "data.sequences", "data.start", "data.stop", "data.batch_size",
+                "data.num_workers", "data.frames_per_clip", "train.max_steps", "train.save_every", "train.log_every",
+                "train.lr", "train.compile", "device", "exp_name",
                 "resume", "seed", "eval.lock_on", "eval.short_side", "eval.num_bg_slots", "eval.num_extra_slots",
                 "eval.num_slots", "eval.output", "eval.background_mask", "eval.label_sampling", "eval.track_mode",
                 "input", "first_mask", "method", "segment.max_fps", "segment.short_side", "segment.start",
-                "segment.stop", "demo.davis_root", "demo.davis_short_side"):
+                "segment.stop", "segment.first_mask_frame", "demo.davis_root", "demo.davis_short_side"):
         lines.append(f"  {key:<24} {OmegaConf.select(cfg, key)}")
     lines += ["", "run directory: outputs/<exp_name>/<timestamp>/ (hydra.run.dir=<dir> to choose)",
               "every key: python -m dinosavi mode=train --cfg job"]

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
     from dinosavi.models.slot_model import SlotModel
 
 __all__ = [
-    "MODES", "evaluate_model", "options", "run_cache",
-    "run_convert", "run_eval", "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
+    "EVAL_SECTIONS", "MODES", "evaluate_model", "options", "run_cache", "run_convert", "run_eval", "run_export",
+    "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+
+# what mode=eval and mode=segment take from a checkpoint: the recipe's model, its encoder and its evaluation
+# defaults (eval.short_side, slot counts, ...), which the command line's eval=<protocol> and eval.* override
+EVAL_SECTIONS = ["preset", "model", "encoder", "eval"]
 
 
 def options(node: Any, kind: type[_T]) -> _T:
@@ -51,15 +55,15 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
-    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its sections: ``preset``, ``model`` and
-    ``encoder``, or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
+    """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its ``sections`` (e.g. :data:`EVAL_SECTIONS`),
+    or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
     from dinosavi.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(cfg.resume)
     if sections is None:
         sections = [k for k in ckpt.config if k not in ("mode", "resume")]
-        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides)
-    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides)
+        return ckpt, checkpoint_config(cfg, with_data(ckpt.config, cfg), sections, overrides, cfg.resume)
+    return ckpt, checkpoint_config(cfg, ckpt.config, sections, overrides, cfg.resume)
 
 
 def _encoder(cfg: DictConfig) -> FrozenEncoder:
@@ -125,13 +129,13 @@ def train_from_config(
 
 
 def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model and encoder config, the data and eval
-    options of ``cfg``) on an annotated split; returns the global scores."""
+    """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model, encoder and evaluation defaults; the data of
+    ``cfg``, and the eval options set on the command line) on an annotated split; returns the global scores."""
     from dinosavi.build import load_model
 
     if not cfg.resume:
         raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
-    ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+    ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     save_config(cfg, run_dir)
     encoder = _encoder(cfg)
     model = load_model(ckpt, cfg.model, encoder)
@@ -153,6 +157,11 @@ def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, ou
     split = resolve_split(cfg.data, "eval")
     dataset = build_sequences(cfg.data, split)
     source = build_feature_source(cfg, encoder, "eval")
+    from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, evaluate_anchor
+
+    if eval_options.protocol in ANCHOR_PROTOCOLS:  # eval=videosaur|slotcontrast: the anchors' scoring
+        return evaluate_anchor(model, source, dataset, ANCHOR_PROTOCOLS[eval_options.protocol], eval_options,
+                               out_dir, split=split, name=name, seed=cfg.seed)
     return evaluate_slots(model, source, dataset, eval_options, out_dir, split=split, name=name, seed=cfg.seed,
                           max_proposals=max_proposals)
 
@@ -216,23 +225,27 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
 
 
 def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
-    """``mode=score``: score ``results=<dir>`` against ``data.root``, write the CSVs and JSON there, print;
-    returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). Imports no torch."""
+    """``mode=score``: score ``results=`` against ``data.root``, write the CSVs and JSON into the run directory,
+    print; returns the global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV). ``results=`` is a
+    folder of ``<seq>/<frame>.png``, or the run directory of ``mode=eval``, ``propagate`` or ``segment`` (its
+    ``results/``); nothing is written into it. Imports no torch."""
     from dinosavi.evaluation.options import ScoreOptions
     from dinosavi.evaluation.score import score_folder
     from dinosavi.evaluation.tables import format_table, write_score_files
 
     if not cfg.results:
-        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs>")
+        raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs, or a run directory>")
     split = cfg.data.split or "val"
     results = Path(cfg.results)
+    if (results / "results").is_dir():  # a run directory: the one layout every mode writes
+        results = results / "results"
+    sequences = None if cfg.data.sequences is None else [str(name) for name in cfg.data.sequences]
     table = score_folder(results, cfg.data.root, split, year=cfg.data.year, quality=cfg.data.quality,
-                         options=options(cfg.score, ScoreOptions))
-    for old in (results / f"global_results-{split}.csv", results / f"per-sequence_results-{split}.csv"):
-        if old.exists():
-            log.info("recomputed the scores; replacing the existing %s (CSVs are never reused)", old)
-    paths = write_score_files(table, results, split)
-    log.info("wrote %s", ", ".join(str(p) for p in paths))
+                         options=options(cfg.score, ScoreOptions), sequences=sequences, start=cfg.data.start,
+                         stop=cfg.data.stop)
+    save_config(cfg, run_dir)
+    paths = write_score_files(table, run_dir, split)
+    log.info("scored %s; wrote %s", results, ", ".join(str(p) for p in paths))
     print(format_table(table))
     return table.global_means()
 
@@ -251,7 +264,7 @@ def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | 
         if not cfg.resume:
             raise ValueError("mode=segment needs resume=<checkpoint.safetensors> (a slot model), or "
                              "method=propagate first_mask=<palette PNG> with any encoder=")
-        ckpt, cfg = _load(cfg, overrides, ["preset", "model", "encoder"])
+        ckpt, cfg = _load(cfg, overrides, EVAL_SECTIONS)
     elif cfg.resume:
         log.warning("method=%s uses no checkpoint; resume=%s is ignored", method, cfg.resume)
     save_config(cfg, run_dir)
@@ -266,7 +279,13 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.runner import check_encoder_options
-    from dinosavi.evaluation.segment import propagation_segmenter, read_first_mask, segment_inputs, slot_segmenter
+    from dinosavi.evaluation.segment import (
+        first_frame,
+        propagation_segmenter,
+        read_first_mask,
+        segment_inputs,
+        slot_segmenter,
+    )
 
     if not cfg.input:
         raise ValueError("mode=segment needs input=<video file, folder of frames or folder of videos>")
@@ -275,10 +294,11 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
     s = cfg.segment
     if s.chunk_frames < 1:
         raise ValueError(f"segment.chunk_frames must be >= 1, got {s.chunk_frames}")
-    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=s.start, stop=s.stop,
+    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
+    start = first_frame(s.start, s.first_mask_frame, mask_path)
+    stream_options = StreamOptions(max_fps=s.max_fps, short_side=s.short_side, start=start, stop=s.stop,
                                    folder_fps=s.folder_fps)
     sources = find_sources(cfg.input)
-    mask_path = Path(cfg.first_mask) if cfg.first_mask else None
     if mask_path is not None and len(sources) > 1:
         raise ValueError(f"first_mask={mask_path} is the mask of one video, but input={cfg.input} holds "
                          f"{len(sources)} videos; segment one video at a time with first_mask")
@@ -344,6 +364,30 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     return out
 
 
+def run_export(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
+    """``mode=export``: the model of ``resume=`` (a checkpoint, an original ``.ckpt``, a model folder or
+    ``hf://``) as a Hub-style folder at ``out=`` (else ``<run dir>/<checkpoint name>``) with a model card stating
+    the numbers of ``export.results``; ``export.push=true`` uploads it to ``export.repo``. Returns the folder."""
+    from dinosavi.checkpoint import load_checkpoint
+    from dinosavi.hub import collect_results, push_to_hub, save_pretrained
+
+    if not cfg.resume:
+        raise ValueError("mode=export needs resume=<checkpoint.safetensors>")
+    if cfg.export.push and not cfg.export.repo:
+        raise ValueError("export.push=true needs export.repo=<owner/name>, the Hub repository to upload to")
+    ckpt = load_checkpoint(cfg.resume)
+    measured = collect_results(list(cfg.export.results), cfg.resume)
+    name = Path(str(cfg.resume).rstrip("/")).name.removesuffix(".safetensors").removesuffix(".ckpt")
+    out = save_pretrained(Path(cfg.out) if cfg.out else run_dir / name, ckpt, measured, source=str(cfg.resume),
+                          repo=cfg.export.repo)
+    print(f"{cfg.resume} (step {ckpt.step}) -> {out}" + (f" with {len(measured)} results" if measured else ""))
+    if cfg.export.push:
+        url = push_to_hub(out, cfg.export.repo, cfg.export.revision, cfg.export.private)
+        print(f"pushed to {url}; load it with resume=hf://{cfg.export.repo}"
+              + (f"@{cfg.export.revision}" if cfg.export.revision else ""))
+    return out
+
+
 def _run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
     from dinosavi.demo import run_demo
 
@@ -358,6 +402,7 @@ MODES: dict[str, Callable[[DictConfig, Path, list[str]], Any]] = {
     "segment": run_segment,
     "score": run_score,
     "convert": run_convert,
+    "export": run_export,
     "demo": _run_demo,
 }
 

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -51,10 +52,10 @@ from dinosavi.distributed import Distributed
 from dinosavi.features.source import FeatureSource
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.precision import precision_dtype
-from dinosavi.train_options import TrainOptions
-from dinosavi.viz.overlay import mask_grid
+from dinosavi.train_options import TrainOptions, warmup_steps
+from dinosavi.viz.overlay import mask_grid, stretch_maps
 
-__all__ = ["STOP_SIGNALS", "train"]
+__all__ = ["STOP_SIGNALS", "Trainer", "one_cycle", "train"]
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name)
@@ -101,7 +102,7 @@ def train(
         SystemExit: status ``128 + signal`` after SIGTERM or SIGUSR1, once a resumable checkpoint is saved.
         KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
-    trainer = _Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
+    trainer = Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
                        skipped or SkipLog("the training clips", max(clips.num_found, 1), 0.01, None))
     if resume is not None:
         trainer.resume(resume)
@@ -117,8 +118,12 @@ class _Position:
     batch_in_epoch: int = 0
 
 
-class _Trainer:
-    """One training run: the optimisation state, one step, saving, and the loop over epochs."""
+class Trainer:
+    """One training run: the optimisation state, one step, saving, and the loop over epochs.
+
+    :func:`train` builds one and runs it; ``benchmarks/bench_gpu.py`` times its :meth:`step`, so what is
+    measured is the step users run. Arguments as in :func:`train`; ``skipped`` is required here.
+    """
 
     def __init__(self, model: SlotModel, clips: ClipDataset, source: FeatureSource, options: TrainOptions,
                  run_dir: Path, batch_size: int, ddp: Distributed, config: dict[str, Any], skipped: SkipLog) -> None:
@@ -137,10 +142,10 @@ class _Trainer:
         if ddp.world_size > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = DistributedDataParallel(self.objective, device_ids=ids)
+        if options.compile is not None:
+            self.objective = cast(nn.Module, torch.compile(self.objective, backend=options.compile))
         self.optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer, max_lr=options.lr, total_steps=options.max_steps, pct_start=options.pct_start
-        )
+        self.scheduler = one_cycle(self.optimizer, options.lr, options.max_steps, options.pct_start)
         self.max_norm = float("inf") if options.grad_clip is None else options.grad_clip
         self.at = _Position()
         self.ckpt_dir = run_dir / "checkpoints"
@@ -150,9 +155,11 @@ class _Trainer:
         encoder = source.encoder
         log.info(
             "device=%s encoder=%s (D=%d, stride %d) input=%s clips=%d steps/epoch=%d params=%d precision=%s "
-            "processes=%d batch=%d per process", self.device, encoder.name, encoder.feature_dim, encoder.patch_size,
-            source.rule.size, len(clips), len(clips) // batch_size, sum(p.numel() for p in model.parameters()),
-            options.precision, ddp.world_size, self.per_process,
+            "compile=%s processes=%d batch=%d per process; OneCycle over %d steps, warm-up %d", self.device,
+            encoder.name, encoder.feature_dim, encoder.patch_size, source.rule.size, len(clips),
+            len(clips) // batch_size, sum(p.numel() for p in model.parameters()), options.precision,
+            options.compile, ddp.world_size, self.per_process, options.max_steps,
+            warmup_steps(options.max_steps, options.pct_start),
         )
 
     def resume(self, ckpt: Checkpoint) -> None:
@@ -179,7 +186,7 @@ class _Trainer:
         t0 = time.perf_counter()
         for skip in self.skipped.add(skips):
             self.clips.mark_bad(skip, report=False)  # found in a worker: later epochs skip it too
-        frames, features, cls_attention = self.source.batch(batch, self.device)
+        frames, features, cls_attention = self.source.batch(self.clips.prepare(batch), self.device)
         with self.autocast:
             out: ClipLoss = self.objective(features, cls_attention, (self.ddp.rank, self.ddp.world_size))
         logs = self.ddp.mean({"loss/total": out.loss.detach(), **out.logs})
@@ -204,7 +211,7 @@ class _Trainer:
             self.writer.add_scalar("train/grad_norm", grad_norm.item(), step)
             self.writer.add_scalar("train/clips_per_s", self.batch_size / (time.perf_counter() - t0), step)
             self.writer.add_scalar("data/skipped_videos", self.skipped.count, step)
-            self.writer.add_image("masks", mask_grid(frames[0, 0], out.alpha[0, 0].detach().float()), step)
+            self.writer.add_image("masks", mask_grid(frames[0, 0], stretch_maps(out.alpha[0, 0])), step)
         return float(logs["loss/total"].item())
 
     def loader(self, num_workers: int, seed: int) -> DataLoader:
@@ -271,6 +278,28 @@ class _Trainer:
                         stopped.name, self.at.step, self.options.max_steps, final, self.last_path)
             raise SystemExit(128 + stopped)
         return final
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, lr: float, max_steps: int,
+              pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
+    """Torch's OneCycle schedule over ``max_steps`` peaking at ``lr``, its warm-up a whole number of steps
+    (:func:`dinosavi.train_options.warmup_steps`), so that no step count divides by zero (torch's own, with
+    ``pct_start * max_steps == 1``, does). Where ``pct_start * max_steps`` is already a whole number of at
+    least 2 steps, up to float rounding (``0.1 x 300 = 30.000000000000004``; every preset's ordinary runs),
+    ``pct_start`` is passed on as given: the same schedule, bit for bit, as ``OneCycleLR(pct_start=pct_start)``;
+    otherwise the share of the rounded steps, or none.
+    """
+    steps = warmup_steps(max_steps, pct_start)
+    if steps == 0 or abs(pct_start * max_steps - steps) > 1e-9:  # else whole up to float rounding: torch's own
+        # torch multiplies back: of the floats next to steps / max_steps, the one whose product is nearest
+        share, candidates = steps / max_steps, [steps / max_steps]
+        for direction in (math.inf, -math.inf):
+            near = share
+            for _ in range(4):
+                near = math.nextafter(near, direction)
+                candidates.append(near)
+        pct_start = min(candidates, key=lambda p: (abs(p * max_steps - steps), abs(p - share)))
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max_steps, pct_start=pct_start)
 
 
 class _WithSkips(Dataset):

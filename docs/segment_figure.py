@@ -58,7 +58,7 @@ def main() -> None:
 
     rows = []
     for name, label in ROWS:
-        overlays = sorted((runs[name] / args.sequence / "overlays").glob("*.jpg"))
+        overlays = sorted((runs[name] / "overlays" / args.sequence).glob("*.jpg"))
         picks = [overlays[i] for i in np.linspace(0, len(overlays) - 1, 3).round().astype(int)]
         tiles = []
         for path in picks:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,19 @@ def seed_reference() -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """dinosavi's cache folder (the bad-file lists) in a temporary folder, for the CLI's subprocesses too:
+    tests never write into the user's ``~/.cache``."""
+    previous = os.environ.get("DINOSAVI_CACHE")
+    os.environ["DINOSAVI_CACHE"] = str(tmp_path_factory.mktemp("dinosavi-cache"))
+    yield Path(os.environ["DINOSAVI_CACHE"])
+    if previous is None:
+        del os.environ["DINOSAVI_CACHE"]
+    else:
+        os.environ["DINOSAVI_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

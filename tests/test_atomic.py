@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import os
+import stat
 
 import pytest
 
@@ -63,3 +65,31 @@ def test_remove_on_failure_removes_only_what_the_block_added(tmp_path):
         (fresh / "a").mkdir(parents=True)
         raise ValueError
     assert not fresh.exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_written_files_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "config.yaml", "seed: 0\n")
+        with atomic_path(tmp_path / "frame.png") as tmp:  # a writer that opens the temporary path itself
+            tmp.write_bytes(b"png")
+        write_atomic(tmp_path / "config.yaml", "seed: 1\n")  # replacing keeps the umask's mode
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "config.yaml").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "frame.png").stat().st_mode) == mode
+
+
+def test_a_writer_that_replaces_the_temporary_file_still_gives_the_umasks_mode(tmp_path):
+    """safetensors writes a file of its own, mode 0600, over the path it is given (checkpoints, shards)."""
+    import torch
+    from safetensors.torch import save_file
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "last.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "last.safetensors").stat().st_mode) == 0o644

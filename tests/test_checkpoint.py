@@ -47,6 +47,25 @@ def test_roundtrip_restores_training_exactly(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_cuda_rng_states_of_more_gpus_than_this_machine_has(monkeypatch):
+    """A checkpoint saved under torchrun on 2 GPUs resumes on 1: the state of the GPU it has is restored, the
+    other is not set (torch.cuda.set_rng_state_all would index a GPU that is not there)."""
+    restored: dict[int, torch.Tensor] = {}
+
+    def set_rng_state(state: torch.Tensor, device: int = 0) -> None:
+        if device >= 1:
+            raise IndexError("tuple index out of range")  # torch.cuda.default_generators of one GPU
+        restored[device] = state
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    state = {**{k: v for k, v in capture_rng().items() if k != "cuda"},
+             "cuda": [torch.full((16,), 1, dtype=torch.uint8), torch.full((16,), 2, dtype=torch.uint8)]}
+    restore_rng(state)
+    assert list(restored) == [0] and torch.equal(restored[0], state["cuda"][0])
+
+
 def test_weights_only_and_atomic_write(tmp_path):
     model, _, _ = _setup()
     path = save_checkpoint(tmp_path / "sub" / "w.safetensors", model, {}, 0)
@@ -98,10 +117,10 @@ def test_read_only_folder_is_named(tmp_path, monkeypatch):
     model, _, _ = _setup()
     path = save_checkpoint(tmp_path / "w.safetensors", model, {"v": 1}, 0)
 
-    def read_only(*args, **kwargs):  # what mkstemp meets in a read-only folder (chmod does not stop root)
+    def read_only(*args, **kwargs):  # what creating a file meets in a read-only folder (chmod does not stop root)
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    monkeypatch.setattr("dinosavi.atomic._create_temp", read_only)
     with pytest.raises(PermissionError, match=rf"Cannot write {path}: Permission denied; the previous"):
         save_checkpoint(path, model, {"v": 2}, 1)
     monkeypatch.undo()
@@ -197,6 +216,17 @@ def test_bad_files_are_named(tmp_path):
     save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "pt"})
     with pytest.raises(ValueError, match="not a dinosavi checkpoint"):
         load_checkpoint(other)
+
+
+def test_a_folder_or_a_text_file_is_named_for_what_it_is(tmp_path):
+    """From Python as from the CLI: a run folder is not "not found", a text file is not "header too large"."""
+    with pytest.raises(ValueError, match=r"is a folder, not a checkpoint; expected .*checkpoints/last\.safetensors"):
+        load_checkpoint(tmp_path)
+    notes = tmp_path / "README.md"
+    notes.write_text("# a text file, longer than a safetensors header length\n" * 4)
+    with pytest.raises(ValueError, match=r"README\.md is not a readable safetensors checkpoint \(.*\), nor a torch "
+                                         r"\.ckpt; expected a checkpoint written by mode=train"):
+        load_checkpoint(notes)
 
 
 def test_config_stored_as_json_metadata(tmp_path):

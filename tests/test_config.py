@@ -34,6 +34,16 @@ def test_demo_mode_selects_its_recipe():
     assert compose_config("mode=demo", "hparam=dinosaur").preset == "dinosaur"
 
 
+@pytest.mark.parametrize("preset", ["demo", "demo-identity"])
+def test_the_demo_presets_carry_their_encoder(preset):
+    """``hparam=demo`` is the recipe of ``mode=demo``, encoder and stride included; the command line wins."""
+    cfg = compose_config("mode=train", f"hparam={preset}")
+    assert (cfg.encoder.name, cfg.encoder.stride) == ("efficientnet_lite0", 16)
+    assert cfg.encoder == compose_config("mode=demo").encoder
+    assert compose_config("mode=train", f"hparam={preset}", "encoder=vit_tiny_random").encoder.name == "vit_tiny_random"
+    assert compose_config("mode=train", f"hparam={preset}", "encoder.stride=8").encoder.stride == 8
+
+
 def test_unknown_key_is_named():
     with pytest.raises(ConfigCompositionException, match="bogus") as info:
         compose_config("model.bogus=1")

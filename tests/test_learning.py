@@ -158,10 +158,10 @@ def test_a_trained_model_binds_objects_through_videos(learning_set, demo_300, tm
     from dinosavi.modes import run_eval
 
     ckpt, store = demo_300
-    cfg = compose_config("mode=eval", *_overrides(learning_set, store), "eval.lock_on=false",
-                         "eval.overlays=false", "eval.videos=false", "eval.report=false", "data.split=val",
-                         f"resume={ckpt}")
-    trained = run_eval(cfg, tmp_path / "trained", [])
+    overrides = [*_overrides(learning_set, store), "eval.lock_on=false", "eval.overlays=false",
+                 "eval.videos=false", "eval.report=false", "data.split=val", f"resume={ckpt}"]
+    cfg = compose_config("mode=eval", *overrides)
+    trained = run_eval(cfg, tmp_path / "trained", overrides)  # eval.* over the checkpoint's, as on the command line
     untrained_model = _load(ckpt, trained=False)
     untrained = []
     for features, labels in _val_features(learning_set, store):

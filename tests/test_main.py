@@ -171,6 +171,10 @@ CASES: dict[str, tuple[tuple[str, ...], str]] = {
     "segment-mask-many-videos": (("mode=segment", "input={videos}", "resume={cnn}",
                                   "first_mask={davis}/Annotations/480p/synth-0000/00000.png"),
                                  r"first_mask=.*00000\.png is the mask of one video, but input={videos} holds 2"),
+    "segment-mask-with-start": (("mode=segment", "input={video}", "resume={cnn}", "segment.start=2",
+                                 "first_mask={davis}/Annotations/480p/synth-0000/00000.png"),
+                                r"first_mask=.*00000\.png with segment\.start=2: first_mask is the mask of the first "
+                                r"frame processed"),
     "segment-unknown-method": (("mode=segment", "method=kmeans", "input={video}"), r"Unknown method `kmeans`"),
     "segment-bad-range": (("mode=segment", "input={video}", "resume={cnn}", "segment.start=5", "segment.stop=2"),
                           r"segment\.start=5, segment\.stop=2: expected 0 <= start < stop"),

@@ -91,3 +91,68 @@ def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, 
     modes.run_propagate(cfg, tmp_path, [])
     assert (seen["rule"].short_side, seen["rule"].multiple_of) == (96, 64)  # propagate's, not eval.short_side
     assert seen["preset"] == "crw" and seen["split"] == "val"
+
+
+def _recipe_checkpoint(path: Path, *recipe: str) -> Path:
+    """A checkpoint of an untrained ``hparam=demo`` model on the tiny ViT, its config recording ``recipe``."""
+    from dinosavi.build import build_encoder, build_model
+    from dinosavi.checkpoint import save_checkpoint
+
+    cfg = compose_config("mode=train", "hparam=demo", "encoder=vit_tiny_random", *recipe)
+    model = build_model(cfg.model, build_encoder(cfg.encoder).feature_dim)
+    return save_checkpoint(path, model, OmegaConf.to_container(cfg, resolve=True), 0)  # type: ignore[arg-type]
+
+
+def test_eval_takes_its_defaults_from_the_checkpoint_and_the_command_line_wins(tmp_path):
+    """The recipe trained and documented at one evaluation size is evaluated at it unless told otherwise."""
+    from dinosavi.checkpoint import load_checkpoint
+    from dinosavi.config import checkpoint_config
+
+    trained = load_checkpoint(_recipe_checkpoint(tmp_path / "demo.safetensors", "eval.short_side=48",
+                                                 "eval.num_bg_slots=2")).config
+
+    def evaluated(*overrides: str):
+        return checkpoint_config(compose_config("mode=eval", *overrides), trained, modes.EVAL_SECTIONS,
+                                 list(overrides)).eval
+
+    assert (evaluated().short_side, evaluated().num_bg_slots) == (48, 2)  # the schema's 224 and 4 before
+    assert (evaluated("eval.short_side=64").short_side, evaluated("eval.short_side=64").num_bg_slots) == (64, 2)
+    original = evaluated("eval=original", "eval.num_bg_slots=3")  # a protocol over the recipe, then the keys
+    assert (original.protocol, original.short_side, original.output, original.num_bg_slots) == ("original", None,
+                                                                                                 "slot", 3)
+    partial = {k: v for k, v in trained.items() if k != "eval"}  # saved from Python with part of a config
+    assert checkpoint_config(compose_config("mode=eval"), partial, modes.EVAL_SECTIONS, []).eval.short_side == 224
+
+
+def test_a_checkpoint_without_its_config_is_named(tmp_path):
+    from dinosavi.config import checkpoint_config
+
+    with pytest.raises(ValueError, match=r"model\.safetensors holds no `preset` section .* saved without its config"):
+        checkpoint_config(compose_config("mode=eval"), {}, modes.EVAL_SECTIONS, [], "model.safetensors")
+
+
+def test_mode_eval_runs_at_the_checkpoints_evaluation_size(tiny_synthetic, tmp_path):
+    path = _recipe_checkpoint(tmp_path / "demo.safetensors", "eval.short_side=48")
+    overrides = [f"resume={path}", "data=synthetic", f"data.root={tiny_synthetic}", "eval.videos=false",
+                 "eval.report=false", "eval.overlays=false", "device=cpu"]
+    modes.run_eval(compose_config("mode=eval", *overrides), tmp_path / "run", overrides)
+    assert OmegaConf.load(tmp_path / "run" / "config.yaml").eval.short_side == 48
+
+
+def test_eval_propagate_and_score_read_some_sequences_and_a_frame_range(tiny_synthetic, tmp_path):
+    select = ["data.split=train", "data.sequences=[synth-0001]", "data.start=1", "data.stop=5"]
+    common = ["data=synthetic", f"data.root={tiny_synthetic}", "eval.videos=false", "eval.report=false",
+              "eval.overlays=false", "device=cpu", *select]
+    frames = ["00001", "00002", "00003", "00004"]
+    path = _recipe_checkpoint(tmp_path / "demo.safetensors", "eval.short_side=64")
+    evaluated = [f"resume={path}", *common]
+    scores = modes.run_eval(compose_config("mode=eval", *evaluated), tmp_path / "eval", evaluated)
+    propagated = ["encoder=vit_tiny_random", "propagate.short_side=64", *common]
+    modes.run_propagate(compose_config("mode=propagate", *propagated), tmp_path / "propagate", propagated)
+    for run in ("eval", "propagate"):
+        assert [p.name for p in (tmp_path / run / "results").iterdir()] == ["synth-0001"]
+        assert sorted(p.stem for p in (tmp_path / run / "results" / "synth-0001").iterdir()) == frames
+        rows = (tmp_path / run / "per-sequence_results-train.csv").read_text().splitlines()[1:]
+        assert rows and all(row.startswith("synth-0001_") for row in rows)  # one row per object
+    scored = [f"results={tmp_path / 'eval' / 'results'}", f"data.root={tiny_synthetic}", *select]
+    assert modes.run_score(compose_config("mode=score", *scored), tmp_path / "score", scored) == pytest.approx(scores)

@@ -233,6 +233,19 @@ def test_bf16_precision_trains_on_cpu(tiny_synthetic, tmp_path):
     assert set(_tb_scalars(tmp_path, "loss/t+1")) and len(_tb_scalars(tmp_path, "loss/t+0")) == 2
 
 
+def test_compiled_training_matches_eager_and_saves_the_plain_model(tiny_synthetic, tmp_path):
+    """train.compile=<backend> runs the clip loss through torch.compile (``eager``: dynamo's tracing without code
+    generation, seconds on CPU); the steps and the checkpoint are those of eager training."""
+    eager = load_checkpoint(_train(tiny_synthetic, tmp_path / "eager", f"hparam={HEADLINE}", *SMALL,
+                                   "train.max_steps=2"))
+    compiled = load_checkpoint(_train(tiny_synthetic, tmp_path / "compiled", f"hparam={HEADLINE}", *SMALL,
+                                      "train.max_steps=2", "train.compile=eager"))
+    assert compiled.config["train"]["compile"] == "eager" and eager.config["train"]["compile"] is None
+    assert set(compiled.model) == set(eager.model)  # no `_orig_mod.` prefix: the plain model is saved
+    for key, value in eager.model.items():
+        torch.testing.assert_close(compiled.model[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
 def test_bgfg_preset_needs_cls_attention(tiny_synthetic, tmp_path):
     with pytest.raises(ValueError, match=r"preset `slot-s256d-bgfg`.*efficientnet_lite0"):
         _train(tiny_synthetic, tmp_path, "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0",
@@ -284,9 +297,10 @@ def broken_videos(tmp_path):
 
 
 def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp_path, monkeypatch, caplog):
-    from dinosavi.data.badfiles import INDEX_NAME
+    from dinosavi.data.badfiles import BadFileIndex
 
     root, bad = broken_videos
+    data_files = sorted(root.rglob("*"))
     # 4 openable videos x 2 clips / batch 2 = 4 steps per epoch: 6 steps cross into a second epoch
     overrides = _video_overrides(root, "train.max_steps=6", "data.max_bad_fraction=0.6")
     import dinosavi.data.videos as videos
@@ -301,11 +315,13 @@ def test_training_skips_broken_video_files_and_remembers_them(broken_videos, tmp
         assert f"skipping unreadable file {path}" in caplog.text
     assert decoded.count("garbled.mp4") == 1  # found bad once, not retried in the next epoch
     assert _tb_scalars(tmp_path / "first", "data/skipped_videos")[-1] == 3
-    listed = json.loads((root / INDEX_NAME).read_text())["files"]
+    listing = BadFileIndex(root).location  # in the cache folder, keyed by the dataset
+    listed = json.loads(listing.read_text())["files"]
     assert sorted(listed) == ["juggling/empty.mp4", "juggling/garbled.mp4", "juggling/truncated.mp4"]
+    assert sorted(root.rglob("*")) == data_files  # nothing of ours in the dataset folder
 
     # bad files found in a data-loader worker reach the main process the same way
-    (root / INDEX_NAME).unlink()
+    listing.unlink()
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         workers = load_checkpoint(_train_videos(tmp_path / "workers", [*overrides, "data.num_workers=1"]))
@@ -335,3 +351,65 @@ def test_too_many_broken_files_stop_training_with_a_clear_error(broken_videos, t
                                          r"\(continue with resume=.*last\.safetensors\)"):
         _train_videos(tmp_path / "run", _video_overrides(root, "train.max_steps=6", "data.max_bad_fraction=0.2"))
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors").step >= 1
+
+
+def _lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
+    lrs = []
+    for _ in range(steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def _optimizer() -> torch.optim.Optimizer:
+    return torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+
+@pytest.mark.parametrize("pct_start", [0.0, 0.05, 0.1, 0.3, 0.5, 1.0])
+def test_no_step_count_crashes_the_schedule(pct_start):
+    from dinosavi.train import one_cycle
+    from dinosavi.train_options import warmup_steps
+
+    for max_steps in range(1, 61):  # torch's own OneCycleLR divides by zero at 10 x 0.1, 20 x 0.05, 1 x 1.0, ...
+        lrs = _lrs(one_cycle(_optimizer(), 1e-3, max_steps, pct_start), max_steps)
+        assert all(0 < lr <= 1e-3 for lr in lrs), (max_steps, lrs)
+        warmup = warmup_steps(max_steps, pct_start)
+        peak = max(range(max_steps), key=lrs.__getitem__)
+        assert peak == max(warmup - 1, 0), (max_steps, pct_start, lrs)  # the peak at the last warm-up step
+        if warmup:
+            assert lrs[warmup - 1] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(("max_steps", "pct_start"), [(2000, 0.1), (30000, 0.1), (10000, 0.05), (1000, 0.05),
+                                                    (300, 0.1), (3000, 0.1)])  # 0.1 x 300 = 30.000000000000004
+def test_ordinary_runs_keep_torchs_schedule_bit_for_bit(max_steps, pct_start):
+    """The presets' step counts (demo 2000, the original's 30000, dinosaur 10000, the schema's 1000), and whole
+    warm-ups that float rounding makes inexact."""
+    from dinosavi.train import one_cycle
+
+    ours = one_cycle(_optimizer(), 4e-4, max_steps, pct_start)
+    torchs = torch.optim.lr_scheduler.OneCycleLR(_optimizer(), max_lr=4e-4, total_steps=max_steps,
+                                                 pct_start=pct_start)
+    assert _lrs(ours, max_steps) == _lrs(torchs, max_steps)
+    assert ours.state_dict() == torchs.state_dict()
+
+
+def test_ten_steps_train(tiny_synthetic, tmp_path):
+    """``train.max_steps=10``, the count a newcomer picks, with a preset whose ``pct_start`` is 0.1."""
+    path = _train(tiny_synthetic, tmp_path, "hparam=demo", "train.max_steps=10")
+    assert load_checkpoint(path).step == 10
+
+
+def test_in_memory_training_starts_without_encoding_the_set(tiny_synthetic, tmp_path, monkeypatch):
+    """``features.in_memory`` (the demo preset's) encodes only the frames its steps draw: one step of 2 clips x
+    3 frames encodes at most 6 frames, not the 18 of the training set."""
+    from dinosavi.encoders.base import FrozenEncoder
+
+    encoded: list[int] = []
+    encode = FrozenEncoder.encode
+    monkeypatch.setattr(FrozenEncoder, "encode",
+                        lambda self, frames, *args, **kwargs: encoded.append(len(frames)) or encode(self, frames, *args,
+                                                                                                    **kwargs))
+    _train(tiny_synthetic, tmp_path, "hparam=demo", "features.in_memory=true", "train.max_steps=1")
+    assert 0 < sum(encoded) <= 6

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dinosavi.train_options import TrainOptions
+from dinosavi.train_options import TrainOptions, warmup_steps
 from tests.conftest import REPO_ROOT
 
 
@@ -16,7 +16,7 @@ def test_defaults():
     options = TrainOptions()
     assert (options.lr, options.weight_decay, options.pct_start, options.grad_clip) == (4e-4, 0.0, 0.05, 1.0)
     assert (options.max_steps, options.save_every, options.log_every) == (1000, 500, 50)
-    assert options.input_size == [224, 224] and options.precision == "fp32"
+    assert options.input_size == [224, 224] and options.precision == "fp32" and options.compile is None
     assert TrainOptions().input_size is not options.input_size  # no shared default list
 
 
@@ -29,6 +29,12 @@ def test_valid_options_are_kept():
 def test_an_unknown_precision_names_train_precision():
     with pytest.raises(ValueError, match=r"Unknown train\.precision `fp8`; expected one of"):
         TrainOptions(precision="fp8")
+
+
+@pytest.mark.parametrize("backend", ["", "  "])
+def test_an_empty_compile_backend_names_train_compile(backend):
+    with pytest.raises(ValueError, match=r"train\.compile must be null \(eager\) or a torch\.compile backend"):
+        TrainOptions(compile=backend)
 
 
 @pytest.mark.parametrize(("options", "got"), [
@@ -51,3 +57,17 @@ def test_the_options_import_no_torch():
             "assert 'torch' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize(("max_steps", "pct_start", "steps"), [
+    (10, 0.1, 0), (9, 0.1, 0), (11, 0.1, 0), (1, 0.1, 0), (1, 1.0, 0), (20, 0.05, 0),  # under 2 steps: none
+    (15, 0.1, 2), (20, 0.1, 2), (25, 0.1, 3), (5, 1.0, 4), (2000, 0.1, 200), (30000, 0.1, 3000), (10000, 0.05, 500),
+])
+def test_warm_up_is_a_whole_number_of_steps_or_none(max_steps, pct_start, steps):
+    assert warmup_steps(max_steps, pct_start) == steps
+
+
+@pytest.mark.parametrize("options", [{"pct_start": 1.5}, {"pct_start": -0.1}, {"lr": 0.0}])
+def test_learning_rate_and_warm_up_share_are_checked_by_key(options):
+    with pytest.raises(ValueError, match=r"train\.lr must be positive and train\.pct_start in \[0, 1\]"):
+        TrainOptions(**options)

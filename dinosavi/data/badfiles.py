@@ -8,11 +8,13 @@ readable video, so batches keep their size and the replacement is a pure functio
 bad. Each skip is logged with its path; training stops with an error only when the share of skipped
 videos passes ``data.max_bad_fraction``. Evaluation, ``mode=cache`` and ``mode=score`` stay strict.
 
-The list of bad files is kept as JSON next to the data, ``<data.root>/.dinosavi-bad-files.json``,
-or, when ``data.root`` cannot be written (a shared read-only dataset), in
-``$XDG_CACHE_HOME/dinosavi/bad-files/<hash of data.root>.json`` (``~/.cache`` without it). An entry
-holds the file's size and modification time: a file that changed since (re-downloaded, repaired) is
-tried again. Delete the list to retry everything.
+The list of bad files is kept in dinosavi's cache folder, keyed by the dataset:
+``<cache>/bad-files/<hash of the resolved data.root>.json``, where ``<cache>`` is ``$DINOSAVI_CACHE``,
+else ``$XDG_CACHE_HOME/dinosavi``, else ``~/.cache/dinosavi``. Nothing is ever written into the dataset
+folder (datasets are often read-only, shared mounts); a list that older versions wrote there,
+``<data.root>/.dinosavi-bad-files.json``, is still read. An entry holds the file's size and modification
+time: a file that changed since (re-downloaded, repaired) is tried again. Delete the list to retry
+everything.
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from pathlib import Path
 
 from dinosavi.atomic import write_atomic
 
-__all__ = ["INDEX_NAME", "BadFile", "BadFileIndex", "Skip", "SkipLog", "UnreadableFileError"]
+__all__ = ["INDEX_NAME", "BadFile", "BadFileIndex", "Skip", "SkipLog", "UnreadableFileError", "cache_dir"]
 
 log = logging.getLogger(__name__)
 
-INDEX_NAME = ".dinosavi-bad-files.json"
+INDEX_NAME = ".dinosavi-bad-files.json"  # where older versions wrote the list, in data.root: read only
 INDEX_VERSION = 1
 
 
@@ -72,23 +74,31 @@ class BadFile:
     opens: bool = True
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "dinosavi" / "bad-files"
+def cache_dir() -> Path:
+    """dinosavi's cache folder: ``$DINOSAVI_CACHE``, else ``$XDG_CACHE_HOME/dinosavi``, else ``~/.cache/dinosavi``."""
+    if os.environ.get("DINOSAVI_CACHE"):
+        return Path(os.environ["DINOSAVI_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dinosavi"
 
 
 class BadFileIndex:
-    """The bad files under one data root, remembered on disk (see the module docstring for where).
+    """The bad files under one data root, remembered in the cache folder (see the module docstring).
 
     Args:
         root: the data root (``data.root``).
+
+    Attributes:
+        location: the list's file, ``<cache>/bad-files/<hash of the resolved root>.json``.
+        legacy: the list older versions kept in the data folder; read when present, never written.
+        path: where the list was last written (None before, or when it could not be).
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)  # as given: datasets name their files below it the same way
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        self.locations = [self.root / INDEX_NAME, _cache_dir() / f"{digest}.json"]
-        self.path: Path | None = None  # where the list was last written
+        self.location = cache_dir() / "bad-files" / f"{digest}.json"
+        self.legacy = self.root / INDEX_NAME
+        self.path: Path | None = None
 
     def _key(self, path: str | Path) -> str:
         path = Path(path)
@@ -96,7 +106,7 @@ class BadFileIndex:
 
     def _entries(self) -> dict[str, dict[str, object]]:
         entries: dict[str, dict[str, object]] = {}
-        for location in reversed(self.locations):  # the one next to the data wins
+        for location in (self.legacy, self.location):  # the cache's entries win
             if not location.is_file():
                 continue
             try:
@@ -124,10 +134,10 @@ class BadFileIndex:
         return out
 
     def add(self, skips: Iterable[Skip]) -> Path | None:
-        """Add files to the list and write it (atomically; next to the data, else in the user cache).
+        """Add files to the list and write it (atomically) to :attr:`location`; never into the data folder.
 
         Returns:
-            Where the list was written, or None when neither location can be written (logged).
+            Where the list was written, or None when it cannot be written (logged).
         """
         entries = self._entries()
         for skip in skips:
@@ -138,17 +148,13 @@ class BadFileIndex:
             entries[self._key(skip.path)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "reason": skip.reason,
                                              "opens": skip.video >= 0}
         text = json.dumps({"version": INDEX_VERSION, "root": str(self.root.resolve()), "files": entries}, indent=1)
-        errors = []
-        for location in self.locations:
-            try:
-                write_atomic(location, text)
-            except OSError as error:
-                errors.append(str(error))
-                continue
-            self.path = location
-            return location
-        log.warning("could not write the bad-file list (%s); the files will be tried again next run", "; ".join(errors))
-        return None
+        try:
+            write_atomic(self.location, text)
+        except OSError as error:
+            log.warning("could not write the bad-file list (%s); the files will be tried again next run", error)
+            return None
+        self.path = self.location
+        return self.location
 
 
 class SkipLog:

@@ -116,6 +116,12 @@ class ClipDataset(Dataset):
         """The clip of ``video`` that starts at frame ``start``; raises ``UnreadableFileError``."""
         raise NotImplementedError
 
+    def prepare(self, batch: Any) -> Any:
+        """What the training loop's main process makes of a collated batch before taking its features
+        (:meth:`dinosavi.features.source.FeatureSource.batch`): the batch itself; features held in memory
+        (:class:`dinosavi.features.memory.FeatureClips`) are added here, outside the data-loader workers."""
+        return batch
+
     def _start(self, video: int, clip: int) -> int:
         rng = np.random.default_rng([self.seed, self.epoch, video])
         starts = clip_starts(

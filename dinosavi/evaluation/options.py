@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BACKGROUND_MASKS", "BACKGROUND_REGIONS", "LABEL_SAMPLINGS", "LOCK_INITS", "OUTPUTS", "SCORE_PROTOCOLS",
-           "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions", "slot_count"]
+__all__ = ["BACKGROUND_MASKS", "BACKGROUND_REGIONS", "LABEL_SAMPLINGS", "LOCK_INITS", "METHODS", "OUTPUTS",
+           "SCORE_PROTOCOLS", "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions", "slot_count"]
 
 BACKGROUND_MASKS = ("first_frame", "every_frame")
 LABEL_SAMPLINGS = ("area", "nearest")
@@ -21,6 +21,7 @@ TRACK_MODES = ("auto", None, "overlap", "slotsim")
 LOCK_INITS = ("auto", "random", "mask", "assign")
 BACKGROUND_REGIONS = ("shared", "kmeans")
 SCORE_PROTOCOLS = ("semi", "unsupervised")
+METHODS = ("slots", "propagate")  # mode=segment's method=: a slot model, or label propagation
 
 
 def slot_count(value: Any) -> int | list[int]:

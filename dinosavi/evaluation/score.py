@@ -1,10 +1,11 @@
 """Score a DAVIS-format results folder against a DAVIS root's annotations (``mode=score``).
 
 A results folder holds ``<seq>/<frame>.png`` palette PNGs whose pixels are object ids, for every
-annotated frame of every sequence of the split (ours, or another method's). Scores go next to them,
-as the official toolkit writes them: ``global_results-<split>.csv``, ``per-sequence_results-<split>.csv``
-and ``metrics-<split>.json``. Unlike the toolkit, existing CSVs are never reused: every run recomputes
-the scores and replaces the files atomically.
+annotated frame of every sequence of the split (ours, or another method's): the ``results/`` folder of
+``mode=eval``, ``propagate`` and ``segment`` alike. ``mode=score`` writes the scores into its own run
+directory, as the official toolkit writes them: ``global_results-<split>.csv``,
+``per-sequence_results-<split>.csv`` and ``metrics-<split>.json``; the results folder is only read. Unlike
+the toolkit, existing CSVs are never reused: every run recomputes the scores.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from dinosavi.data.davis import DavisDataset
 from dinosavi.data.png import read_palette_png
+from dinosavi.data.subset import check_range, frame_range, select_names
 from dinosavi.evaluation.options import ScoreOptions
 from dinosavi.metrics import compiled
 from dinosavi.metrics.protocol import VOID_LABEL
@@ -134,6 +136,9 @@ def score_folder(
     year: str = "2017",
     quality: str = "480p",
     options: ScoreOptions | None = None,
+    sequences: list[str] | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> ScoreTable:
     """Per-object DAVIS statistics of every sequence of ``split`` in a results folder.
 
@@ -153,6 +158,9 @@ def score_folder(
         quality: resolution folder.
         options: the protocol (``semi`` or ``unsupervised``), the largest proposal id allowed in unsupervised
             results, and the threads (0: one per core this process may use); ``ScoreOptions()`` when None.
+        sequences: the sequences scored (``data.sequences``; every one of the split when None).
+        start: the first frame scored as the first frame (``data.start``): its annotation gives the objects.
+        stop: the end of the frame range (``data.stop``, exclusive; None: to the end).
 
     Returns:
         The statistics, sequences in split-file order.
@@ -169,10 +177,15 @@ def score_folder(
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")
     dataset = DavisDataset(davis_root, split, year=year, quality=quality, annotations="none")
-    names = dataset.sequence_names
+    names = select_names(dataset.sequence_names, sequences, f"split {split} of {dataset.root}")
+    check_range(start, stop)
 
     def score(name: str) -> tuple[int, np.ndarray, np.ndarray]:
         ann_paths = dataset.annotation_paths(name)
+        if start or stop is not None:
+            frames = dataset.frame_paths(name)
+            kept = {p.stem for p in frames[frame_range(len(frames), start, stop, name)]}
+            ann_paths = [p for p in ann_paths if p.stem in kept]
         return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], protocol, max_proposals)
 
     table = ScoreTable()

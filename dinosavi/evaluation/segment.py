@@ -9,13 +9,14 @@ Methods (``method=``):
 - ``propagate`` (``first_mask`` needed, any ``encoder=``): label propagation of the mask
   (:func:`dinosavi.evaluation.propagate.propagate_frames`), settings from ``propagate.*``.
 
-Output layout under ``out_dir``, per video ``<name>`` (:func:`dinosavi.data.inputs.find_sources`)::
+Output layout under ``out_dir``, per video ``<name>`` (:func:`dinosavi.data.inputs.find_sources`), the layout
+of ``mode=eval`` and ``mode=propagate``, so ``mode=score results=<run dir>`` scores it like theirs::
 
-    <name>/results/<frame>.png     palette PNGs, pixel = segment or object id
-    <name>/overlays/<frame>.jpg    the predictions blended over the frames
-    <name>/slots/<frame>.jpg       (slots) the frame, then each slot's mask on it, in track order
-    <name>/soft/<frame>.jpg        (propagate) the frame, then each class's soft label (background first)
-    <name>/<name>.mp4              the overlays at the stream's frame rate (the source's, or segment.max_fps)
+    results/<name>/<frame>.png     palette PNGs, pixel = segment or object id
+    overlays/<name>/<frame>.jpg    the predictions blended over the frames
+    slots/<name>/<frame>.jpg       (slots) the frame, then each slot's mask on it (stretched), in track order
+    soft/<name>/<frame>.jpg        (propagate) the frame, then each class's soft label (background first)
+    videos/<name>.mp4              the overlays at the stream's frame rate (the source's, or segment.max_fps)
     report.html                    every video: table, player, thumbnails; opens offline
 
 Memory is bounded: frames are decoded and encoded ``segment.chunk_frames`` at a time and handed to the
@@ -55,23 +56,22 @@ from torch import Tensor
 from dinosavi.atomic import remove_on_failure
 from dinosavi.data.davis import read_palette_png, write_palette_png
 from dinosavi.data.inputs import FrameStream, VideoSource
-from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.options import METHODS, EvalOptions, PropagationParams
 from dinosavi.evaluation.propagate import propagate_frames
 from dinosavi.evaluation.vos import segment_frames
 from dinosavi.features.source import FeatureSource
 from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import save_jpeg
-from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 from dinosavi.viz.report import VideoEntry, jpeg_data_uri, spread, write_video_report
 from dinosavi.viz.video import write_video
 
-__all__ = ["METHODS", "Segmenter", "propagation_segmenter", "read_first_mask", "segment_inputs", "segment_video",
-           "slot_segmenter"]
+__all__ = ["METHODS", "Segmenter", "first_frame", "propagation_segmenter", "read_first_mask", "segment_inputs",
+           "segment_video", "slot_segmenter"]
 
 log = logging.getLogger(__name__)
 
-METHODS = ("slots", "propagate")
 MAP_HEIGHT = 160  # pixels of each tile of the slot maps
 THUMBNAILS = 4
 WRITERS = 2  # writer threads; at most twice as many frames wait to be written
@@ -139,21 +139,22 @@ def _thumbnail(image: np.ndarray, height: int = 96) -> str:
 
 
 def _write_frame(
-    folder: Path, maps_folder: str, name: str, frame: np.ndarray, labels: np.ndarray, maps: Tensor,
+    folders: dict[str, Path], maps_folder: str, name: str, frame: np.ndarray, labels: np.ndarray, maps: Tensor,
     palette: np.ndarray, overlays: bool, thumbnail: bool, report_maps: bool,
 ) -> _Written:
-    """Write one frame's PNG, overlay JPEG and map JPEG; returns its overlay and report images."""
-    write_palette_png(folder / "results" / f"{name}.png", labels, palette)
+    """Write one frame's PNG, overlay JPEG and map JPEG into ``folders`` (by kind); returns its overlay and
+    report images."""
+    write_palette_png(folders["results"] / f"{name}.png", labels, palette)
     image = overlay(frame, labels, palette)
     if overlays:
-        save_jpeg(folder / "overlays" / f"{name}.jpg", image, quality=90)
+        save_jpeg(folders["overlays"] / f"{name}.jpg", image, quality=90)
     tile = torch.from_numpy(frame).permute(2, 0, 1)
     if tile.shape[1] > MAP_HEIGHT:  # small tiles: a slot map is S + 1 frames wide
         width = max(1, round(tile.shape[2] * MAP_HEIGHT / tile.shape[1]))
         small = Image.fromarray(frame).resize((width, MAP_HEIGHT), Image.Resampling.BILINEAR)
         tile = torch.from_numpy(np.array(small)).permute(2, 0, 1)
-    grid = mask_grid(tile, maps.clamp(0, 1)).permute(1, 2, 0).numpy()
-    save_jpeg(folder / maps_folder / f"{name}.jpg", grid)
+    grid = mask_grid(tile, stretch_maps(maps)).permute(1, 2, 0).numpy()  # a weak model's maps visible
+    save_jpeg(folders[maps_folder] / f"{name}.jpg", grid)
     return _Written(image, _thumbnail(image) if thumbnail else None, jpeg_data_uri(grid) if report_maps else None)
 
 
@@ -170,9 +171,9 @@ class _FrameWriter:
     """Writes a video's frames on the writer threads as their labels come, in order, and collects the
     report's images; :meth:`drain` hands back the overlays of finished frames (for the MP4)."""
 
-    def __init__(self, folder: Path, maps_folder: str, palette: np.ndarray, overlays: bool, marks: set[int],
-                 pool: ThreadPoolExecutor) -> None:
-        self.folder, self.maps_folder, self.palette = folder, maps_folder, palette
+    def __init__(self, folders: dict[str, Path], maps_folder: str, palette: np.ndarray, overlays: bool,
+                 marks: set[int], pool: ThreadPoolExecutor) -> None:
+        self.folders, self.maps_folder, self.palette = folders, maps_folder, palette
         self.overlays, self.pool = overlays, pool
         self.marks, self.middle = marks, sorted(marks)[len(marks) // 2]
         self.pending: deque[Future[_Written]] = deque()
@@ -186,7 +187,7 @@ class _FrameWriter:
         ``(M, h, w)``."""
         index = self.count
         self.pending.append(self.pool.submit(
-            _write_frame, self.folder, self.maps_folder, name, frame, ids, maps, self.palette, self.overlays,
+            _write_frame, self.folders, self.maps_folder, name, frame, ids, maps, self.palette, self.overlays,
             index in self.marks, index == self.middle))
         self.count += 1
 
@@ -245,7 +246,8 @@ def segment_video(
     pool: ThreadPoolExecutor,
     progress: Progress | None = None,
 ) -> VideoEntry:
-    """Segment one video and write its outputs under ``out_dir / stream.source.name`` as frames come.
+    """Segment one video and write its outputs under ``out_dir`` (``results/<name>/``, ``overlays/<name>/``,
+    ``<maps_folder>/<name>/``, ``videos/<name>.mp4``) as frames come.
 
     Frames are pulled from ``stream`` only as the segmenter asks for them; at most a chunk of frames waits
     for its labels, at most ``2 x WRITERS`` to be written.
@@ -268,14 +270,14 @@ def segment_video(
         ValueError: the stream yields no frame (e.g. ``segment.start`` past the end), or labels above 255.
     """
     name = stream.source.name
-    folder = out_dir / name
-    for sub in ("results", maps_folder, *(("overlays",) if overlays else ())):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    folders = {kind: out_dir / kind / name for kind in ("results", maps_folder, *(("overlays",) if overlays else ()))}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
     marks = set(spread(stream.length, THUMBNAILS)) if stream.length else {0}
-    writer = _FrameWriter(folder, maps_folder, palette, overlays, marks, pool)
+    writer = _FrameWriter(folders, maps_folder, palette, overlays, marks, pool)
     task = None if progress is None else progress.add_task(name, total=stream.length or None)
     t0 = time.perf_counter()
-    mp4 = folder / f"{name}.mp4"
+    mp4 = out_dir / "videos" / f"{name}.mp4"
     written = _written(stream, segmenter, writer, progress, task)
     if video:
         write_video(mp4, written, stream.rate)
@@ -289,10 +291,40 @@ def segment_video(
     log.info("%s: %d frames in %.1f s (%.2f frames/s)", name, count, seconds, count / seconds)
     return VideoEntry(
         name=name, source=str(stream.source.path), num_frames=count, size=stream.size, fps=float(stream.rate),
-        seconds=seconds, video=f"{name}/{mp4.name}" if video else None,
-        folders=[f"{name}/{sub}" for sub in ("results", *(("overlays",) if overlays else ()), maps_folder)],
+        seconds=seconds, video=f"videos/{mp4.name}" if video else None,
+        folders=[f"{kind}/{name}" for kind in ("results", *(("overlays",) if overlays else ()), maps_folder)],
         thumbnails=writer.thumbnails, maps=writer.maps,
     )
+
+
+def first_frame(start: int, first_mask_frame: int | None, first_mask: Path | None) -> int:
+    """The first frame to segment (counted after the frame-rate cap, as ``segment.start``): ``first_mask`` is
+    the mask of the first frame processed, so segmenting starts at the frame it annotates,
+    ``segment.first_mask_frame``; without it, at ``segment.start``, which then must be 0 (the frame a mask of
+    the first frame belongs to), so that a mask is never silently given to another frame.
+
+    Raises:
+        ValueError: ``segment.start > 0`` with a ``first_mask`` of no stated frame, ``first_mask_frame`` with a
+            different ``start`` or without a ``first_mask``.
+    """
+    if first_mask is None:
+        if first_mask_frame is not None:
+            raise ValueError(f"segment.first_mask_frame={first_mask_frame} says which frame first_mask annotates, "
+                             "but no first_mask= is given")
+        return start
+    if first_mask_frame is None:
+        if start > 0:
+            raise ValueError(
+                f"first_mask={first_mask} with segment.start={start}: first_mask is the mask of the first frame "
+                f"processed, so it would be taken as frame {start}'s. If it is, say so with "
+                f"segment.first_mask_frame={start} (segmenting starts there); a mask of frame 0 (a DAVIS "
+                "annotation 00000.png) needs segment.start=0")
+        return 0
+    if first_mask_frame < 0 or start not in (0, first_mask_frame):
+        raise ValueError(f"segment.first_mask_frame={first_mask_frame} with segment.start={start}: lock-on and "
+                         f"propagation start at the masked frame; leave segment.start unset or set it to "
+                         f"{first_mask_frame}")
+    return first_mask_frame
 
 
 def read_first_mask(path: Path, source: VideoSource, size: tuple[int, int]) -> tuple[Tensor, np.ndarray]:
@@ -345,7 +377,7 @@ def segment_inputs(
         report = write_video_report(out_dir / "report.html", title, entries, details) if options.report else None
     for e in entries:
         print(f"{e.name}: {e.num_frames} frames at {e.size[1]}x{e.size[0]} in {e.seconds:.1f} s "
-              f"({e.num_frames / e.seconds:.2f} frames/s) -> {out_dir / e.name}")
+              f"({e.num_frames / e.seconds:.2f} frames/s) -> {out_dir / 'results' / e.name}")
     if report is not None:
         print(f"report: {report}")
     return report

@@ -190,7 +190,9 @@ def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: 
 
 
 class StoreClips(ClipDataset):
-    """The clips of ``source``, read from the feature store (missing frames are encoded and stored first).
+    """The clips of ``source``, read from the feature store (missing frames are encoded and stored first,
+    with a progress bar; the store's manifest is flushed also when that is interrupted, so the next run
+    encodes only what is still missing).
 
     Items are dicts: ``frames`` ``(T, 3, H', W')`` uint8 thumbnails (for TensorBoard images),
     ``features`` ``(T, D, h, w)`` float32 and, when the encoder has it, ``cls_attention``
@@ -212,7 +214,7 @@ class StoreClips(ClipDataset):
         def unreadable(index: int, error: UnreadableFileError) -> None:
             source.mark_bad(Skip(readable[index], str(error.path), str(error)))
 
-        stats = cache_features(space.store, [space], [self.groups[v] for v in readable], show_progress=False,
+        stats = cache_features(space.store, [space], [self.groups[v] for v in readable],
                                on_unreadable=unreadable if source.skip_bad else None)
         log.info("feature store %s: %d training frames, %d encoded now, in %.1f s", space.store.root,
                  stats.frames, stats.encoded, stats.seconds)

@@ -1,24 +1,31 @@
-"""Training clips of features computed once and held in memory (``features.in_memory=true``).
+"""Training clips whose features are held in memory once encoded (``features.in_memory=true``).
 
-A frozen encoder gives the same features for a frame every time it is drawn, so small datasets
-(the synthetic set, DAVIS) are encoded once and clips are sliced from the stored features, which
-takes training off the encoder's critical path. Features, and the CLS attention of encoders that
-have one, are kept as fp16. A video that cannot be decoded is skipped when the source skips bad
-files (training), an error otherwise.
+A frozen encoder gives the same features for a frame every time it is drawn, so small datasets (the
+synthetic set, DAVIS) are encoded once and later draws of a frame read its features from memory, which
+takes training off the encoder's critical path. Nothing is encoded up front: a frame is encoded the first
+time a batch draws it, so training starts at once (the first epoch runs at the speed of online encoding,
+later ones at the speed of memory) and an interruption loses no encoding that a saved step did not use.
 
-Shapes: ``T`` frames, ``D`` channels, ``heads`` CLS attention heads, ``h, w`` feature grid, ``H, W`` pixels.
+Each frame is encoded on its own (a batch of one), so its features do not depend on which clip drew it
+first: a resumed run, or another order of clips, reads the same features bit for bit. Features, and the
+CLS attention of encoders that have one, are kept as fp16 on the CPU.
+
+Clips are read where the data loader reads them (its workers, or the main process): an item is the raw clip
+and the positions of its frames. The main process turns a collated batch into features with
+:meth:`FeatureClips.prepare`, on the encoder's device, so workers never run the encoder. An unreadable
+video is skipped like any raw clip's (:class:`~dinosavi.data.videos.ClipDataset`).
+
+Shapes: ``B`` clips, ``T`` frames, ``D`` channels, ``heads`` CLS attention heads, ``h, w`` feature grid,
+``H, W`` pixels.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 import torch
-from rich.progress import Progress
 from torch import Tensor
 
-from dinosavi.data.badfiles import Skip, UnreadableFileError
 from dinosavi.data.videos import ClipDataset
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 
@@ -28,55 +35,53 @@ log = logging.getLogger(__name__)
 
 
 class FeatureClips(ClipDataset):
-    """The clips of ``source``, read from features encoded once.
+    """The clips of ``source``, their features encoded when first drawn and then read from memory.
 
     Args:
-        source: a clip dataset (``DavisClips``/``VideoClips``); its clip positions are reused.
+        source: a clip dataset (``DavisClips``/``VideoClips``/``FrameClips``); its clip positions and its
+            record of unreadable videos are reused.
         encoder: the frozen encoder.
         rule: the resize rule frames are encoded at.
-        batch_size: frames per encoder pass.
     """
 
-    def __init__(self, source: ClipDataset, encoder: FrozenEncoder, rule: ResizeRule, batch_size: int) -> None:
-        self.frames: list[Tensor] = []
-        self.features: list[Tensor] = []
-        self.cls_attention: list[Tensor] = []
-        t0, count = time.perf_counter(), 0
-        lengths = list(source.lengths)
-        with Progress(transient=True) as progress:
-            task = progress.add_task("encoding clips once", total=len(source.lengths))
-            for video in range(len(source.lengths)):
-                progress.advance(task)
-                try:
-                    frames = None if video in source.bad else source.video_frames(video)
-                except UnreadableFileError as error:
-                    if not source.skip_bad:
-                        raise
-                    source.mark_bad(Skip(video, str(error.path), str(error)))
-                    frames = None
-                if frames is None:  # skipped: never sliced
-                    self.frames.append(torch.empty(0, dtype=torch.uint8))
-                    self.features.append(torch.empty(0))
-                    self.cls_attention.append(torch.empty(0))
-                    continue
-                self.frames.append(frames)
-                lengths[video] = len(frames)
-                encoded = encoder.encode(frames, rule, batch_size)
-                self.features.append(encoded.features.half().cpu())
-                attention = encoded.cls_attention
-                self.cls_attention.append(torch.empty(0) if attention is None else attention.half().cpu())
-                count += len(frames)
-        log.info("encoded %d frames once in %.1f s", count, time.perf_counter() - t0)
-        self.has_cls_attention = encoder.num_heads is not None
-        super().__init__(lengths, source.frames_per_clip, source.stride, source.clips_per_video, source.seed)
+    def __init__(self, source: ClipDataset, encoder: FrozenEncoder, rule: ResizeRule) -> None:
+        super().__init__(list(source.lengths), source.frames_per_clip, source.stride, source.clips_per_video,
+                         source.seed)
         self.adopt_skips(source)
+        self.source, self.encoder, self.rule = source, encoder, rule
+        self.has_cls_attention = encoder.num_heads is not None
+        self.features: dict[tuple[int, int], Tensor] = {}  # (video, frame) -> (D, h, w) fp16
+        self.cls_attention: dict[tuple[int, int], Tensor] = {}  # (video, frame) -> (heads, h, w) fp16
+        log.info("features.in_memory: each of the %d training frames is encoded when a batch first draws it, "
+                 "then read from memory", sum(self.lengths))
 
-    def _clip(self, video: int, start: int) -> dict[str, Tensor]:
-        """``frames`` ``(T, 3, H, W)`` uint8, ``features`` ``(T, D, h, w)`` float32 and, when the encoder has
-        it, ``cls_attention`` ``(T, heads, h, w)`` float32.
-        """
-        picks = slice(start, start + (self.frames_per_clip - 1) * self.stride + 1, self.stride)
-        item = {"frames": self.frames[video][picks], "features": self.features[video][picks].float()}
+    def _clip(self, video: int, start: int) -> dict[str, Tensor | int]:
+        """``frames`` ``(T, 3, H, W)`` uint8 (the raw clip), ``video`` and ``index`` ``(T,)``: the positions of
+        its frames in the video; raises ``UnreadableFileError``."""
+        stop = start + (self.frames_per_clip - 1) * self.stride + 1
+        frames = self.source._clip(video, start)
+        return {"frames": frames, "video": video, "index": torch.arange(start, stop, self.stride)}
+
+    def prepare(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A collated batch with its features: ``frames`` ``(B, T, 3, H, W)`` uint8, ``features``
+        ``(B, T, D, h, w)`` float32 and, when the encoder has it, ``cls_attention`` ``(B, T, heads, h, w)``;
+        the frames no earlier batch drew are encoded now (one at a time) and kept."""
+        frames, videos, index = batch["frames"], batch["video"].tolist(), batch["index"].tolist()
+        keys = [[(video, t) for t in row] for video, row in zip(videos, index)]
+        missing: dict[tuple[int, int], Tensor] = {}
+        for b, row in enumerate(keys):
+            for t, key in enumerate(row):
+                if key not in self.features and key not in missing:
+                    missing[key] = frames[b, t]
+        if missing:
+            encoded = self.encoder.encode(torch.stack(list(missing.values())), self.rule, batch_size=1)
+            for i, key in enumerate(missing):
+                self.features[key] = encoded.features[i].half().cpu()
+                if encoded.cls_attention is not None:
+                    self.cls_attention[key] = encoded.cls_attention[i].half().cpu()
+        out = {"frames": frames,
+               "features": torch.stack([torch.stack([self.features[k] for k in row]) for row in keys]).float()}
         if self.has_cls_attention:
-            item["cls_attention"] = self.cls_attention[video][picks].float()
-        return item
+            out["cls_attention"] = torch.stack([torch.stack([self.cls_attention[k] for k in row])
+                                                for row in keys]).float()
+        return out

@@ -123,7 +123,8 @@ class FeatureSource:
         ``(B, T, heads, h, w)`` (None when the encoder has none) on ``device`` for one training batch.
 
         A batch is raw clips (encoded now, on ``device``), or a dict of ``frames``, ``features`` and
-        optionally ``cls_attention`` that :func:`training_clips` read from the store or from memory.
+        optionally ``cls_attention`` that :func:`training_clips` read from the store or from memory (after
+        :meth:`~dinosavi.data.videos.ClipDataset.prepare`).
         """
         if isinstance(batch, dict):
             cls_attention = batch.get("cls_attention")
@@ -139,13 +140,14 @@ class FeatureSource:
 def training_clips(clips: ClipDataset, source: FeatureSource, in_memory: bool = False) -> ClipDataset:
     """What training iterates over: ``clips`` themselves, raw ``(T, 3, H, W)`` uint8 (encoded online by
     :meth:`FeatureSource.batch`), or dicts of ``frames`` and precomputed ``features`` read from the store
-    when ``source`` has one (missing frames encoded and written first) or, with ``in_memory``, encoded
-    once into memory."""
+    when ``source`` has one (missing frames encoded and written first, with a progress bar; an interrupted
+    pass continues where it stopped), or, with ``in_memory``, each frame encoded when first drawn and then
+    held in memory (nothing up front; :meth:`ClipDataset.prepare` adds the features)."""
     if source.space is not None:
         if in_memory:
             log.info("features.store is set: training reads the store, features.in_memory is not used")
         assert isinstance(clips, FrameClips | VideoClips)
         return StoreClips(clips, source.space)
     if in_memory:
-        return FeatureClips(clips, source.encoder, source.rule, source.batch_size)
+        return FeatureClips(clips, source.encoder, source.rule)
     return clips

@@ -17,8 +17,9 @@ from dinosavi.metrics.protocol import DISCOVERY_METRICS, db_statistics
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["GLOBAL_COLUMNS", "DiscoveryTable", "ObjectStats", "ScoreTable"]
+__all__ = ["ANCHOR_METRICS", "GLOBAL_COLUMNS", "AnchorTable", "DiscoveryTable", "ObjectStats", "ScoreTable"]
 
+ANCHOR_METRICS = ("FG-ARI", "mBO", "FG-ARI-frame", "mBO-frame")
 GLOBAL_COLUMNS = ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
 
 
@@ -102,6 +103,50 @@ class DiscoveryTable:
         for i, curve in enumerate(self.curves.values()):
             padded[i, : len(curve)] = curve
         return [_nanmean(col) for col in padded.T]
+
+
+@dataclass
+class AnchorTable:
+    """The samples of the VideoSAUR / SlotContrast protocol (:mod:`dinosavi.metrics.videosaur`), per video.
+
+    Reduced as their torchmetrics do: ``FG-ARI`` and ``mBO`` are means over every sample (a clip, or a whole
+    video) of every video, samples without instances skipped; ``FG-ARI-frame`` and ``mBO-frame`` are means over
+    every frame of every sample, frames without instances skipped (so long videos weigh more).
+    """
+
+    samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    frames: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, video: str, fg_ari: float, mbo: float, frame_fg_ari: list[float], frame_mbo: list[float]) -> None:
+        """Add one sample of ``video``: its video scores and its frames' scores (NaN: no instance)."""
+        if len(frame_fg_ari) != len(frame_mbo):
+            raise ValueError(f"video `{video}`: {len(frame_fg_ari)} frame FG-ARIs but {len(frame_mbo)} frame mBOs")
+        self.samples.setdefault(video, []).append((float(fg_ari), float(mbo)))
+        self.frames.setdefault(video, []).extend(zip(map(float, frame_fg_ari), map(float, frame_mbo)))
+
+    def video_means(self, video: str) -> dict[str, float]:
+        """The four scores over the samples of one video (NaN where it has none with instances)."""
+        samples = np.array(self.samples.get(video, []), dtype=float).reshape(-1, 2)
+        frames = np.array(self.frames.get(video, []), dtype=float).reshape(-1, 2)
+        values = [_nanmean(samples[:, 0]), _nanmean(samples[:, 1]), _nanmean(frames[:, 0]), _nanmean(frames[:, 1])]
+        return dict(zip(ANCHOR_METRICS, values))
+
+    def global_means(self) -> dict[str, float]:
+        """The four scores over every sample (and frame) of every video."""
+        if not self.samples:
+            raise ValueError("no sample was added to the AnchorTable")
+        samples = np.array([s for v in self.samples.values() for s in v], dtype=float).reshape(-1, 2)
+        frames = np.array([f for v in self.frames.values() for f in v], dtype=float).reshape(-1, 2)
+        values = [_nanmean(samples[:, 0]), _nanmean(samples[:, 1]), _nanmean(frames[:, 0]), _nanmean(frames[:, 1])]
+        return dict(zip(ANCHOR_METRICS, values))
+
+    def counts(self) -> dict[str, int]:
+        """Videos, samples and frames added, and the samples and frames that had instances (those scored)."""
+        samples = [s for v in self.samples.values() for s in v]
+        frames = [f for v in self.frames.values() for f in v]
+        return {"videos": len(self.samples), "samples": len(samples), "frames": len(frames),
+                "scored_samples": sum(not np.isnan(s[1]) for s in samples),
+                "scored_frames": sum(not np.isnan(f[1]) for f in frames)}
 
 
 def _nanmean(values: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from dinosavi.atomic import atomic_path
 from dinosavi.data.davis import Sequence, write_palette_png
-from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, spread, write_report
 from dinosavi.viz.video import write_overlay_video
 
@@ -70,7 +70,8 @@ def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: n
 
 
 def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:
-    """Queue ``slots/<seq>/<frame>.jpg``: the frame, then each slot's mask multiplied onto it.
+    """Queue ``slots/<seq>/<frame>.jpg``: the frame, then each slot's mask (stretched to its own range,
+    :func:`dinosavi.viz.overlay.stretch_maps`) multiplied onto it.
 
     Args:
         out_dir: the evaluation folder.
@@ -84,7 +85,7 @@ def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoo
     folder.mkdir(parents=True, exist_ok=True)
 
     def write(t: int) -> None:
-        grid = mask_grid(seq.frames[t], masks[t]).permute(1, 2, 0).numpy()
+        grid = mask_grid(seq.frames[t], stretch_maps(masks[t])).permute(1, 2, 0).numpy()
         save_jpeg(folder / f"{seq.frame_names[t]}.jpg", grid)
 
     return [pool.submit(write, t) for t in range(len(masks))]

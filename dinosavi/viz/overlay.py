@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["mask_grid", "overlay"]
+__all__ = ["mask_grid", "overlay", "stretch_maps"]
 
 
 def overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray, opacity: float = 0.5) -> np.ndarray:
@@ -35,6 +35,25 @@ def overlay(frame: np.ndarray, labels: np.ndarray, palette: np.ndarray, opacity:
     edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
     out[edge] = colour[edge] * 0.6
     return out.round().clip(0, 255).astype(np.uint8)
+
+
+def stretch_maps(masks: Tensor) -> Tensor:
+    """Each map stretched to its own range, ``(m - min) / (max - min)``, so that its darkest patch is black
+    and its brightest shows the frame as it is: slot masks of a weak model, all near ``1 / S``, would
+    otherwise multiply every frame almost to black. A flat map (range under 1e-6) is kept as it is
+    (clamped to [0, 1]): it has no place to show.
+
+    Args:
+        masks: ``(S, h, w)`` (slot masks, soft labels).
+
+    Returns:
+        ``(S, h, w)`` float in [0, 1].
+    """
+    masks = masks.detach().float()
+    low = masks.amin(dim=(-2, -1), keepdim=True)
+    span = masks.amax(dim=(-2, -1), keepdim=True) - low
+    flat = span < 1e-6
+    return torch.where(flat, masks, (masks - low) / torch.where(flat, 1.0, span)).clamp(0, 1)
 
 
 def mask_grid(frame: Tensor, masks: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dinosavi.data.badfiles import INDEX_NAME, BadFile, BadFileIndex, Skip, SkipLog
+from dinosavi.data.badfiles import INDEX_NAME, BadFile, BadFileIndex, Skip, SkipLog, cache_dir
 
 
 def _files(root: Path) -> tuple[Path, Path]:
@@ -20,16 +20,46 @@ def _files(root: Path) -> tuple[Path, Path]:
     return bad, dropped
 
 
-def test_list_round_trip_next_to_the_data(tmp_path):
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def test_list_round_trip_in_the_cache_never_in_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("DINOSAVI_CACHE", str(tmp_path / "cache"))
     bad, dropped = _files(tmp_path / "videos")
+    before = _tree(tmp_path / "videos")
     index = BadFileIndex(tmp_path / "videos")
     assert index.load() == {}
     where = index.add([Skip(3, str(bad), "cannot decode"), Skip(-1, str(dropped), "cannot open")])
-    assert where == tmp_path / "videos" / INDEX_NAME and index.path == where
+    assert where == index.location == index.path and where.is_relative_to(tmp_path / "cache" / "bad-files")
+    assert _tree(tmp_path / "videos") == before  # nothing of ours in the dataset folder
     listed = json.loads(where.read_text())["files"]
     assert sorted(listed) == ["class/bad.mp4", "class/empty.mp4"]  # relative: the folder can move
     assert BadFileIndex(tmp_path / "videos").load() == {
         str(bad): BadFile("cannot decode", opens=True), str(dropped): BadFile("cannot open", opens=False)}
+    assert BadFileIndex(tmp_path / "other").location != where  # keyed by the dataset
+
+
+def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("DINOSAVI_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "dinosavi"
+    monkeypatch.setenv("DINOSAVI_CACHE", str(tmp_path / "mine"))
+    assert BadFileIndex(tmp_path).location.parent == tmp_path / "mine" / "bad-files"
+
+
+def test_a_list_older_versions_left_in_the_data_folder_is_read_never_written(tmp_path):
+    bad, dropped = _files(tmp_path / "videos")
+    stat = bad.stat()
+    legacy = tmp_path / "videos" / INDEX_NAME
+    legacy.write_text(json.dumps({"version": 1, "files": {
+        "class/bad.mp4": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "reason": "old", "opens": True}}}))
+    before = _tree(tmp_path / "videos")
+    index = BadFileIndex(tmp_path / "videos")
+    assert index.load() == {str(bad): BadFile("old")}
+    index.add([Skip(-1, str(dropped), "cannot open")])
+    assert _tree(tmp_path / "videos") == before
+    assert set(BadFileIndex(tmp_path / "videos").load()) == {str(bad), str(dropped)}
 
 
 def test_a_changed_or_removed_file_is_tried_again(tmp_path):
@@ -40,29 +70,8 @@ def test_a_changed_or_removed_file_is_tried_again(tmp_path):
     assert BadFileIndex(tmp_path).load() == {}
 
 
-def test_read_only_data_falls_back_to_the_user_cache(tmp_path, monkeypatch):
-    root = tmp_path / "shared" / "kinetics"
-    bad, _ = _files(root)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    import dinosavi.data.badfiles as badfiles
-
-    write = badfiles.write_atomic
-
-    def read_only_root(path, data):
-        if Path(path).is_relative_to(root):
-            raise PermissionError(errno.EROFS, f"Cannot write {path}: Read-only file system")
-        write(path, data)
-
-    monkeypatch.setattr(badfiles, "write_atomic", read_only_root)
-    where = BadFileIndex(root).add([Skip(0, str(bad), "cannot decode")])
-    assert where is not None and where.is_relative_to(tmp_path / "cache" / "dinosavi" / "bad-files")
-    assert not (root / INDEX_NAME).exists()
-    assert BadFileIndex(root).load() == {str(bad): BadFile("cannot decode")}
-
-
 def test_nowhere_to_write_is_a_warning_not_an_error(tmp_path, monkeypatch, caplog):
     bad, _ = _files(tmp_path / "data")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     def full(path, data):
         raise OSError(errno.ENOSPC, f"Cannot write {path}: No space left on device")
@@ -75,10 +84,12 @@ def test_nowhere_to_write_is_a_warning_not_an_error(tmp_path, monkeypatch, caplo
 
 def test_a_damaged_list_is_ignored_with_a_warning(tmp_path, caplog):
     _files(tmp_path)
-    (tmp_path / INDEX_NAME).write_text("{not json")
+    index = BadFileIndex(tmp_path)
+    index.location.parent.mkdir(parents=True, exist_ok=True)
+    index.location.write_text("{not json")
     with caplog.at_level(logging.WARNING, logger="dinosavi.data.badfiles"):
-        assert BadFileIndex(tmp_path).load() == {}
-    assert str(tmp_path / INDEX_NAME) in caplog.text
+        assert index.load() == {}
+    assert str(index.location) in caplog.text
 
 
 def test_skip_log_counts_videos_and_names_the_limit(tmp_path, caplog):
@@ -92,6 +103,6 @@ def test_skip_log_counts_videos_and_names_the_limit(tmp_path, caplog):
     assert log.count == 2 and log.share == 0.2 and log.over_limit
     message = str(log.error())
     assert "2 of the 10 videos" in message and "data.max_bad_fraction=0.15" in message
-    assert str(bad) in message and str(tmp_path / INDEX_NAME) in message
+    assert str(bad) in message and str(log.index.location) in message
     with pytest.raises(ValueError, match=r"data.max_bad_fraction must lie in \[0, 1\], got 2"):
         SkipLog(tmp_path, 10, 2.0, None)

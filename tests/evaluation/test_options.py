@@ -41,13 +41,13 @@ def test_score_and_propagation_options():
 
 
 def test_lock_on_aids_are_checked_by_key():
-    with pytest.raises(ValueError, match="eval.lock_init"):
+    with pytest.raises(ValueError, match=r"eval\.lock_init"):
         EvalOptions(lock_init="boxes")
-    with pytest.raises(ValueError, match="eval.bg_regions"):
+    with pytest.raises(ValueError, match=r"eval\.bg_regions"):
         EvalOptions(bg_regions="grid")
     for bad in (dict(locality=-1), dict(anchor=1.5), dict(fuse=-0.1)):
-        with pytest.raises(ValueError, match="eval.locality must be >= 0 and eval.anchor, eval.fuse in"):
+        with pytest.raises(ValueError, match=r"eval\.locality must be >= 0 and eval\.anchor, eval\.fuse in"):
             EvalOptions(**bad)
     assert EvalOptions(lock_init="assign", num_slots=10).num_slots == 10  # free slots, then assigned
-    with pytest.raises(ValueError, match="eval.num_slots applies to lock_on=false and lock_init=assign"):
+    with pytest.raises(ValueError, match=r"eval\.num_slots applies to lock_on=false and lock_init=assign"):
         EvalOptions(num_slots=10)

@@ -78,8 +78,8 @@ def test_perturbed_results_equal_the_definitions(sample: Path, tmp_path: Path) -
         j, f = davis_numpy.evaluate_semisupervised(gt, pred)
         expected[f"{seq}_1"] = davis_numpy.db_statistics(j[0]) + davis_numpy.db_statistics(f[0])
     cfg = compose_config("mode=score", f"results={results}", f"data.root={sample}", "data.split=val")
-    run_score(cfg, tmp_path, [])
-    data = json.loads((results / "metrics-val.json").read_text())
+    run_score(cfg, tmp_path / "run", [])
+    data = json.loads((tmp_path / "run" / "metrics-val.json").read_text())
     keys = ("J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")
     for name, values in expected.items():
         got = [data["per_object"][name][k] for k in keys]
@@ -87,15 +87,23 @@ def test_perturbed_results_equal_the_definitions(sample: Path, tmp_path: Path) -
     assert data["global"]["J-Mean"] < 0.9  # the perturbations are visible
 
 
-def test_stale_csv_is_overwritten(sample: Path, tmp_path: Path) -> None:
+def test_scores_go_into_the_run_directory_and_the_results_are_only_read(sample: Path, tmp_path: Path) -> None:
     results = _copy_annotations(sample, tmp_path / "results")
     stale = "J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.123,0.123,0.123,0.123,0.123,0.123,0.123\n"
-    (results / "global_results-val.csv").write_text(stale)
-    (results / "per-sequence_results-val.csv").write_text("Sequence,J-Mean,F-Mean\nbogus_1,0.1,0.1\n")
+    (results / "global_results-val.csv").write_text(stale)  # another tool's, never reused nor replaced
+    before = {p: p.read_bytes() for p in results.rglob("*") if p.is_file()}
     cfg = compose_config("mode=score", f"results={results}", f"data.root={sample}", "data.split=val")
-    run_score(cfg, tmp_path, [])
-    assert (results / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")
-    assert "bogus" not in (results / "per-sequence_results-val.csv").read_text()
+    run_score(cfg, tmp_path / "run", [])
+    assert {p: p.read_bytes() for p in results.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "run" / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")
+    assert "_1," in (tmp_path / "run" / "per-sequence_results-val.csv").read_text()
+
+
+def test_a_run_directory_is_scored_through_its_results_folder(sample: Path, tmp_path: Path) -> None:
+    """``results=<run dir>`` of mode=eval, propagate or segment: the one layout, ``<run>/results/<seq>/``."""
+    _copy_annotations(sample, tmp_path / "eval-run" / "results")
+    cfg = compose_config("mode=score", f"results={tmp_path / 'eval-run'}", f"data.root={sample}", "data.split=val")
+    assert run_score(cfg, tmp_path / "run", [])["J&F-Mean"] == pytest.approx(1.0)
 
 
 def _first_result(results: Path) -> tuple[Path, Path]:
@@ -240,4 +248,4 @@ def test_cli_scores_without_importing_torch(sample: Path, tmp_path: Path) -> Non
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert "torch not imported" in out.stdout
-    assert (results / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")
+    assert (tmp_path / "run" / "global_results-val.csv").read_text().splitlines()[1].startswith("1.000,1.000")

@@ -19,7 +19,7 @@ from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
-from dinosavi.evaluation.segment import segment_video, slot_segmenter
+from dinosavi.evaluation.segment import first_frame, segment_video, slot_segmenter
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.source import FeatureSource
 from dinosavi.features.space import Resolution
@@ -89,18 +89,35 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
     assert max(read_ahead) <= 2  # at most one chunk of frames waits for its labels
     expected = segment_sequence(model, source.features(seq.frames), first, EvalOptions(num_bg_slots=4),
                                 generator=torch.Generator().manual_seed(0))
-    out = tmp_path / seq.name
-    pred = np.stack([read_palette_png(out / "results" / f"{n}.png")[0] for n in seq.frame_names])
+    pred = np.stack([read_palette_png(tmp_path / "results" / seq.name / f"{n}.png")[0] for n in seq.frame_names])
     assert np.array_equal(pred, expected.labels.numpy())
     assert np.array_equal(pred[0], read_palette_png(masks_dir / "00000.png")[0])
     for folder in ("overlays", "slots"):
-        assert sorted(p.stem for p in (out / folder).glob("*.jpg")) == seq.frame_names
+        assert sorted(p.stem for p in (tmp_path / folder / seq.name).glob("*.jpg")) == seq.frame_names
     assert entry.num_frames == len(seq.frame_names) and entry.size == (64, 80)
-    assert entry.video == f"{seq.name}/{seq.name}.mp4"
+    assert entry.video == f"videos/{seq.name}.mp4"
     assert len(entry.thumbnails) == 4 and len(entry.maps) == 1
-    with av.open(str(out / f"{seq.name}.mp4")) as container:
+    with av.open(str(tmp_path / "videos" / f"{seq.name}.mp4")) as container:
         assert container.streams.video[0].average_rate == 24  # a frame folder plays at segment.folder_fps
         assert sum(1 for _ in container.decode(video=0)) == len(seq.frame_names)
+
+
+def test_mode_score_reads_a_segment_run_like_an_eval_run(val_sequence, tiny_synthetic, tmp_path):
+    """One results layout: ``mode=score results=<segment run dir>`` scores its ``results/<video>/`` PNGs."""
+    from dinosavi.modes import run_score
+
+    seq, frames_dir, _ = val_sequence
+    model, encoder, cfg = _model_and_encoder()
+    (source,) = find_sources(frames_dir)
+    stream = stream_frames(source, StreamOptions())
+    features = FeatureSource(encoder, Resolution(ResizeRule(short_side=64, multiple_of=encoder.patch_size)))
+    segmenter = slot_segmenter(model, features, 2, seq.labels[0], stream.size, options(cfg.eval, EvalOptions), 0)
+    with ThreadPoolExecutor(2) as pool:
+        segment_video(stream, segmenter, tmp_path / "segment", davis_palette(), pool=pool)
+    scored = [f"results={tmp_path / 'segment'}", f"data.root={tiny_synthetic}", "data.split=val"]
+    scores = run_score(compose_config("mode=score", *scored), tmp_path / "score", scored)
+    assert 0.0 <= scores["J&F-Mean"] <= 1.0
+    assert (tmp_path / "score" / "per-sequence_results-val.csv").read_text().count(seq.name) >= 1
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +135,19 @@ def cli_inputs(tiny_synthetic, val_sequence, tmp_path_factory):
 
 def _check_outputs(run: Path, frames: int, maps: str) -> np.ndarray:
     """The run's PNGs, overlays, maps, MP4 and report; returns the ``(T, H, W)`` ids."""
-    out = run / "clip"
     names = [f"{t:05d}" for t in range(frames)]
-    assert sorted(p.stem for p in (out / "results").glob("*.png")) == names
+    assert sorted(p.stem for p in (run / "results" / "clip").glob("*.png")) == names
     for folder in ("overlays", maps):
-        assert sorted(p.stem for p in (out / folder).glob("*.jpg")) == names
-    with av.open(str(out / "clip.mp4")) as container:
+        assert sorted(p.stem for p in (run / folder / "clip").glob("*.jpg")) == names
+    with av.open(str(run / "videos" / "clip.mp4")) as container:
         assert container.streams.video[0].average_rate == 24
         assert sum(1 for _ in container.decode(video=0)) == frames
     page = _Page()
     page.feed((run / "report.html").read_text())
-    assert ("video", {"controls": None, "loop": None, "muted": None, "src": "clip/clip.mp4"}) in page.tags
+    assert ("video", {"controls": None, "loop": None, "muted": None, "src": "videos/clip.mp4"}) in page.tags
     assert sum(1 for tag, attrs in page.tags if tag == "img" and (attrs["src"] or "").startswith("data:")) >= 3
     assert not list(run.rglob("*.tmp"))
-    return np.stack([read_palette_png(out / "results" / f"{n}.png")[0] for n in names])
+    return np.stack([read_palette_png(run / "results" / "clip" / f"{n}.png")[0] for n in names])
 
 
 @pytest.mark.slow
@@ -158,3 +174,29 @@ def test_cli_propagates_a_first_mask_through_a_video(cli_inputs, tmp_path):
     assert np.array_equal(ids[0], first) and len(np.unique(ids[-1])) > 1  # objects survive to the last frame
     _run("mode=propagate", *args, f"hydra.run.dir={tmp_path / 'b'}")  # mode=propagate on one video: the same
     assert np.array_equal(_check_outputs(tmp_path / "b", 6, "soft"), ids)
+
+
+def test_first_mask_belongs_to_the_first_frame_processed():
+    mask = Path("00000.png")
+    assert first_frame(0, None, mask) == 0 and first_frame(6, None, None) == 6
+    assert first_frame(0, 6, mask) == 6 and first_frame(6, 6, mask) == 6  # segmenting starts at the masked frame
+    with pytest.raises(ValueError, match=r"first_mask=00000\.png with segment\.start=6: .* taken as frame 6's\. "
+                                         r"If it is, say so with segment\.first_mask_frame=6"):
+        first_frame(6, None, mask)  # the mask of frame 0 was silently given to frame 6
+    with pytest.raises(ValueError, match=r"segment\.first_mask_frame=6 with segment\.start=3: .* set it to 6"):
+        first_frame(3, 6, mask)
+    with pytest.raises(ValueError, match=r"segment\.first_mask_frame=6 says .* but no first_mask= is given"):
+        first_frame(0, 6, None)
+
+
+def test_a_mask_of_a_later_frame_starts_the_segmentation_there(val_sequence, tmp_path):
+    from dinosavi.modes import run_segment
+
+    seq, frames_dir, masks_dir = val_sequence
+    overrides = ["method=propagate", f"input={frames_dir}", f"first_mask={masks_dir / '00002.png'}",
+                 "segment.first_mask_frame=2", "encoder=vit_tiny_random", "propagate.short_side=64",
+                 "eval.videos=false", "eval.report=false", "device=cpu"]
+    run_segment(compose_config("mode=segment", *overrides), tmp_path, overrides)
+    written = sorted((tmp_path / "results" / seq.name).glob("*.png"))
+    assert [p.stem for p in written] == seq.frame_names[2:]
+    assert np.array_equal(read_palette_png(written[0])[0], read_palette_png(masks_dir / "00002.png")[0])

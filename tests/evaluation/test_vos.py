@@ -423,7 +423,7 @@ def test_fusion_weight_one_gives_label_propagation(synthetic_val):
                         encoder.patch_size, DINO.norm_mask)
         fused = segment_sequence(model, features, labels[0], EvalOptions(fuse=1.0), fusion=fusion)
         assert torch.equal(fused.labels, propagate_sequence(features, labels[0], encoder.patch_size, DINO).labels)
-    with pytest.raises(ValueError, match="eval.fuse"):
+    with pytest.raises(ValueError, match=r"eval\.fuse"):
         segment_sequence(model, features, labels[0], EvalOptions(fuse=0.5))
 
 
@@ -431,7 +431,7 @@ def test_mask_initialisation_needs_a_conditioned_model():
     model = _slot_model(num_slots=4, num_iters=1, predictor="savi")
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[4:12, 4:12] = 1
-    with pytest.raises(ValueError, match="eval.lock_init=mask needs a model trained with a conditioned"):
+    with pytest.raises(ValueError, match=r"eval\.lock_init=mask needs a model trained with a conditioned"):
         segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(lock_init="mask"))
     conditioned = _slot_model(num_slots=4, num_iters=1, predictor="savi", condition="kmeans")
     calls = []

@@ -151,3 +151,26 @@ def test_an_unreadable_video_is_an_error_or_reported(tmp_path, vit):
                            on_unreadable=lambda index, error: reported.append((index, error.path)))
     assert reported == [(0, bad)]
     assert [len(d) for d in stats.digests] == [0, 2] and stats.frames == 2
+
+
+def test_training_clips_from_the_store_show_their_encoding_and_resume_it_after_an_interruption(
+        tiny_synthetic, tmp_path, vit, monkeypatch, capsys):
+    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
+    space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN)
+    encode = FeatureSpace.encode
+    encoded: list[int] = []
+
+    def interrupted(self, frames):
+        if len(encoded) == 1:
+            raise KeyboardInterrupt  # Ctrl-C while the second video is encoded
+        encoded.append(len(frames))
+        return encode(self, frames)
+
+    monkeypatch.setattr(FeatureSpace, "encode", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        StoreClips(clips, space)
+    assert "cache" in capsys.readouterr().out  # the progress bar of the up-front encoding
+    monkeypatch.setattr(FeatureSpace, "encode", encode)
+    calls = count_encoder_calls(vit, monkeypatch)
+    StoreClips(clips, FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN))
+    assert sum(calls) == sum(clips.lengths) - encoded[0]  # the first video's features were kept

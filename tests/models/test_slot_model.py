@@ -254,11 +254,11 @@ def test_neighbourhood_is_what_a_slot_won_dilated():
 
 
 def test_conditioning_errors_name_the_key():
-    with pytest.raises(ValueError, match="model.condition"):
+    with pytest.raises(ValueError, match=r"model\.condition"):
         build_model(_cfg(condition="boxes"), D)
     with pytest.raises(ValueError, match="needs a predictor"):
         build_model(_cfg(condition="kmeans", predictor="none"), D)
-    with pytest.raises(ValueError, match="model.track_weight"):
+    with pytest.raises(ValueError, match=r"model\.track_weight"):
         build_model(_cfg(predictor="savi", track_weight=1.0), D)
-    with pytest.raises(ValueError, match="model.anchor"):
+    with pytest.raises(ValueError, match=r"model\.anchor"):
         build_model(_cfg(predictor="savi", anchor=2.0), D)

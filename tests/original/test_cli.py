@@ -50,7 +50,7 @@ def test_help_lists_all_29_original_presets():
                          text=True, timeout=120, check=True).stdout
     listed = {line.split()[0] for line in out.splitlines() if "[original]" in line}
     assert listed == set(ORIGINAL_PRESETS)
-    assert "eval=<dinosavi|original>" in out
+    assert "eval=<dinosavi|original|slotcontrast|videosaur>" in out
 
 
 def test_eval_original_protocol_and_convert_give_the_same_pngs(seed_reference, tiny_synthetic, tmp_path):

@@ -49,3 +49,18 @@ def test_slot_maps_are_one_tile_per_slot_and_checked(tmp_path):
             write_slot_maps(tmp_path, seq, masks[:2], pool)
     grid = np.asarray(Image.open(tmp_path / "slots" / "toy" / "00001.jpg"))
     assert grid.shape[1] > 4 * 20  # the frame, then one tile per slot
+
+
+def test_a_weak_models_slot_maps_are_visible(tmp_path):
+    """Six slots sharing every patch almost evenly (a model early in training): each tile still runs from
+    black to the frame's own colour, where unstretched it would be the frame at a sixth of its brightness."""
+    seq = _sequence()
+    masks = torch.full((3, 6, 4, 5), 1 / 6)
+    masks[:, :, :2] += 0.01  # each slot leans a little towards the top half
+    with ThreadPoolExecutor(1) as pool:
+        for future in write_slot_maps(tmp_path, seq, masks, pool):
+            future.result()
+    grid = np.asarray(Image.open(tmp_path / "slots" / "toy" / "00000.jpg")).astype(int)
+    for s in range(1, 7):
+        tile = grid[:, s * 20:(s + 1) * 20, 0]  # red channel: the frame is 200
+        assert tile[:3].mean() > 170 and tile[-3:].mean() < 30, (s, tile[:3].mean(), tile[-3:].mean())

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinosavi.viz.overlay import mask_grid, overlay
+from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 
 
 def _palette() -> np.ndarray:
@@ -73,3 +73,10 @@ def test_mask_grid_upsamples_the_masks():
     tile = mask_grid(frame, masks)[0, :, 4:].float()
     assert tile[0, 0] == 200 and tile[3, 3] == 0  # bilinear, corners keep the patch values
     assert tile[:2, :2].mean() > tile[2:, 2:].mean()
+
+
+def test_stretch_maps_spans_each_maps_own_range():
+    masks = torch.stack([torch.tensor([[0.15, 0.18], [0.16, 0.17]]), torch.zeros(2, 2), torch.full((2, 2), 0.4)])
+    out = stretch_maps(masks)
+    torch.testing.assert_close(out[0], torch.tensor([[0.0, 1.0], [1 / 3, 2 / 3]]))
+    assert torch.equal(out[1], masks[1]) and torch.equal(out[2], masks[2])  # flat maps are kept
