@@ -242,6 +242,9 @@ def run_lock_on(args: argparse.Namespace) -> None:
     out = Path(args.out).resolve() / "lock-on"
     results = []
     for index, seed in enumerate(args.seeds):
+        if args.summarize:  # the runs are there (e.g. seeds run in parallel processes): read them
+            results.append(json.loads((out / f"seed-{seed}" / "lock-on.json").read_text()))
+            continue
         cfg = compose_config(["mode=demo", f"seed={seed}", f"data.root={args.data_root}", f"device={args.device}",
                               *args.override])
         results.append(run_seed(cfg, out / f"seed-{seed}", baseline=args.baseline and index == 0))
@@ -280,6 +283,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="--lock-on: one run per seed")
     p.add_argument("--baseline", action="store_true", help="--lock-on: also train the recipe without its lock-on "
                                                              "training (first seed)")
+    p.add_argument("--summarize", action="store_true", help="--lock-on: summarise the seeds' saved runs, run nothing")
     p.add_argument("override", nargs="*", help="extra Hydra overrides, e.g. model.num_slots=8")
     args = p.parse_args()
     if args.lock_on:

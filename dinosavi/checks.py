@@ -70,6 +70,7 @@ MODEL_CHOICES = {
     "loss_norm": ("target", "prediction"),
     "style": ("dinosavi", "original"),
     "bgfg_strategy": ("initial", "always"),
+    "condition": ("none", "kmeans", "attention"),
 }
 FEATURE_DTYPES = ("fp16", "fp32")
 RESOLUTION_NAMES = ("train", "eval")
@@ -165,7 +166,8 @@ def _check_values(cfg: DictConfig) -> None:
             "positive number of frames per second, or null for every frame")
     _expect(segment.folder_fps > 0, f"segment.folder_fps={segment.folder_fps}: expected a positive number of "
             "frames per second")
-    _at_least(cfg.demo, "demo", {"davis_short_side": 1})
+    _at_least(cfg.demo, "demo", {"davis_short_side": 1, "natural_steps": 1, "natural_clips_per_video": 1})
+    _expect(0 <= cfg.demo.fuse <= 1, f"demo.fuse={cfg.demo.fuse}: expected a number in [0, 1]")
 
 
 def _check_model(model: DictConfig) -> None:
@@ -186,6 +188,11 @@ def _check_model(model: DictConfig) -> None:
             "[h, w] of positive sizes")
     _expect(len(model.time_steps) >= 1 and min(model.time_steps) >= 0, f"model.time_steps={list(model.time_steps)}: "
             "expected frame offsets >= 0, at least one")
+    for key in ("condition_share", "anchor"):
+        _expect(0 <= model[key] <= 1, f"model.{key}={model[key]}: expected a number in [0, 1]")
+    for key in ("track_weight", "contrast_weight"):
+        _expect(model[key] >= 0, f"model.{key}={model[key]}: expected a weight >= 0")
+    _expect(model.contrast_temperature > 0, f"model.contrast_temperature={model.contrast_temperature}: expected > 0")
 
 
 def _path(key: str, value: str, kind: str = "file or folder") -> Path:

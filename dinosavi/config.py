@@ -260,8 +260,8 @@ class DemoConfig:
     davis_root: str = "../shared/data/davis-sample"
     davis_short_side: int = 320
     natural_root: str = "../shared/data/davis2016-train"
-    natural_steps: int = 1000
-    natural_input_size: list[int] = field(default_factory=lambda: [192, 336])
+    natural_steps: int = 800
+    natural_input_size: list[int] = field(default_factory=lambda: [160, 288])
     natural_clips_per_video: int = 16
     fuse: float = 0.7
 

@@ -79,13 +79,15 @@ def propagation_scores(cfg: DictConfig, evaluation: EvalSet, out_dir: Path,
 
 def natural_config(cfg: DictConfig) -> DictConfig:
     """The natural-video half of the demo: ``cfg``'s recipe trained on the frames of ``demo.natural_root``
-    (DAVIS layout, its ``train`` split) for ``demo.natural_steps`` steps at ``demo.natural_input_size``."""
+    (DAVIS layout, its ``train`` split) for ``demo.natural_steps`` steps at ``demo.natural_input_size``, its
+    evaluation at ``demo.davis_short_side`` (so ``mode=eval`` of its checkpoint scores DAVIS as the demo does)."""
     natural = cfg.copy()
     natural.data.name, natural.data.root, natural.data.split = "davis", cfg.demo.natural_root, "train"
     natural.data.clips_per_video = cfg.demo.natural_clips_per_video
     natural.train.max_steps = cfg.demo.natural_steps
     natural.train.save_every = min(cfg.train.save_every, cfg.demo.natural_steps)
     natural.train.input_size = list(cfg.demo.natural_input_size)
+    natural.eval.short_side = cfg.demo.davis_short_side
     return natural
 
 
@@ -138,7 +140,8 @@ def run_demo(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
     print(f"\nsynthetic model (synthetic video): {models.checkpoints[0]}")
     print(f"natural-video model (the frames of {cfg.demo.natural_root}, no labels): {models.checkpoints[1]}")
     print(demo_summary(results, cfg.model.num_slots, cfg.demo.fuse))
-    print(f"figure (ground truth | slot model | label propagation, frames first/middle/last): {figure}")
+    print(f"figure (ground truth | slots | slots fused with propagation | propagation, frames first/middle/last): "
+          f"{figure}")
     return results
 
 
@@ -182,7 +185,8 @@ def demo_summary(results: dict[str, dict[str, float]], num_slots: Any, fuse: flo
 
 
 def _demo_figure(sets: list[EvalSet], evals: Path, path: Path) -> Path:
-    """Ground truth, the slot model (lock-on) and label propagation on the first val video of each set."""
+    """Ground truth, the slot model (lock-on), its fusion with label propagation and label propagation alone on
+    the first val video of each set."""
     import numpy as np
     from PIL import Image
 
@@ -199,7 +203,8 @@ def _demo_figure(sets: list[EvalSet], evals: Path, path: Path) -> Path:
             return np.stack([read_palette_png(evals / run / "results" / seq_name / f"{n}.png")[0] for n in names])
 
         folder = evaluation.folder
-        columns = {"ground truth": seq.labels.numpy(), "slot model (lock-on)": read(folder),
+        columns = {"ground truth": seq.labels.numpy(), "slots (lock-on)": read(folder),
+                   "slots fused with propagation": read(f"{folder}-fused"),
                    "label propagation": read(f"{folder}-propagate")}
         blocks.append(FigureBlock(f"{evaluation.title} {seq.name}", seq.frames.permute(0, 2, 3, 1).numpy(), columns,
                                   seq.palette))

@@ -61,6 +61,12 @@ BAD_VALUES = {
     "decoder": (("model.decoder=conv",), r"Unknown model\.decoder `conv`"),
     "slots": (("model.num_slots=0",), r"model\.num_slots=0: expected a positive integer"),
     "slot-groups": (("model.num_slots=[2,3]",), r"model\.num_slots=\[2, 3\] with model\.bgfg=False"),
+    "condition": (("model.condition=boxes",), r"Unknown model\.condition `boxes`"),
+    "condition-share": (("model.condition_share=1.5",), r"model\.condition_share=1\.5: expected a number in \[0, 1\]"),
+    "track": (("model.track_weight=-1",), r"model\.track_weight=-1\.0: expected a weight >= 0"),
+    "lock-init": (("eval.lock_init=boxes",), r"Unknown eval\.lock_init `boxes`"),
+    "fuse": (("eval.fuse=2",), r"eval\.locality must be >= 0 and eval\.anchor, eval\.fuse in \[0, 1\]"),
+    "demo-fuse": (("demo.fuse=2",), r"demo\.fuse=2\.0: expected a number in \[0, 1\]"),
     "warm-up": (("train.pct_start=2",), r"train\.lr must be positive and train\.pct_start in \[0, 1\]"),
     "steps": (("train.max_steps=0",), r"train\.max_steps, save_every and log_every must be >= 1"),
     "compile": (("train.compile=''",), r"train\.compile must be null \(eager\) or a torch\.compile backend"),
@@ -180,14 +186,14 @@ def test_the_allowed_names_are_the_parts_own():
     from dinosavi.models.dinosaur import BLENDS, INPUT_PES, STYLES
     from dinosavi.models.pos_embed import PE_TYPES
     from dinosavi.models.predictor import PREDICTORS, TIME_DECODERS
-    from dinosavi.models.slot_model import LOSS_NORMS
+    from dinosavi.models.slot_model import CONDITIONS, LOSS_NORMS
 
     assert set(DATASET_LAYOUTS) == set(DATASETS)
     assert set(ENCODER_NAMES) | {p + "<" for p in ENCODER_PREFIXES} == {e.split("<")[0] + ("<" if "<" in e else "")
                                                                         for e in ENCODERS}
     assert MODEL_CHOICES == {"decoder": DECODERS, "predictor": PREDICTORS, "time_decoder": TIME_DECODERS,
                              "pe_type": PE_TYPES, "input_pe": INPUT_PES, "blend": BLENDS, "loss_norm": LOSS_NORMS,
-                             "style": STYLES, "bgfg_strategy": BGFG_STRATEGIES}
+                             "style": STYLES, "bgfg_strategy": BGFG_STRATEGIES, "condition": CONDITIONS}
     assert set(FEATURE_DTYPES) == set(DTYPES) and RESOLUTION_NAMES == RESOLUTIONS
     from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS
     from dinosavi.help import CONF_DIR

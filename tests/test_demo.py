@@ -1,21 +1,39 @@
-from dinosavi.demo import demo_summary
+from dinosavi.demo import demo_summary, natural_config
+from tests.conftest import compose_config
 
 
-def _results(frame: float, video: float, lock: float) -> dict[str, dict[str, float]]:
+def _results(frame: float, video: float, lock: float, fused: float = 0.25) -> dict[str, dict[str, float]]:
     unsup = {"FG-ARI-frame": frame, "FG-ARI": video, "mBO-frame": 0.244, "mBO": 0.204, "FG-ARI-early": 0.5,
              "FG-ARI-late": 0.35}
     return {"synthetic unsupervised": unsup, "synthetic k-means": {"FG-ARI-frame": 0.633, "mBO-frame": 0.226},
-            "synthetic lock-on": {"J&F-Mean": lock}, "synthetic propagation": {"J&F-Mean": 0.261},
-            "davis lock-on": {"J&F-Mean": 0.074}, "davis propagation": {"J&F-Mean": 0.363}}
+            "synthetic lock-on": {"J&F-Mean": lock}, "synthetic fused": {"J&F-Mean": fused},
+            "synthetic propagation": {"J&F-Mean": 0.261},
+            "davis lock-on": {"J&F-Mean": 0.074}, "davis fused": {"J&F-Mean": 0.4},
+            "davis propagation": {"J&F-Mean": 0.363}}
 
 
 def test_demo_summary_marks_each_target_met_or_missed():
-    lines = demo_summary(_results(0.587, 0.428, 0.133), 6).splitlines()
+    lines = demo_summary(_results(0.587, 0.428, 0.133), 6, 0.7).splitlines()
     row = {line.split("  ")[1].strip() if line.startswith("  ") else line.split("   ")[0]: line for line in lines}
     assert "k-means (K=6) 0.633" in row["frame FG-ARI"] and row["frame FG-ARI"].endswith("[missed]")
     assert row["video FG-ARI"].endswith("[missed]")
     assert "0.70 x the first quarter" in row["FG-ARI, second half of frames"]
     assert row["FG-ARI, second half of frames"].endswith("[missed]")  # 0.35 < 0.8 x 0.5
-    assert "label propagation 0.261" in row["synthetic val, lock-on J&F"]
-    met = demo_summary(_results(0.7, 0.55, 0.3), 6)
-    assert met.count("[met]") == 3 and met.count("[missed]") == 3  # mBO, late/early and DAVIS stay missed
+    alone = [line for line in lines if "slots alone" in line]
+    fused = [line for line in lines if "slots fused with propagation (0.7)" in line]
+    assert len(alone) == len(fused) == 2  # synthetic, then DAVIS
+    assert "label propagation 0.261" in alone[0] and alone[0].endswith("[missed]")
+    assert fused[0].endswith("[missed]") and fused[1].endswith("[met]")  # 0.25 < 0.261; 0.4 >= 0.363
+    met = demo_summary(_results(0.7, 0.55, 0.3, 0.3), 6, 0.7)
+    assert met.count("[met]") == 5 and met.count("[missed]") == 3  # mBO, late/early and DAVIS alone stay missed
+
+
+def test_natural_model_is_the_recipe_on_natural_frames_evaluated_at_the_davis_resolution():
+    cfg = compose_config("mode=demo")
+    natural = natural_config(cfg)
+    assert (natural.data.name, natural.data.root, natural.data.split) == ("davis", cfg.demo.natural_root, "train")
+    assert natural.train.max_steps == cfg.demo.natural_steps
+    assert list(natural.train.input_size) == list(cfg.demo.natural_input_size)
+    assert natural.eval.short_side == cfg.demo.davis_short_side  # what mode=eval of its checkpoint uses
+    assert natural.model == cfg.model and natural.eval.anchor == cfg.eval.anchor == 1.0  # the same recipe
+    assert cfg.data.name == "synthetic"  # the synthetic model's config is left as it was

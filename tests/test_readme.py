@@ -52,7 +52,8 @@ SHORTER = {
     "demo": ("data.root=data/synthetic-walk data.synthetic.num_videos=4 data.synthetic.val_videos=1 "
              "data.synthetic.num_frames=6 data.synthetic.height=64 data.synthetic.width=80 "
              "train.input_size=[64,80] data.batch_size=4 train.max_steps=2 eval.short_side=64 "
-             "demo.davis_root=davis-walk demo.davis_short_side=64"),
+             "demo.davis_root=davis-walk demo.davis_short_side=64 demo.natural_steps=2 "
+             "demo.natural_input_size=[64,112] demo.natural_clips_per_video=1"),
 }
 
 

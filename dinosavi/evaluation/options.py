@@ -61,7 +61,8 @@ class EvalOptions:
     tracks per-frame models (fresh slots every frame) by ``overlap`` and leaves models that carry their
     slots as they are. ``overlays``, ``videos``, ``report``: which outputs are written besides the PNGs.
 
-    Lock-on's first frame and its aids (each measured in ``benchmarks/RESULTS.md``): ``lock_init`` ``random``
+    Lock-on's first frame and its aids (each measured in ``benchmarks/RESULTS.md``; without lock-on the slots
+    follow the model's own loop and these are not read): ``lock_init`` ``random``
     draws the slots and restricts their attention to their masks at frame 0; ``mask`` gives the masks to the
     model's conditioned initialiser (``model.condition``; ``auto``: ``mask`` when the model has one); ``assign``
     binds ``num_slots`` slots freely (the model's when None) and gives each slot the first-frame class its

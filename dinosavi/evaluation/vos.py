@@ -313,9 +313,11 @@ def _segment_steps(
         init = model.conditioner(first_tokens, mask[None], generator)
     else:
         init = model.init_slots(1, counts, generator)
+    aids = options.lock_on  # anchoring and locality are lock-on's aids; free slots follow the model's loop
     steps = model.scan(tokens, init, chain([None if mask is None else mask[None]], later), counts, generator,
-                       ini_iters=options.ini_iters, num_iters=options.num_iters, anchor=options.anchor,
-                       locality=options.locality, grid=(h, w))
+                       ini_iters=options.ini_iters, num_iters=options.num_iters,
+                       anchor=options.anchor if aids else None, locality=options.locality if aids else 0,
+                       grid=(h, w))
     priors = iter(fusion.scores) if fusion is not None else None
     num_classes = int(classes.max()) if classes.numel() else 0
     for index, out in enumerate(steps):

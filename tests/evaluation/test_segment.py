@@ -87,7 +87,7 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
     with ThreadPoolExecutor(2) as pool:
         entry = segment_video(stream, segmenter, tmp_path, davis_palette(), pool=pool)
     assert max(read_ahead) <= 2  # at most one chunk of frames waits for its labels
-    expected = segment_sequence(model, source.features(seq.frames), first, EvalOptions(num_bg_slots=4),
+    expected = segment_sequence(model, source.features(seq.frames), first, options(cfg.eval, EvalOptions),
                                 generator=torch.Generator().manual_seed(0))
     pred = np.stack([read_palette_png(tmp_path / "results" / seq.name / f"{n}.png")[0] for n in seq.frame_names])
     assert np.array_equal(pred, expected.labels.numpy())
