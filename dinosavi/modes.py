@@ -322,7 +322,8 @@ def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Pat
                    f"{eval_options}"]
 
         def segmenter(stream: FrameStream) -> Segmenter:
-            return slot_segmenter(model, source, chunk, first, stream.size, eval_options, cfg.seed)
+            return slot_segmenter(model, source, chunk, first, stream.size, eval_options, cfg.seed,
+                                  options(cfg.propagate, PropagateConfig))
     else:
         assert first is not None
         labels = first

@@ -15,7 +15,7 @@ metric code is identical, only the YouTube-VIS configs differ):
   ``nearest-exact`` to ``input_size`` x ``input_size``. VideoSAUR (``configs/videosaur/ytvis.yml``, DINO
   ViT-B/16): 224 for both. SlotContrast (``configs/slotcontrast/ytvis2021.yaml``, DINOv2 ViT-B/14): 518 for
   both. The models' masks are resized ``bilinear`` to the mask size and arg-maxed over slots
-  (``models.py::process_masks``): here :func:`dinosavi.evaluation.vos.segment_sequence` does the same.
+  (``models.py::process_masks``): here :func:`dinosavi.evaluation.vos.segment_stream` does the same.
 - **Frame sampling** (``data/pipelines.py::split_to_chunks``): VideoSAUR's ``val_pipeline`` has
   ``use_chunks: true, chunk_size: 6``: every video is cut into consecutive 6-frame clips, the remainder (and
   a video shorter than 6 frames) dropped, and each clip is one sample the model sees from fresh slots.
@@ -56,9 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +69,11 @@ from dinosavi.data.davis import Sequence, SequenceDataset
 from dinosavi.data.png import write_palette_png
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.evaluation.options import EvalOptions
-from dinosavi.evaluation.vos import segment_sequence
+from dinosavi.evaluation.vos import collect, segment_stream
 from dinosavi.features.source import FeatureSource
 from dinosavi.features.space import Resolution
 from dinosavi.metrics.results import ANCHOR_METRICS, AnchorTable
 from dinosavi.metrics.videosaur import anchor_sample
-from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 
 __all__ = ["ANCHOR_PROTOCOLS", "AnchorProtocol", "anchor_view", "evaluate_anchor", "samples"]
@@ -240,14 +237,8 @@ def _segment(model: SlotModel, source: FeatureSource, frames: Tensor, mask_size:
              seed: int) -> Tensor:
     """One sample, from fresh slots: ``(T, 3, s, s)`` uint8 -> ``(T, m, m)`` predicted segment ids, the slots'
     masks resized bilinear to ``m = mask_size`` and arg-maxed."""
-    outputs: Iterator[tuple[Tensor, Tensor | None]] = source.frames(frames)
-    first, cls_attention = next(outputs)
-    background = None
-    if model.slot_init.num_groups == 2 and cls_attention is not None:  # slot groups: bg/fg at the first frame
-        background = background_mask(cls_attention[None])[0]
-    result = segment_sequence(model, chain([first], (f for f, _ in outputs)), None, options,
-                              size=(mask_size, mask_size), background=background,
-                              generator=torch.Generator().manual_seed(seed))
+    result = collect(segment_stream(model, source.frames(frames), None, options, size=(mask_size, mask_size),
+                                    patch_size=source.encoder.patch_size, seed=seed))
     return result.labels
 
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import chain, tee
 from pathlib import Path
 
 import numpy as np
@@ -30,16 +29,15 @@ from torch import Tensor
 from dinosavi.atomic import remove_on_failure
 from dinosavi.data.davis import Sequence, SequenceDataset
 from dinosavi.evaluation.options import EvalOptions, PropagationParams
-from dinosavi.evaluation.propagate import DINO, propagate_frames, propagate_sequence
+from dinosavi.evaluation.propagate import DINO, propagate_sequence
 from dinosavi.evaluation.tables import format_table, write_discovery_files, write_score_files
-from dinosavi.evaluation.vos import Fusion, segment_sequence
+from dinosavi.evaluation.vos import collect, segment_stream
 from dinosavi.features.source import FeatureSource
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.metrics.matching import match_segments
 from dinosavi.metrics.objects import discovery_scores, fg_ari_per_frame
 from dinosavi.metrics.protocol import VOID_LABEL
 from dinosavi.metrics.results import DiscoveryTable, ScoreTable
-from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import RunOutputs, write_sequence, write_slot_maps
 
@@ -125,34 +123,14 @@ def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceData
                   seed: int, propagation: PropagationParams) -> Segment:
     """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
     (with ``options.fuse``, fused with label propagation on the same features)."""
-    every_frame = options.every_frame_background
-    # the CLS-attention background of the first frame: extra slots, and slot groups without lock-on
-    wants_background = every_frame or (options.num_extra_slots > 0 if options.lock_on
-                                       else model.slot_init.num_groups == 2)
-
     def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
         outputs = source.frames(seq.frames, dataset.frame_paths(seq.name), seq.name)
-        first, cls_attention = next(outputs)  # the first frame's CLS attention locates the background
-        background = None
-        if wants_background and cls_attention is not None:
-            background = background_mask(cls_attention[None])[0]
-        later = None
-        if every_frame:  # each later frame's CLS background, encoded once with its features
-            outputs, with_cls = tee(outputs)
-            later = (background_mask(a[None])[0] for _, a in with_cls if a is not None)
-        features: Iterator[Tensor] = chain([first], (f for f, _ in outputs))
-        fusion = None
-        if options.fuse > 0:  # label propagation on the same features, frame by frame beside the slots
-            features, to_propagate = tee(features)
-            stride = source.encoder.patch_size
-            fusion = Fusion((p.soft for p in propagate_frames(to_propagate, seq.labels[0], stride, propagation)),
-                            stride, propagation.norm_mask)
-        result = segment_sequence(
-            model, features, seq.labels[0] if options.lock_on else None, options,
-            size=(seq.frames.shape[-2], seq.frames.shape[-1]), background=background, later_backgrounds=later,
-            generator=torch.Generator().manual_seed(seed), fusion=fusion,
-        )
+        result = collect(segment_stream(
+            model, outputs, seq.labels[0] if options.lock_on else None, options,
+            size=(seq.frames.shape[-2], seq.frames.shape[-1]), patch_size=source.encoder.patch_size, seed=seed,
+            propagation=propagation,
+        ))
         return result.labels, result.masks if options.output == "slot" else None
 
     return segment

@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +56,9 @@ from dinosavi.atomic import remove_on_failure
 from dinosavi.data.davis import read_palette_png, write_palette_png
 from dinosavi.data.inputs import FrameStream, VideoSource
 from dinosavi.evaluation.options import METHODS, EvalOptions, PropagationParams
-from dinosavi.evaluation.propagate import propagate_frames
-from dinosavi.evaluation.vos import segment_frames
+from dinosavi.evaluation.propagate import DINO, propagate_frames
+from dinosavi.evaluation.vos import segment_stream
 from dinosavi.features.source import FeatureSource
-from dinosavi.models.background import background_mask
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.viz.outputs import save_jpeg
 from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
@@ -88,23 +86,14 @@ def slot_segmenter(
     size: tuple[int, int],
     options: EvalOptions,
     seed: int,
+    propagation: PropagationParams = DINO,
 ) -> Segmenter:
     """A slot model's segmenter: lock-on from ``first_labels`` ``(H, W)`` when ``options.lock_on``, else every
-    slot a segment (slot counts, iterations, output and tracking from ``options``, as in ``mode=eval``)."""
-    lock_on = options.lock_on
-    wants_background = options.num_extra_slots > 0 if lock_on else model.slot_init.num_groups == 2
-
+    slot a segment (slot counts, iterations, output, tracking, CLS backgrounds and the fusion with
+    ``propagation`` from ``options``, as in ``mode=eval``: :func:`dinosavi.evaluation.vos.segment_stream`)."""
     def run(frames: Iterator[Tensor]) -> Iterator[tuple[Tensor, Tensor]]:
-        outputs = source.stream(frames, chunk)
-        first = next(outputs, None)
-        if first is None:
-            return
-        features, cls_attention = first
-        background = None
-        if wants_background and cls_attention is not None:
-            background = background_mask(cls_attention[None])[0]
-        steps = segment_frames(model, chain([features], (f for f, _ in outputs)), first_labels, options, size=size,
-                               background=background, generator=torch.Generator().manual_seed(seed))
+        steps = segment_stream(model, source.stream(frames, chunk), first_labels, options, size=size,
+                               patch_size=source.encoder.patch_size, seed=seed, propagation=propagation)
         for step in steps:
             yield step.labels, step.masks
 

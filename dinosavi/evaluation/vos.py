@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from itertools import chain, repeat
+from itertools import chain, repeat, tee
 from typing import Any
 
 import torch
@@ -45,16 +45,16 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from dinosavi.evaluation.options import EvalOptions
-from dinosavi.evaluation.propagate import soft_to_labels
+from dinosavi.evaluation.options import EvalOptions, PropagationParams
+from dinosavi.evaluation.propagate import DINO, propagate_frames, soft_to_labels
 from dinosavi.evaluation.tracking import SlotTracker
 from dinosavi.metrics.protocol import VOID_LABEL
-from dinosavi.models.background import bgfg_slot_masks
+from dinosavi.models.background import background_mask, bgfg_slot_masks
 from dinosavi.models.regions import kmeans_regions
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["FrameSegment", "Fusion", "SegmentResult", "lock_on_mask", "patch_labels",
-           "patch_labels_nearest", "segment_frames", "segment_sequence"]
+__all__ = ["FrameSegment", "Fusion", "SegmentResult", "collect", "lock_on_mask", "patch_labels",
+           "patch_labels_nearest", "segment_frames", "segment_sequence", "segment_stream"]
 
 
 
@@ -198,9 +198,72 @@ def segment_sequence(
 
     Takes the arguments of :func:`segment_frames`, documented there, and collects its frames.
     """
-    steps = list(segment_frames(model, features, first_labels, options, **frames))
-    return SegmentResult(labels=torch.stack([s.labels for s in steps]), masks=torch.stack([s.masks for s in steps]),
-                         slot_classes=steps[0].slot_classes)
+    return collect(segment_frames(model, features, first_labels, options, **frames))
+
+
+def collect(steps: Iterable[FrameSegment]) -> SegmentResult:
+    """A video's frames, as :func:`segment_frames` or :func:`segment_stream` yield them, stacked."""
+    frames = list(steps)
+    if not frames:
+        raise ValueError("segment_sequence got no frames")
+    return SegmentResult(labels=torch.stack([s.labels for s in frames]),
+                         masks=torch.stack([s.masks for s in frames]), slot_classes=frames[0].slot_classes)
+
+
+def segment_stream(
+    model: SlotModel,
+    outputs: Iterator[tuple[Tensor, Tensor | None]],
+    first_labels: Tensor | None,
+    options: EvalOptions,
+    *,
+    size: tuple[int, int],
+    patch_size: int,
+    seed: int,
+    propagation: PropagationParams = DINO,
+) -> Iterator[FrameSegment]:
+    """Segment a video from the encoder's output, as ``mode=eval``, ``mode=segment`` and the anchors' protocol
+    do: the CLS-attention backgrounds and the fusion with label propagation that ``options`` ask for are
+    derived here, once, and the frames go through :func:`segment_frames`.
+
+    Args:
+        model: the trained slot model (in eval mode).
+        outputs: per frame, in order, its features ``(D, h, w)`` and CLS attention ``(heads, h, w)`` (None for
+            an encoder without a CLS token), as :meth:`dinosavi.features.source.FeatureSource.frames` and
+            ``.stream`` give them.
+        first_labels: ``(H, W)`` int64 ids of frame 0 (lock-on), or None.
+        options: as :func:`segment_frames`; besides, the first frame's CLS background goes to the extra slots
+            (``num_extra_slots``, lock-on) or to the background/foreground slot groups (without), and
+            ``every_frame_background`` and ``fuse`` are honoured here.
+        size: ``(H, W)`` of the predictions.
+        patch_size: the encoder's stride (the fusion reads its scores at it).
+        seed: the seed of the initial slots.
+        propagation: the label propagation ``options.fuse`` mixes in.
+
+    Yields:
+        Per frame, a :class:`FrameSegment`; nothing for a video without frames.
+    """
+    first = next(outputs, None)
+    if first is None:
+        return
+    features, cls_attention = first
+    every_frame = options.every_frame_background
+    wants_background = every_frame or (options.num_extra_slots > 0 if options.lock_on
+                                       else model.slot_init.num_groups == 2)
+    background = None
+    if wants_background and cls_attention is not None:
+        background = background_mask(cls_attention[None])[0]
+    later = None
+    if every_frame:  # each later frame's CLS background, encoded once with its features
+        outputs, with_cls = tee(outputs)
+        later = (background_mask(a[None])[0] for _, a in with_cls if a is not None)
+    frames: Iterator[Tensor] = chain([features], (f for f, _ in outputs))
+    fusion = None
+    if options.fuse > 0 and options.lock_on and first_labels is not None:
+        frames, to_propagate = tee(frames)  # label propagation on the same features, frame by frame
+        fusion = Fusion((p.soft for p in propagate_frames(to_propagate, first_labels, patch_size, propagation)),
+                        patch_size, propagation.norm_mask)
+    yield from segment_frames(model, frames, first_labels, options, size=size, background=background,
+                              later_backgrounds=later, generator=torch.Generator().manual_seed(seed), fusion=fusion)
 
 
 def segment_frames(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -200,3 +201,38 @@ def test_a_mask_of_a_later_frame_starts_the_segmentation_there(val_sequence, tmp
     written = sorted((tmp_path / "results" / seq.name).glob("*.png"))
     assert [p.stem for p in written] == seq.frame_names[2:]
     assert np.array_equal(read_palette_png(written[0])[0], read_palette_png(masks_dir / "00002.png")[0])
+
+
+@pytest.mark.parametrize("changes", [dict(background_mask="every_frame"), dict(fuse=0.5)],
+                         ids=["every-frame-background", "fused"])
+def test_mode_segment_honours_the_eval_options_of_mode_eval(val_sequence, tiny_synthetic, tmp_path, changes):
+    """``mode=segment`` and ``mode=eval`` share one derivation of the CLS backgrounds and the fusion
+    (:func:`dinosavi.evaluation.vos.segment_stream`): with each option the PNGs are the same, and the option
+    changes them."""
+    from dinosavi.build import build_model
+    from dinosavi.data.davis import DavisDataset
+    from dinosavi.evaluation.runner import evaluate_slots
+
+    seq, frames_dir, _ = val_sequence
+    cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")
+    encoder = create_encoder("vit_tiny_random").freeze()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, encoder.feature_dim).eval()
+    source = FeatureSource(encoder, Resolution(ResizeRule(short_side=64, multiple_of=encoder.patch_size)))
+    base = EvalOptions(num_bg_slots=2, lock_init="random", overlays=False, videos=False, report=False)
+    dataset = DavisDataset(tiny_synthetic, "val")
+
+    def evaluated(eval_options: EvalOptions, name: str) -> np.ndarray:
+        evaluate_slots(model, source, dataset, eval_options, tmp_path / name, split="val")
+        return np.stack([read_palette_png(p)[0] for p in sorted((tmp_path / name).rglob(f"{seq.name}/*.png"))])
+
+    option = replace(base, **changes)
+    (stream_source,) = find_sources(frames_dir)
+    stream = stream_frames(stream_source, StreamOptions())
+    segmenter = slot_segmenter(model, source, 2, seq.labels[0], stream.size, option, seed=0)
+    with ThreadPoolExecutor(2) as pool:
+        segment_video(stream, segmenter, tmp_path / "segment", davis_palette(), pool=pool)
+    segmented = np.stack([read_palette_png(tmp_path / "segment" / "results" / seq.name / f"{n}.png")[0]
+                          for n in seq.frame_names])
+    assert np.array_equal(segmented, evaluated(option, "eval"))
+    assert not np.array_equal(segmented, evaluated(base, "eval-base"))
