@@ -23,6 +23,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from dinosavi.data.badfiles import MAX_BAD_FRACTION
 from dinosavi.data.synthetic import SyntheticSpec
 from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOptions
 from dinosavi.train_options import TrainOptions
@@ -51,7 +52,7 @@ _CONF = Path(__file__).parent / "conf"
 
 MODES = {
     "help": "list modes, presets and the main options",
-    "demo": "make the synthetic set, train DINOSAUR on it, evaluate on it and on the DAVIS sample",
+    "demo": "train the demo recipe (SAVi predictor) on synthetic video and on natural frames, evaluate on both",
     "train": "train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
     "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
     "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
@@ -91,7 +92,7 @@ class DataConfig:
     stride: int = 1
     clips_per_video: int = 4
     frame_rate: float | None = None
-    max_bad_fraction: float = 0.01
+    max_bad_fraction: float = MAX_BAD_FRACTION
     heldout_videos: int = 300
     sequences: list[str] | None = None
     start: int = 0
@@ -152,10 +153,11 @@ class ModelConfig:
     mean; ``dinosavi`` is ours. The presets named after the original set all three to the original's.
     ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
     (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
-    of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE) or ``transformer`` (learned
-    patch queries cross-attending to slots); ``pe_*`` apply to ``alpha``, ``pe_size`` also to the learned
-    embeddings of ``mlp``/``transformer``. ``bgfg_strategy``: ``initial`` restricts bg/fg slots to the
-    patches of their group (from CLS attention) at the first frame, ``always`` at every frame.
+    of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE), ``transformer`` (learned
+    patch queries cross-attending to slots) or ``mixer`` (slots mixed per position by the slot attention,
+    then one shared per-position MLP; needs ``blend=attention``); ``pe_*`` apply to ``alpha``, ``pe_size``
+    also to the learned embeddings of ``mlp``/``transformer``. ``bgfg_strategy``: ``initial`` restricts bg/fg
+    slots to the patches of their group (from CLS attention) at the first frame, ``always`` at every frame.
     ``condition``: ``none``, or a mask-conditioned slot initialiser for lock-on, trained without labels on
     ``condition_share`` of the clips from first-frame ``kmeans`` regions of the frozen features or the model's
     own ``attention`` regions (:mod:`dinosavi.models.conditioning`); ``track_weight`` > 0 also trains their

@@ -35,7 +35,7 @@ def feature_reconstruction_loss(prediction: Tensor, features: Tensor) -> Tensor:
 
 
 def temporal_reconstruction_loss(
-    prediction: Tensor, features: Tensor, time_steps: Sequence[int], normalize_target: bool = True
+    prediction: Tensor, features: Tensor, time_steps: Sequence[int], normalized: bool = True
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Mean over time steps of the MSE between predicted and (layer-normalised) future features.
 
@@ -43,16 +43,16 @@ def temporal_reconstruction_loss(
         prediction: ``(P, B, T', D, h, w)``; ``prediction[p, :, t]`` predicts frame ``t + time_steps[p]``.
         features: ``(B, T, D, h, w)`` frozen features, ``T >= T' + max(time_steps)``.
         time_steps: the ``P`` frame offsets.
-        normalize_target: layer-normalise the features over channels; False compares with them as they are
-            (the original DINOSAVi, which normalises the prediction instead).
+        normalized: layer-normalise the features over channels (:func:`normalize_target`); False compares
+            with them as they are (the original DINOSAVi, which normalises the prediction instead).
 
     Returns:
         The scalar loss (fp32) and the detached per-step losses named ``loss/t+k``.
     """
     bound = prediction.shape[2]
     target = features.float()
-    if normalize_target:
-        target = F.layer_norm(target.movedim(2, -1), features.shape[2:3]).movedim(-1, 2)
+    if normalized:
+        target = normalize_target(target.flatten(0, 1)).unflatten(0, features.shape[:2])
     losses = torch.stack([
         F.mse_loss(prediction[p].float(), target[:, k : k + bound]) for p, k in enumerate(time_steps)
     ])

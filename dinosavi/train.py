@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
 from dinosavi.checkpoint import Checkpoint, capture_rng, restore_rng, save_checkpoint
-from dinosavi.data.badfiles import Skip, SkipLog
+from dinosavi.data.badfiles import MAX_BAD_FRACTION, Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
 from dinosavi.data.videos import ClipDataset
 from dinosavi.distributed import Distributed
@@ -103,7 +103,7 @@ def train(
         KeyboardInterrupt: after Ctrl-C, once a resumable checkpoint is saved.
     """
     trainer = Trainer(model, clips, source, options, run_dir, batch_size, ddp or Distributed(), config or {},
-                       skipped or SkipLog("the training clips", max(clips.num_found, 1), 0.01, None))
+                       skipped or SkipLog("the training clips", max(clips.num_found, 1), MAX_BAD_FRACTION, None))
     if resume is not None:
         trainer.resume(resume)
     return trainer.run(num_workers, seed)

@@ -38,7 +38,7 @@ def test_temporal_loss_hand_computed():
     """Without normalisation: step k compares prediction[p, :, t] with frame t + k."""
     features = torch.arange(5.0).view(1, 5, 1, 1, 1)  # frame t holds the value t
     prediction = torch.zeros(2, 1, 2, 1, 1, 1)  # P = 2 steps, T' = 2 frames
-    loss, logs = temporal_reconstruction_loss(prediction, features, (0, 2), normalize_target=False)
+    loss, logs = temporal_reconstruction_loss(prediction, features, (0, 2), normalized=False)
     # step 0: frames 0, 1 -> (0 + 1) / 2; step 2: frames 2, 3 -> (4 + 9) / 2
     assert set(logs) == {"loss/t+0", "loss/t+2"}
     assert logs["loss/t+0"].item() == 0.5 and logs["loss/t+2"].item() == 6.5

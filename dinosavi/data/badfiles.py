@@ -29,12 +29,14 @@ from pathlib import Path
 
 from dinosavi.atomic import write_atomic
 
-__all__ = ["INDEX_NAME", "BadFile", "BadFileIndex", "Skip", "SkipLog", "UnreadableFileError", "cache_dir"]
+__all__ = ["INDEX_NAME", "MAX_BAD_FRACTION", "BadFile", "BadFileIndex", "Skip", "SkipLog", "UnreadableFileError",
+           "cache_dir"]
 
 log = logging.getLogger(__name__)
 
 INDEX_NAME = ".dinosavi-bad-files.json"  # where older versions wrote the list, in data.root: read only
 INDEX_VERSION = 1
+MAX_BAD_FRACTION = 0.01  # the share of unreadable videos a run may skip by default (data.max_bad_fraction)
 
 
 class UnreadableFileError(ValueError):

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BACKGROUND_MASKS", "BACKGROUND_REGIONS", "LABEL_SAMPLINGS", "LOCK_INITS", "METHODS", "OUTPUTS",
-           "SCORE_PROTOCOLS", "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions", "slot_count"]
+           "SCORE_PROTOCOLS", "TRACKERS", "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions",
+           "slot_count"]
 
 BACKGROUND_MASKS = ("first_frame", "every_frame")
 LABEL_SAMPLINGS = ("area", "nearest")
 OUTPUTS = ("alpha", "slot")
-TRACK_MODES = ("auto", None, "overlap", "slotsim")
+TRACKERS = ("overlap", "slotsim")  # the trackers of dinosavi/evaluation/tracking.py
+TRACK_MODES = ("auto", None, *TRACKERS)  # eval.track_mode: auto (by model), null (none) or a tracker
 LOCK_INITS = ("auto", "random", "mask", "assign")
 BACKGROUND_REGIONS = ("shared", "kmeans")
 SCORE_PROTOCOLS = ("semi", "unsupervised")

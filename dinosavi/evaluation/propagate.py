@@ -182,7 +182,7 @@ def propagate_sequence(
             that encodes frames as it goes; only the context's features are kept.
         first_labels: ``(H, W)`` int64 ids of frame 0 (255 void); predictions get this size.
         patch_size: the encoder's feature stride in pixels.
-        params: the propagation settings (:data:`DINO` or :data:`CRW` presets).
+        params: the propagation settings (:data:`DINO`, the defaults, or the ``propagate=crw`` preset).
 
     Returns:
         Labels ``(T, H, W)`` and the largest context used.

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-__all__ = ["TRACK_MODES", "SlotTracker", "soft_iou"]
+from dinosavi.evaluation.options import TRACKERS
 
-TRACK_MODES = ("overlap", "slotsim")
+__all__ = ["SlotTracker", "soft_iou"]
 
 
 def soft_iou(a: Tensor, b: Tensor) -> Tensor:
@@ -48,8 +48,8 @@ class SlotTracker:
     """
 
     def __init__(self, mode: str, temperature: float = 0.1) -> None:
-        if mode not in TRACK_MODES:
-            raise ValueError(f"Unknown eval.track_mode `{mode}`; expected auto, null or one of {list(TRACK_MODES)}")
+        if mode not in TRACKERS:
+            raise ValueError(f"Unknown eval.track_mode `{mode}`; expected auto, null or one of {list(TRACKERS)}")
         if temperature <= 0:
             raise ValueError(f"eval.track_temperature must be > 0, got {temperature}")
         self.mode, self.temperature = mode, temperature

@@ -302,7 +302,7 @@ class SlotModel(Dinosaur):
         if self.prediction_norm is not None:  # the original: normalise the prediction, raw features as target
             prediction = self.prediction_norm(prediction.movedim(3, -1)).movedim(-1, 3)
         loss, logs = temporal_reconstruction_loss(prediction, features, self.time_steps,
-                                                  normalize_target=self.prediction_norm is None)
+                                                  normalized=self.prediction_norm is None)
         if self.contrast_weight > 0 and bound > 1:
             contrast = slot_contrast_loss(slots, self.contrast_temperature)
             logs["loss/contrast"] = contrast.detach()

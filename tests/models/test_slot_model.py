@@ -183,7 +183,7 @@ def test_original_architecture_options():
     model.prediction_norm.register_forward_hook(lambda m, a, o: captured.setdefault("ln", o))
     out = model.clip_loss(features)
     prediction = rearrange(captured["ln"], "p b t h w d -> p b t d h w")
-    expected, _ = temporal_reconstruction_loss(prediction, features, (0, 1), normalize_target=False)
+    expected, _ = temporal_reconstruction_loss(prediction, features, (0, 1), normalized=False)
     torch.testing.assert_close(out.loss, expected)
     with pytest.raises(ValueError, match=r"Unknown model\.loss_norm `both`"):
         SlotModel(D, 16, 32, 3, 1, dec, loss_norm="both")
