@@ -18,7 +18,7 @@ from torch import nn
 
 from dinosavi.checkpoint import Checkpoint
 from dinosavi.checks import DATASET_LAYOUTS
-from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig
+from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConfig, resolve_split
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipDataset
@@ -55,7 +55,7 @@ __all__ = [
     "input_size",
     "load_model",
     "resolve_device",
-    "resolve_split",
+    "restore_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,13 +69,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name} was asked for, but torch sees no CUDA device; use device=cpu or auto")
     return torch.device(name)
-
-
-def resolve_split(cfg: DataConfig, mode: str) -> str:
-    """The split a mode reads: ``data.split`` when set, else ``train`` for training and ``val`` otherwise."""
-    if cfg.split is not None:
-        return cfg.split
-    return "train" if mode == "train" else "val"
 
 
 def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
@@ -136,10 +129,15 @@ def load_model(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> Sl
     if wanted is not None and wanted != encoder.feature_dim:
         raise ValueError(f"{ckpt.path or ckpt.extra.get('path', 'the checkpoint')} takes {wanted}-d features; encoder "
                          f"`{encoder.name}` gives {encoder.feature_dim}: set encoder.name=... to a {wanted}-d ViT")
-    device = next(encoder.parameters()).device
-    model = build_model(cfg, encoder.feature_dim).to(device)
+    return restore_model(ckpt, cfg, encoder.feature_dim).to(next(encoder.parameters()).device).eval()
+
+
+def restore_model(ckpt: Checkpoint, cfg: ModelConfig, feature_dim: int) -> SlotModel:
+    """The model of a checkpoint on ``feature_dim``-d features, its weights loaded strictly (every key, no
+    more): the one place a checkpoint's weights become a model."""
+    model = build_model(cfg, feature_dim)
     model.load_state_dict(ckpt.model, strict=True)
-    return model.eval()
+    return model
 
 
 def check_model_encoder(cfg: ModelConfig, encoder: FrozenEncoder, preset: str) -> None:

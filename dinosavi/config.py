@@ -43,6 +43,7 @@ __all__ = [
     "SegmentConfig",
     "checkpoint_config",
     "register_configs",
+    "resolve_split",
     "with_data",
 ]
 
@@ -379,3 +380,10 @@ def with_data(ckpt_config: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     data = OmegaConf.to_container(cfg.data, resolve=False)
     assert isinstance(data, dict)
     return {**ckpt_config, "data": {**data, **ckpt_config["data"]}}
+
+
+def resolve_split(cfg: DataConfig, mode: str) -> str:
+    """The split a mode reads: ``data.split`` when set, else ``train`` for training and ``val`` otherwise."""
+    if cfg.split is not None:
+        return cfg.split
+    return "train" if mode == "train" else "val"

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.atomic import write_atomic
 from dinosavi.config import MODES as MODE_HELP
-from dinosavi.config import checkpoint_config, with_data
+from dinosavi.config import checkpoint_config, resolve_split, with_data
 
 if TYPE_CHECKING:
     from dinosavi.checkpoint import Checkpoint
@@ -146,7 +146,7 @@ def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, ou
                    name: str) -> dict[str, float]:
     """Evaluate a built model on the split of ``cfg.data`` with the options of ``cfg.eval`` (lock-on or
     unsupervised), the features from ``features.store`` when set; returns the global scores."""
-    from dinosavi.build import build_feature_source, build_sequences, ensure_dataset, resolve_split
+    from dinosavi.build import build_feature_source, build_sequences, ensure_dataset
     from dinosavi.evaluation.options import EvalOptions, ScoreOptions
     from dinosavi.evaluation.runner import evaluate_slots
 
@@ -173,7 +173,7 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
     if cfg.input:
         return run_segment(cfg, run_dir, overrides)
     save_config(cfg, run_dir)
-    from dinosavi.build import build_feature_source, build_sequences, resolve_split
+    from dinosavi.build import build_feature_source, build_sequences
     from dinosavi.config import PropagateConfig
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.runner import evaluate_propagation
@@ -235,7 +235,7 @@ def run_score(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
 
     if not cfg.results:
         raise ValueError("mode=score needs results=<folder of <seq>/<frame>.png palette PNGs, or a run directory>")
-    split = cfg.data.split or "val"
+    split = resolve_split(cfg.data, "score")
     results = Path(cfg.results)
     if (results / "results").is_dir():  # a run directory: the one layout every mode writes
         results = results / "results"
@@ -344,7 +344,7 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     """``mode=convert``: an original DINOSAVi ``resume=<file>.ckpt`` as a safetensors checkpoint of this package
     (``out=<file>``, else ``<run dir>/<name>.safetensors``), its converted config and the original's config kept.
     """
-    from dinosavi.build import build_model
+    from dinosavi.build import restore_model
     from dinosavi.checkpoint import save_checkpoint
     from dinosavi.original import ORIGINAL_SOURCE
 
@@ -354,8 +354,7 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     if ckpt.extra.get("source") != ORIGINAL_SOURCE:
         raise ValueError(f"{cfg.resume} is already a dinosavi checkpoint; mode=convert reads original DINOSAVi "
                          f".ckpt files")
-    model = build_model(merged.model, int(ckpt.extra["feature_dim"]))
-    model.load_state_dict(ckpt.model, strict=True)
+    model = restore_model(ckpt, merged.model, int(ckpt.extra["feature_dim"]))
     config = cast(dict[str, Any], OmegaConf.to_container(merged, resolve=True))
     config.update(mode="train", resume=None)
     out = Path(cfg.out) if cfg.out else run_dir / f"{Path(cfg.resume).stem}.safetensors"
