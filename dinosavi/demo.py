@@ -168,8 +168,9 @@ def demo_summary(results: dict[str, dict[str, float]], num_slots: Any, fuse: flo
         ("  frame mBO", unsup["mBO-frame"], f"k-means {km['mBO-frame']:.3f}; target 0.3", unsup["mBO-frame"] >= 0.3),
         ("  video mBO", unsup["mBO"], "", None),
         ("  FG-ARI, first quarter of frames", early, "", None),
-        ("  FG-ARI, second half of frames", late, f"{late / early:.2f} x the first quarter; target 0.8 x",
-         late >= 0.8 * early),
+        ("  FG-ARI, second half of frames", late,
+         (f"{late / early:.2f} x the first quarter" if early > 0 else "the first quarter scores 0")
+         + "; target 0.8 x", late >= 0.8 * early),
         *_lock_on_rows("synthetic val (synthetic model)", results, "synthetic", fuse),
         *_lock_on_rows("DAVIS sample (natural-video model)", results, "davis", fuse),
     ]

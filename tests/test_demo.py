@@ -28,6 +28,13 @@ def test_demo_summary_marks_each_target_met_or_missed():
     assert met.count("[met]") == 5 and met.count("[missed]") == 3  # mBO, late/early and DAVIS alone stay missed
 
 
+def test_demo_summary_of_a_model_that_binds_nothing_in_the_first_frames():
+    results = _results(0.1, 0.0, 0.1)
+    results["synthetic unsupervised"].update({"FG-ARI-early": 0.0, "FG-ARI-late": 0.0})
+    row = next(line for line in demo_summary(results, 6, 0.7).splitlines() if "second half" in line)
+    assert "the first quarter scores 0" in row and row.endswith("[met]")  # 0 >= 0.8 x 0: no division by zero
+
+
 def test_natural_model_is_the_recipe_on_natural_frames_evaluated_at_the_davis_resolution():
     cfg = compose_config("mode=demo")
     natural = natural_config(cfg)

@@ -52,8 +52,8 @@ SHORTER = {
     "demo": ("data.root=data/synthetic-walk data.synthetic.num_videos=4 data.synthetic.val_videos=1 "
              "data.synthetic.num_frames=6 data.synthetic.height=64 data.synthetic.width=80 "
              "train.input_size=[64,80] data.batch_size=4 train.max_steps=2 eval.short_side=64 "
-             "demo.davis_root=davis-walk demo.davis_short_side=64 demo.natural_steps=2 "
-             "demo.natural_input_size=[64,112] demo.natural_clips_per_video=1"),
+             "demo.davis_root=davis-walk demo.davis_short_side=64 demo.natural_root=davis-walk demo.natural_steps=2 "
+             "demo.natural_input_size=[64,112] demo.natural_clips_per_video=4"),
 }
 
 
@@ -149,9 +149,10 @@ def walk(tmp_path_factory: pytest.TempPathFactory, tiny_synthetic: Path) -> Walk
     for name in (tiny_synthetic / "ImageSets" / "2017" / "val.txt").read_text().split():
         shutil.copytree(tiny_synthetic / "JPEGImages" / "480p" / name, movi / "rgb" / name)
         shutil.copytree(tiny_synthetic / "Annotations" / "480p" / name, movi / "seg" / name)
-    davis = work / "davis-walk"  # make demo's DAVIS: the first 6 frames of one sample sequence
+    davis = work / "davis-walk"  # make demo's DAVIS and natural frames: the first 6 frames of one sample sequence
     (davis / "ImageSets" / "2017").mkdir(parents=True)
-    (davis / "ImageSets" / "2017" / "val.txt").write_text("blackswan\n")
+    for split in ("val", "train"):
+        (davis / "ImageSets" / "2017" / f"{split}.txt").write_text("blackswan\n")
     for kind, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
         (davis / kind / "480p" / "blackswan").mkdir(parents=True)
         for t in range(6):

@@ -425,7 +425,8 @@ def _check_conditioning(condition: str, share: float, contrast_weight: float, te
         raise ValueError(f"model.condition_share must lie in [0, 1], got {share}")
     if condition != "none" and (predictor is None or bgfg_strategy is not None):
         raise ValueError(f"model.condition={condition} trains slots carried from a conditioned first frame: it needs "
-                         f"a predictor (savi or identity) and no bgfg slot groups")
+                         f"a predictor (savi or identity) and no bgfg slot groups; set model.condition=none "
+                         f"(and model.track_weight=0) for this model")
     if track_weight < 0 or (track_weight > 0 and condition == "none"):
         raise ValueError(f"model.track_weight={track_weight} must be >= 0, and > 0 only with model.condition "
                          f"(it trains the conditioned clips)")

@@ -395,7 +395,8 @@ def test_cli_vit_extra_slots_and_grouped_unsupervised(tiny_synthetic, tmp_path):
     data = [f"data.root={tiny_synthetic}", "data.synthetic.num_videos=4", "data.synthetic.num_frames=6",
             "data.synthetic.height=64", "data.synthetic.width=80", "data.synthetic.val_videos=1"]
     _run("mode=train", "hparam=demo", "encoder=vit_tiny_random", "data=synthetic", *data, "model.num_slots=[2,3]",
-         "model.bgfg=true", "model.bgfg_strategy=initial", "train.max_steps=2", "train.input_size=[64,80]",
+         "model.bgfg=true", "model.bgfg_strategy=initial", "model.condition=none", "model.track_weight=0",
+         "train.max_steps=2", "train.input_size=[64,80]",
          "data.batch_size=2", f"hydra.run.dir={tmp_path / 'train'}")
     ckpt = tmp_path / "train" / "checkpoints" / "last.safetensors"
     seq = DavisDataset(tiny_synthetic, "val")[0]
