@@ -224,6 +224,9 @@ class Trainer:
             collate_fn=_collate_with_skips, num_workers=num_workers, pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(seed + self.at.epoch),  # keeps the global RNG untouched
             worker_init_fn=_ignore_stop_signals,
+            # workers start from a fresh interpreter, not a fork: a fork copies locks that other threads of this
+            # process hold (torch.compile's workers, writer threads) and its child can wait on them forever
+            multiprocessing_context="spawn" if num_workers > 0 else None,
         )
 
     def epochs(self, stop: _StopSignals, progress: Progress, num_workers: int, seed: int) -> signal.Signals | None:
