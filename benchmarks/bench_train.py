@@ -5,7 +5,8 @@ one batched call (the 1x1 decoder as matrix products). Baseline, as the original
 clip's features read from a ``diskcache`` store of ``lzma``-compressed ``torch.save(t.half())`` bytes,
 and every slot of every time step decoded separately through the broadcast + convolution path.
 Both train the same model (the headline preset) with Adam. Also times evaluation per frame
-(``segment_sequence``) on random features.
+(``segment_sequence``) on random features. First, what the ``demo`` recipe's lock-on training
+(``model.condition=kmeans``, ``model.track_weight``) costs per step against the same recipe without it.
 
     python benchmarks/bench_train.py --device cpu --steps 3 [--batch-size 16 --frames 8]
 """
@@ -133,6 +134,28 @@ def time_training(
     return (len(batches) - warmup) / (time.perf_counter() - t0), mem.peak
 
 
+def lock_on_cost(args: argparse.Namespace, device: torch.device) -> None:
+    """Steps/s of the ``demo`` recipe with its lock-on training vs ``model.condition=none`` (no tracking loss), on
+    the same batches: the demo's 16 clips of 3 frames, EfficientNet-Lite0's 320 channels at stride 16 on 192 x 256."""
+    from hydra import compose, initialize_config_dir
+
+    clips = torch.randn(8, 3, 320, 12, 16)
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randint(0, 8, (16,), generator=g).tolist() for _ in range(args.warmup + args.steps)]
+    rates = {}
+    for name, extra in (("with lock-on training", []), ("without", ["model.condition=none", "model.track_weight=0"])):
+        with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "dinosavi" / "conf"),
+                                   version_base="1.3"):
+            cfg = compose("main", overrides=["hparam=demo", "mode=train", *extra])
+        torch.manual_seed(0)
+        model = build_model(cfg.model, 320).to(device)
+        rates[name], _ = time_training(model, lambda ids: clips[ids], lambda m, f: m.clip_loss(f).loss, batches,
+                                       args.warmup, device)
+    print(f"demo recipe, batch 16 x 3 frames, 12x16x320 features, {args.device}:")
+    for name, rate in rates.items():
+        print(f"  {name:22} {rate:8.3f} steps/s {1000 / rate:7.1f} ms/step {rates['without'] / rate:5.2f}x the time")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -151,6 +174,7 @@ def main() -> None:
     from dinosavi.config import register_configs
 
     register_configs()
+    lock_on_cost(args, device)
     conf = Path(__file__).resolve().parents[1] / "dinosavi" / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = compose("main", overrides=[f"hparam={PRESET}", "mode=train"])
