@@ -21,6 +21,7 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check dinosavi tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest -q

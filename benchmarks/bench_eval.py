@@ -30,10 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dinosavi.build import build_encoder, build_model
-from dinosavi.config import EncoderConfig, ModelConfig
+from dinosavi.cli.build import build_encoder
+from dinosavi.cli.config import EncoderConfig
 from dinosavi.data.davis import DavisDataset
 from dinosavi.encoders.base import ResizeRule
+from dinosavi.models.factory import build_model
+from dinosavi.models.options import ModelConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "davis-sample"
 

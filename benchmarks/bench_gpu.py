@@ -6,7 +6,7 @@ recorded and the next part still runs), and each writes what it measured as it g
 1. ``env``: device, torch/CUDA/cuDNN/NCCL versions, TF32 flags, the SDPA backends that run, the peak FLOPS.
 2. ``train``: the training step of ``hparam=slot-s256d-line-t01-tline-ini5`` on a ViT-S/8 of DINO's shape
    (``encoder=dino_vits8_random``: random weights, no download) at 224x224, built as ``mode=train`` builds it
-   and timed through :meth:`dinosavi.train.Trainer.step` (features of the batch, clip loss under the
+   and timed through :meth:`dinosavi.training.loop.Trainer.step` (features of the batch, clip loss under the
    precision's autocast, backward, clipping, Adam, OneCycle): from cached features (``features.in_memory``)
    and with online encoding; ``train.precision=fp32``, ``bf16`` and ``bf16`` + ``train.compile=inductor``;
    at the preset's batch (16 clips of 8 frames) and at the largest batch that fits (doubled until out of
@@ -214,7 +214,7 @@ def compose(overrides: list[str]) -> Any:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dinosavi.config import register_configs
+    from dinosavi.cli.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(ROOT / "dinosavi" / "conf"), version_base="1.3"):
@@ -373,15 +373,16 @@ class TrainBench:
 
     def trainer(self, source_kind: str, precision: str, compile_backend: str | None, batch: int,
                 ddp: Any = None) -> tuple[Any, list[Any]]:
-        """A :class:`dinosavi.train.Trainer` and prefetched batches of its own DataLoader."""
+        """A :class:`dinosavi.training.loop.Trainer` and prefetched batches of its own DataLoader."""
         import torch
 
-        from dinosavi.build import build_encoder, build_feature_source, build_model, check_model_encoder, input_size
+        from dinosavi.cli.build import build_encoder, build_feature_source, check_model_encoder, input_size
+        from dinosavi.cli.modes import options
         from dinosavi.data.badfiles import SkipLog
-        from dinosavi.distributed import Distributed
-        from dinosavi.modes import options
-        from dinosavi.train import Trainer
-        from dinosavi.train_options import TrainOptions
+        from dinosavi.models.factory import build_model
+        from dinosavi.training.distributed import Distributed
+        from dinosavi.training.loop import Trainer
+        from dinosavi.training.options import TrainOptions
         from dinosavi.utils import seed_everything
 
         ddp = ddp or Distributed(device=self.ctx.device)
@@ -563,8 +564,8 @@ def part_encoders(ctx: Context, report: Report) -> None:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dinosavi.build import build_encoder
-    from dinosavi.config import EncoderConfig
+    from dinosavi.cli.build import build_encoder
+    from dinosavi.cli.config import EncoderConfig
     from dinosavi.encoders.base import ResizeRule
 
     s, device, env = ctx.sizes, ctx.device, _read_env(ctx)
@@ -665,8 +666,9 @@ def _eval_data(ctx: Context, report: Report) -> Path:
 
 
 def part_eval(ctx: Context, report: Report) -> None:
-    from dinosavi.build import build_encoder, build_model, build_sequences
-    from dinosavi.modes import evaluate_model, run_propagate, run_score
+    from dinosavi.cli.build import build_encoder, build_sequences
+    from dinosavi.cli.modes import evaluate_model, run_propagate, run_score
+    from dinosavi.models.factory import build_model
     from dinosavi.utils import seed_everything
 
     root = _eval_data(ctx, report)
@@ -718,7 +720,7 @@ def part_eval(ctx: Context, report: Report) -> None:
 def ddp_worker(ctx: Context, report_path: Path) -> None:
     """One process of the torchrun launch: the training step of part 2 (cached features, bf16, the preset's
     batch per process) under DistributedDataParallel; rank 0 writes the report."""
-    from dinosavi.distributed import Distributed
+    from dinosavi.training.distributed import Distributed
 
     ddp = Distributed.from_env()
     device = ddp.start(ctx.device)
@@ -768,8 +770,8 @@ def part_learning(ctx: Context, report: Report) -> None:
     from omegaconf import OmegaConf
 
     import benchmarks.bench_learning as learning
+    from dinosavi.cli.modes import run_train
     from dinosavi.data.synthetic import generate_synthetic
-    from dinosavi.modes import run_train
 
     s = ctx.sizes
     height, width = s.learn_input

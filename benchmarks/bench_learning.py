@@ -42,7 +42,7 @@ from omegaconf import DictConfig
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dinosavi.build import (  # noqa: E402
+from dinosavi.cli.build import (  # noqa: E402
     build_encoder,
     build_feature_source,
     build_sequences,
@@ -50,12 +50,12 @@ from dinosavi.build import (  # noqa: E402
     load_model,
     resolve_device,
 )
-from dinosavi.checkpoint import load_checkpoint  # noqa: E402
-from dinosavi.config import checkpoint_config, register_configs  # noqa: E402
-from dinosavi.demo import EvalSet, kmeans_table, propagation_scores  # noqa: E402
+from dinosavi.cli.config import checkpoint_config, register_configs  # noqa: E402
+from dinosavi.cli.demo import EvalSet, kmeans_table, propagation_scores  # noqa: E402
+from dinosavi.cli.modes import evaluate_model, options, run_train  # noqa: E402
 from dinosavi.encoders.base import FrozenEncoder  # noqa: E402
 from dinosavi.evaluation.options import EvalOptions  # noqa: E402
-from dinosavi.modes import evaluate_model, options, run_train  # noqa: E402
+from dinosavi.training.loading import load_checkpoint  # noqa: E402
 from dinosavi.utils import seed_everything  # noqa: E402
 
 COLUMNS = ("step", "minutes", "loss", "FG-ARI-frame", "FG-ARI", "FG-ARI-early", "FG-ARI-late", "mBO-frame", "mBO",

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from dinosavi.build import build_model
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import segment_sequence
-from dinosavi.losses import temporal_reconstruction_loss
 from dinosavi.models.decoders import AlphaDecoder
+from dinosavi.models.factory import build_model
+from dinosavi.models.losses import temporal_reconstruction_loss
 from dinosavi.models.slot_model import SlotModel
 
 PRESET = "slot-s256d-line-t01-tline-ini5"
@@ -171,7 +171,7 @@ def main() -> None:
     device = torch.device(args.device)
     from hydra import compose, initialize_config_dir
 
-    from dinosavi.config import register_configs
+    from dinosavi.cli.config import register_configs
 
     register_configs()
     lock_on_cost(args, device)

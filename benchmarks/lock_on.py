@@ -2,7 +2,7 @@
 lock-on method on the same two models, beside the references that need no learning.
 
 Per seed it trains the two models of ``mode=demo`` with the package's own code (the synthetic model, and the
-natural-video one on the frames of the DAVIS-2016 train sequences, :func:`dinosavi.demo.train_demo_models`) and
+natural-video one on the frames of the DAVIS-2016 train sequences, :func:`dinosavi.cli.demo.train_demo_models`) and
 scores, on the synthetic val videos (synthetic model) and on the DAVIS sample (natural-video model):
 
 - each lock-on method of :data:`METHODS` (options of ``mode=eval``; the recipe is the preset's own ``eval`` keys);
@@ -25,10 +25,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dinosavi.demo import demo_sets, kmeans_table, propagation_scores, slot_scores, train_demo_models
+from dinosavi.cli.demo import demo_sets, kmeans_table, propagation_scores, slot_scores, train_demo_models
+from dinosavi.cli.modes import options
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.features.store import FeatureStore
-from dinosavi.modes import options
 from dinosavi.utils import seed_everything
 
 # name -> the eval options it changes on top of the recipe's (the preset's eval keys)

@@ -1,6 +1,6 @@
 """Hydra entry point: ``python -m dinosavi mode=<name> key=value ...``; checks every value
-(:mod:`dinosavi.checks`, before torch is imported), seeds, then runs the mode through the dispatch table of
-:mod:`dinosavi.modes`."""
+(:mod:`dinosavi.cli.checks`, before torch is imported), seeds, then runs the mode through the dispatch table of
+:mod:`dinosavi.cli.dispatch`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from dinosavi.checks import ConfigError, check_config
-from dinosavi.config import register_configs
+from dinosavi.cli.checks import ConfigError, check_config
+from dinosavi.cli.config import MODES, register_configs
 
 log = logging.getLogger("dinosavi")
-
-# modes that never touch torch (scoring PNGs with the compiled kernel): seeding it would import it
-TORCH_FREE_MODES = ("score",)
 
 register_configs()
 
@@ -36,10 +33,10 @@ def main(cfg: DictConfig) -> None:
     except ConfigError as error:
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
-    seed_everything(cfg.seed, torch_rng=cfg.mode not in TORCH_FREE_MODES)
+    seed_everything(cfg.seed, torch_rng=MODES[cfg.mode].torch)
     preset = f"the checkpoint's ({cfg.resume})" if cfg.resume else cfg.preset  # resume keeps the saved recipe
     log.info("mode=%s preset=%s seed=%d run dir=%s", cfg.mode, preset, cfg.seed, run_dir)
-    from dinosavi.modes import run_mode
+    from dinosavi.cli.dispatch import run_mode
 
     run_mode(cfg, run_dir, overrides)
 
@@ -50,7 +47,7 @@ def cli() -> None:
     args = sys.argv[1:]
     sets_mode = any(a.split("=", 1)[0].lstrip("+~") == "mode" for a in args)
     if "mode=help" in args or not (sets_mode or any(a.startswith("-") for a in args)):
-        from dinosavi.help import print_help
+        from dinosavi.cli.help import print_help
 
         print_help([a for a in args if a != "mode=help"])
         return

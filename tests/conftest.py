@@ -67,7 +67,7 @@ def compose_config(*overrides: str):
     """The CLI's config for ``overrides``, composed without running anything."""
     from hydra import compose, initialize_config_dir
 
-    from dinosavi.config import register_configs
+    from dinosavi.cli.config import register_configs
 
     register_configs()
     with initialize_config_dir(config_dir=str(REPO_ROOT / "dinosavi" / "conf"), version_base="1.3"):

@@ -46,7 +46,7 @@ def _overrides(root: Path, store: Path, *extra: str) -> list[str]:
 
 
 def _train(root: Path, run_dir: Path, *extra: str) -> Path:
-    from dinosavi.modes import run_train
+    from dinosavi.cli.modes import run_train
     from dinosavi.utils import seed_everything
 
     seed_everything(0)  # as the entry point does
@@ -55,7 +55,7 @@ def _train(root: Path, run_dir: Path, *extra: str) -> Path:
 
 def _val_features(root: Path, store: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``(features (T, D, h, w), labels (T, H, W))`` of each val video, at the demo's eval resolution."""
-    from dinosavi.build import build_encoder, build_sequences
+    from dinosavi.cli.build import build_encoder, build_sequences
     from dinosavi.encoders.base import ResizeRule
     from dinosavi.features.source import FeatureSource
     from dinosavi.features.space import Resolution
@@ -84,9 +84,9 @@ def _frame_fg_ari(model, features: torch.Tensor, labels: torch.Tensor, **options
 
 def _load(ckpt_path: Path, trained: bool = True, **model_changes):
     """The checkpoint's model (``model_changes`` to its config); ``trained`` False: its weights at step 0."""
-    from dinosavi.build import build_model
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.config import ModelConfig
+    from dinosavi.models.factory import build_model
+    from dinosavi.models.options import ModelConfig
+    from dinosavi.training.loading import load_checkpoint
 
     ckpt = load_checkpoint(ckpt_path)
     torch.manual_seed(0)  # as the entry point seeds before train() builds the model
@@ -152,12 +152,12 @@ def demo_300(learning_set: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
 
 
 def test_a_trained_model_binds_objects_through_videos(learning_set, demo_300, tmp_path):
-    from dinosavi.build import build_encoder, build_feature_source, build_sequences
+    from dinosavi.cli.build import build_encoder, build_feature_source, build_sequences
+    from dinosavi.cli.modes import run_eval
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.references import kmeans_reference
     from dinosavi.evaluation.vos import segment_sequence
     from dinosavi.metrics.objects import discovery_scores
-    from dinosavi.modes import run_eval
 
     ckpt, store = demo_300
     overrides = [*_overrides(learning_set, store), "eval.lock_on=false", "eval.overlays=false",

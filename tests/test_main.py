@@ -50,8 +50,9 @@ def _broken_copy(root: Path, source: str, name: str) -> tuple[Path, Path]:
 
 
 def _checkpoint(path: Path, encoder: str) -> Path:
-    from dinosavi.build import build_encoder, build_model
-    from dinosavi.checkpoint import save_checkpoint
+    from dinosavi.cli.build import build_encoder
+    from dinosavi.models.factory import build_model
+    from dinosavi.training.checkpoint import save_checkpoint
 
     cfg = compose_config("mode=train", f"encoder={encoder}", "hparam=demo")
     model = build_model(cfg.model, build_encoder(cfg.encoder).feature_dim)

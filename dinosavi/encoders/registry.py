@@ -51,7 +51,7 @@ def build_timm_vit(model_name: str) -> timm.models.vision_transformer.VisionTran
 
 def create_encoder(name: str, *, weights: str | None = None, stride: int = 8, layers: tuple[int, ...] = (),
                    precision: str = "fp32") -> FrozenEncoder:
-    """Create a frozen encoder by name (``dinosavi.build.build_encoder`` calls it with ``encoder.*``).
+    """Create a frozen encoder by name (``dinosavi.cli.build.build_encoder`` calls it with ``encoder.*``).
 
     Args:
         name: one of ``ENCODERS``; ``timm:<model name>`` or ``hf:<repo id or dir>`` for any timm / Hugging

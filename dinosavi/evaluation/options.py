@@ -1,7 +1,7 @@
 """The typed options of evaluation: how slots bind and are read out, how results are scored, how labels
 propagate.
 
-Plain dataclasses with no heavy imports: the config schema (:mod:`dinosavi.config`) is made of them,
+Plain dataclasses with no heavy imports: the config schema (:mod:`dinosavi.cli.config`) is made of them,
 and the front door turns the composed config into them (``OmegaConf.to_object``), so a value has one
 source and a bad one fails before any model is built. Called from Python, construct them directly.
 """

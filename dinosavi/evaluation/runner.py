@@ -2,7 +2,7 @@
 
 :func:`evaluate_slots` evaluates a slot model (``mode=eval``), :func:`evaluate_propagation` label propagation
 (``mode=propagate``); :func:`run_sequences` is the loop they share. Both take built objects: the front door
-(:mod:`dinosavi.modes`) loads the checkpoint, builds the model, the encoder's :class:`FeatureSource` and
+(:mod:`dinosavi.cli.modes`) loads the checkpoint, builds the model, the encoder's :class:`FeatureSource` and
 the dataset, and turns ``cfg.eval`` into :class:`EvalOptions`.
 
 Output layout under ``out_dir``: ``results/<seq>/<frame>.png`` (palette PNGs, pixel = object id, the

@@ -192,7 +192,7 @@ def segment_sequence(
 ) -> SegmentResult:
     """Segment a video, from its first-frame mask (lock-on) or with every slot a segment.
 
-    Frames go through the model's one time loop (:meth:`dinosavi.models.slot_model.SlotModel.scan`), as
+    Frames go through the model's one forward (:meth:`dinosavi.models.slot_model.SlotModel.forward`), as
     in training: a model with a predictor carries its slots from frame to frame; a per-frame model
     (DINOSAUR) binds fresh slots at every frame, and slot identity across frames comes from tracking.
 
@@ -248,7 +248,7 @@ def segment_stream(
     features, cls_attention = first
     every_frame = options.every_frame_background
     wants_background = every_frame or (options.num_extra_slots > 0 if options.lock_on
-                                       else model.slot_init.num_groups == 2)
+                                       else model.grouped)
     background = None
     if wants_background and cls_attention is not None:
         background = background_mask(cls_attention[None])[0]
@@ -369,26 +369,21 @@ def _segment_steps(
     won: list[Tensor] = []  # the previous frame's winning slot per patch, for exclusion
     if options.exclusion and options.lock_on and not assign:
         later = _excluded(later, won, classes, num_bg)
-    first_tokens = model.embed(first[None])
-    tokens = chain([first_tokens], (model.embed(f.to(device)[None]) for f in frames))
-    if options.lock_on and mask is not None and _lock_init(model, options) == "mask":
-        assert model.conditioner is not None
-        init = model.conditioner(first_tokens, mask[None], generator)
-    else:
-        init = model.init_slots(1, counts, generator)
+    lock_init = options.lock_on and mask is not None and _lock_init(model, options) == "mask"
     aids = options.lock_on  # anchoring and locality are lock-on's aids; free slots follow the model's loop
-    steps = model.scan(tokens, init, chain([None if mask is None else mask[None]], later), counts, generator,
-                       ini_iters=options.ini_iters, num_iters=options.num_iters,
-                       anchor=options.anchor if aids else None, locality=options.locality if aids else 0,
-                       grid=(h, w))
+    steps = model(chain([first[None]], (f.to(device)[None] for f in frames)),
+                  masks=chain([None if mask is None else mask[None]], later),
+                  conditioned=torch.ones(1, dtype=torch.bool, device=device) if lock_init else None,
+                  num_slots=counts, generator=generator, ini_iters=options.ini_iters, num_iters=options.num_iters,
+                  anchor=options.anchor if aids else None, locality=options.locality if aids else 0,
+                  decode=options.output == "alpha")
     priors = iter(fusion.scores) if fusion is not None else None
     num_classes = int(classes.max()) if classes.numel() else 0
     for index, out in enumerate(steps):
-        attention = rearrange(out.attention, "b s (h w) -> b s h w", h=h)
-        m = model.decode(out.slots, (h, w), attention).alpha[0] if options.output == "alpha" else attention[0]
+        m = out.masks[0] if out.masks is not None else out.attention[0]  # (S, h, w)
         if tracker is not None:  # the carried slots keep the model's order; the masks take the tracks'
             m = m[tracker.assign(out.slots[0], m)]  # (S, h, w)
-        won[:] = [out.attention[0].argmax(0)]
+        won[:] = [out.attention[0].flatten(1).argmax(0)]
         if index == 0 and options.lock_on:
             assert first_labels is not None
             labels = torch.where(first_labels == VOID_LABEL, 0, first_labels)
@@ -455,7 +450,7 @@ def _first_frame_slots(
         return counts, mask, classes, options.num_bg_slots
     counts = model.num_slots if options.num_slots is None else options.num_slots
     classes = _segments(counts, background.device if background is not None else next(model.parameters()).device)
-    grouped = model.slot_init.num_groups == 2
+    grouped = model.grouped
     num_bg = counts[0] if grouped and not isinstance(counts, int) else 0
     if restrict_later and num_bg:  # the original: only the background group is restricted
         mask = None if background is None else _background_slots(background, len(classes), num_bg)
@@ -488,7 +483,7 @@ def _lock_on_slots(
         patches = patch_labels(first_labels, grid, num_objects)
     mask, classes = lock_on_mask(patches, num_objects, num_bg_slots, slots_per_class, num_extra_slots, background,
                                  objects)
-    grouped = model.slot_init.num_groups == 2
+    grouped = model.grouped
     counts: int | Sequence[int] = [num_bg_slots, len(classes) - num_bg_slots] if grouped else len(classes)
     return counts, mask, classes
 

@@ -36,7 +36,7 @@ import numpy as np
 from dinosavi.metrics.protocol import assign_proposals, boundary_radius
 
 try:
-    from dinosavi.metrics import _jf
+    import dinosavi.metrics._jf as _jf
 except ImportError:  # installed without a C compiler: callers use the torch path
     _jf = None
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dinosavi.metrics import compiled
+import dinosavi.metrics.compiled as compiled
 from dinosavi.metrics.boundary import layout, match_counts
 from dinosavi.metrics.joint import analyse, crop
 from dinosavi.metrics.protocol import VOID_LABEL, boundary_radius, db_statistics

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dinosavi.metrics import compiled
+import dinosavi.metrics.compiled as compiled
 from dinosavi.metrics.boundary import dilate_disk, layout, popcount_sum
 from dinosavi.metrics.davis import _PLANE_BYTES, VOID_LABEL, _as_tensor, _check_masks, boundary_radius, f_from_counts
 from dinosavi.metrics.joint import analyse, crop

@@ -63,7 +63,7 @@ def convert_config(original: Mapping[str, Any], path: Path) -> dict[str, Any]:
 
     Returns:
         A dict with ``preset``, ``model``, ``encoder``, ``train``, ``data`` (clip settings only) and ``eval``,
-        each holding only keys of :mod:`dinosavi.config`'s schema.
+        each holding only keys of :mod:`dinosavi.cli.config`'s schema.
 
     Raises:
         ValueError: a key the model needs is missing, does not resolve, or names a class this package does not

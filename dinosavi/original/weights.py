@@ -24,22 +24,22 @@ __all__ = ["ORIGINAL_KEYS", "original_to_dinosavi"]
 
 # original key (regex) -> our key (template with the regex groups); the order is the original's state dict.
 ORIGINAL_KEYS: tuple[tuple[str, str], ...] = (
-    (r"model\.attn\.slots_mu", "slot_init.mu"),
-    (r"model\.attn\.slots_logvar", "slot_init.log_sigma"),
-    (r"model\.attn\.norm_in\.(weight|bias)", r"slot_attention.norm_inputs.\1"),
-    (r"model\.attn\.(norm_slots|norm_mlp)\.(weight|bias)", r"slot_attention.\1.\2"),
-    (r"model\.attn\.(project_q|project_k|project_v)\.weight", r"slot_attention.\1.weight"),
-    (r"model\.attn\.gru\.(weight_ih|weight_hh|bias_ih|bias_hh)", r"slot_attention.gru.\1"),
-    (r"model\.attn\.mlp\.(0|2)\.(weight|bias)", r"slot_attention.mlp.\1.\2"),
-    (r"model\.attn\.groups_mu\.(\d+)", r"slot_init.group_mu[\1]"),
-    (r"model\.attn\.groups_logvar\.(\d+)", r"slot_init.group_log_sigma[\1]"),
+    (r"model\.attn\.slots_mu", "frame.slot_init.mu"),
+    (r"model\.attn\.slots_logvar", "frame.slot_init.log_sigma"),
+    (r"model\.attn\.norm_in\.(weight|bias)", r"frame.slot_attention.norm_inputs.\1"),
+    (r"model\.attn\.(norm_slots|norm_mlp)\.(weight|bias)", r"frame.slot_attention.\1.\2"),
+    (r"model\.attn\.(project_q|project_k|project_v)\.weight", r"frame.slot_attention.\1.weight"),
+    (r"model\.attn\.gru\.(weight_ih|weight_hh|bias_ih|bias_hh)", r"frame.slot_attention.gru.\1"),
+    (r"model\.attn\.mlp\.(0|2)\.(weight|bias)", r"frame.slot_attention.mlp.\1.\2"),
+    (r"model\.attn\.groups_mu\.(\d+)", r"frame.slot_init.group_mu[\1]"),
+    (r"model\.attn\.groups_logvar\.(\d+)", r"frame.slot_init.group_log_sigma[\1]"),
     (r"model\.slot_predictor\.attn\.(in_proj_weight|in_proj_bias)", r"predictor.attn.\1"),
     (r"model\.slot_predictor\.attn\.out_proj\.(weight|bias)", r"predictor.attn.out_proj.\1"),
     (r"model\.slot_predictor\.mlp\.(weight|bias)", r"predictor.mlp.\1"),
     (r"model\.slot_predictor\.ln_attn\.(weight|bias)", r"predictor.norm_attn.\1"),
     (r"model\.slot_predictor\.ln_mlp\.(weight|bias)", r"predictor.norm_mlp.\1"),
-    (r"decoder\.broadcast\.pe", "decoder.pos_embed.pe"),
-    (r"decoder\.conv\.cnn\.(\d+)\.(weight|bias)", "decoder.convs.{conv}.{1}"),
+    (r"decoder\.broadcast\.pe", "frame.decoder.pos_embed.pe"),
+    (r"decoder\.conv\.cnn\.(\d+)\.(weight|bias)", "frame.decoder.convs.{conv}.{1}"),
     (r"time_decoder\.(\d+)\.(weight|bias|in_proj_weight|in_proj_bias)", r"time_decoders.\1.layer.\2"),
     (r"time_decoder\.(\d+)\.out_proj\.(weight|bias)", r"time_decoders.\1.layer.out_proj.\2"),
     (r"layernorm\.(weight|bias)", r"prediction_norm.\1"),
@@ -74,11 +74,11 @@ def original_to_dinosavi(state_dict: Mapping[str, Tensor], model: SlotModel) -> 
         ValueError: an original key with no mapping, a model key no original tensor fills, or a shape
             mismatch; the message names the keys and shapes.
     """
-    if not isinstance(model.decoder, AlphaDecoder):
+    if not isinstance(model.frame.decoder, AlphaDecoder):
         raise ValueError(f"the original's decoder is the alpha (spatial broadcast) decoder; the model has "
-                         f"{type(model.decoder).__name__}")
+                         f"{type(model.frame.decoder).__name__}")
     expected = model.state_dict()
-    pos_embed = model.decoder.pos_embed
+    pos_embed = model.frame.decoder.pos_embed
     out: dict[str, Tensor] = {}
     stacked: dict[str, dict[int, Tensor]] = {}
     for key, value in state_dict.items():
@@ -92,7 +92,7 @@ def original_to_dinosavi(state_dict: Mapping[str, Tensor], model: SlotModel) -> 
         if m is not None:
             stacked.setdefault(m.group(1), {})[int(m.group(2))] = value
             continue
-        if target == "decoder.convs.0.weight":
+        if target == "frame.decoder.convs.0.weight":
             value = torch.cat([value[:, pos_embed.dim:], value[:, :pos_embed.dim]], dim=1)  # [pe, slot] -> [slot, pe]
         _put(out, target, value, expected, key)
     for target, parts in stacked.items():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dinosavi import modes
+from dinosavi.cli import modes
 from dinosavi.data.davis import DavisDataset, Sequence, davis_palette, read_palette_png
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, AnchorProtocol, anchor_view, evaluate_anchor, samples

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.baselines.propagate_dense import neighbourhood_mask, propagate_frame_dense, propagate_sequence_dense
-from dinosavi.config import PropagateConfig
+from dinosavi.cli.config import PropagateConfig
+from dinosavi.cli.modes import options
 from dinosavi.evaluation.options import PropagationParams
 from dinosavi.evaluation.propagate import (
     DINO,
@@ -22,7 +23,6 @@ from dinosavi.evaluation.propagate import (
     propagate_frames,
     propagate_sequence,
 )
-from dinosavi.modes import options
 from tests.conftest import REPO_ROOT, compose_config
 
 # CRW's settings (Jabri et al. 2020), which propagate=crw must compose to

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from dinosavi.cli.modes import run_score
 from dinosavi.data.davis import read_palette_png, write_palette_png
 from dinosavi.evaluation.options import ScoreOptions
 from dinosavi.evaluation.score import score_folder
-from dinosavi.modes import run_score
 from tests.conftest import REPO_ROOT, compose_config
 
 sys.path.insert(0, str(REPO_ROOT))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from dinosavi.cli.modes import options
 from dinosavi.data.davis import DavisDataset, davis_palette, read_palette_png
 from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
 from dinosavi.encoders.base import ResizeRule
@@ -24,7 +25,6 @@ from dinosavi.evaluation.segment import first_frame, segment_video, slot_segment
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.features.source import FeatureSource
 from dinosavi.features.space import Resolution
-from dinosavi.modes import options
 from dinosavi.viz.video import write_video
 from tests.conftest import REPO_ROOT, compose_config
 
@@ -46,7 +46,7 @@ class _Page(HTMLParser):
 
 
 def _model_and_encoder():
-    from dinosavi.build import build_model
+    from dinosavi.models.factory import build_model
 
     cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")
     encoder = create_encoder("efficientnet_lite0", stride=8).freeze()
@@ -105,7 +105,7 @@ def test_a_frame_folder_segments_like_mode_eval(val_sequence, tmp_path):
 
 def test_mode_score_reads_a_segment_run_like_an_eval_run(val_sequence, tiny_synthetic, tmp_path):
     """One results layout: ``mode=score results=<segment run dir>`` scores its ``results/<video>/`` PNGs."""
-    from dinosavi.modes import run_score
+    from dinosavi.cli.modes import run_score
 
     seq, frames_dir, _ = val_sequence
     model, encoder, cfg = _model_and_encoder()
@@ -191,7 +191,7 @@ def test_first_mask_belongs_to_the_first_frame_processed():
 
 
 def test_a_mask_of_a_later_frame_starts_the_segmentation_there(val_sequence, tmp_path):
-    from dinosavi.modes import run_segment
+    from dinosavi.cli.modes import run_segment
 
     seq, frames_dir, masks_dir = val_sequence
     overrides = ["method=propagate", f"input={frames_dir}", f"first_mask={masks_dir / '00002.png'}",
@@ -209,9 +209,9 @@ def test_mode_segment_honours_the_eval_options_of_mode_eval(val_sequence, tiny_s
     """``mode=segment`` and ``mode=eval`` share one derivation of the CLS backgrounds and the fusion
     (:func:`dinosavi.evaluation.vos.segment_stream`): with each option the PNGs are the same, and the option
     changes them."""
-    from dinosavi.build import build_model
     from dinosavi.data.davis import DavisDataset
     from dinosavi.evaluation.runner import evaluate_slots
+    from dinosavi.models.factory import build_model
 
     seq, frames_dir, _ = val_sequence
     cfg = compose_config("mode=train", "hparam=demo", "encoder=efficientnet_lite0")

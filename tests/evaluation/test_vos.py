@@ -60,12 +60,12 @@ def binding_model(feature_dim: int) -> SlotModel:
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        for ln in (model.input_mlp[0], model.slot_attention.norm_inputs, model.slot_attention.norm_slots,
-                   model.slot_attention.norm_mlp):
+        for ln in (model.frame.input_mlp[0], model.frame.slot_attention.norm_inputs, model.frame.slot_attention.norm_slots,
+                   model.frame.slot_attention.norm_mlp):
             ln.weight.fill_(1.0)
-        model.input_mlp[1].weight.copy_(torch.cat([eye, -eye]))  # relu(x) - relu(-x) = x
-        model.input_mlp[3].weight.copy_(torch.cat([eye, -eye], dim=1))
-        sa = model.slot_attention
+        model.frame.input_mlp[1].weight.copy_(torch.cat([eye, -eye]))  # relu(x) - relu(-x) = x
+        model.frame.input_mlp[3].weight.copy_(torch.cat([eye, -eye], dim=1))
+        sa = model.frame.slot_attention
         for proj in (sa.project_q, sa.project_k, sa.project_v):
             proj.weight.copy_(eye)
         D = feature_dim
@@ -247,8 +247,8 @@ def _cli_unsupervised_on_movi(ckpt: Path, davis_root: Path, tmp_path: Path) -> N
 def _slot_model(**overrides):
     from omegaconf import OmegaConf
 
-    from dinosavi.build import build_model
-    from dinosavi.config import ModelConfig
+    from dinosavi.models.factory import build_model
+    from dinosavi.models.options import ModelConfig
 
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), {
         "slot_dim": 16, "hidden_dim": 32, "decoder_hidden_dim": 32, "decoder_depth": 2, **overrides,
@@ -259,8 +259,8 @@ def _slot_model(**overrides):
 def test_first_frame_uses_the_model_ini_iters(monkeypatch):
     model = _slot_model(num_slots=4, num_iters=1, ini_iters=5, predictor="savi")
     calls = []
-    original = model.slot_attention.forward
-    monkeypatch.setattr(model.slot_attention, "forward",
+    original = model.frame.slot_attention.forward
+    monkeypatch.setattr(model.frame.slot_attention, "forward",
                         lambda x, s, n, m=None: calls.append(n) or original(x, s, n, m))
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[4:12, 4:12] = 1
@@ -270,7 +270,7 @@ def test_first_frame_uses_the_model_ini_iters(monkeypatch):
 
 def test_lock_on_with_background_foreground_groups():
     model = _slot_model(num_slots=[2, 3], bgfg=True, bgfg_strategy="initial")
-    assert model.slot_init.num_groups == 2
+    assert model.grouped
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[2:8, 2:8], labels[9:15, 9:15] = 1, 2
     result = segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=3),

@@ -116,8 +116,8 @@ def test_failed_writes_keep_what_was_stored(tiny_synthetic, tmp_path, vit, monke
 
 @pytest.mark.slow
 def test_train_reads_the_store(tiny_synthetic, tmp_path, monkeypatch):
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.modes import run_train
+    from dinosavi.cli.modes import run_train
+    from dinosavi.training.loading import load_checkpoint
     from tests.conftest import compose_config
 
     overrides = [

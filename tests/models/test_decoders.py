@@ -70,11 +70,11 @@ def test_mixer_decoder_equals_mlp_on_mixed_slots():
 
 
 def test_mixer_decoder_needs_attention_blend():
-    from dinosavi.build import build_model
-    from dinosavi.config import ModelConfig
+    from dinosavi.models.factory import build_model
+    from dinosavi.models.options import ModelConfig
 
     with pytest.raises(ValueError, match=r"needs model\.blend=attention"):
         build_model(ModelConfig(decoder="mixer", blend="alpha"), 32)
     model = build_model(ModelConfig(decoder="mixer", blend="attention", num_slots=3, slot_dim=16, hidden_dim=32,
                                     decoder_hidden_dim=32), 32)
-    assert model.decoder.needs_weights
+    assert model.frame.decoder.needs_weights

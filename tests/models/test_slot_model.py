@@ -2,12 +2,10 @@ import pytest
 import torch
 from einops import rearrange
 
-from dinosavi.build import build_model
-from dinosavi.config import ModelConfig
-from dinosavi.losses import feature_reconstruction_loss
 from dinosavi.models.background import background_mask
 from dinosavi.models.decoders import AlphaDecoder
-from dinosavi.models.dinosaur import Dinosaur
+from dinosavi.models.factory import build_model
+from dinosavi.models.options import ModelConfig
 from dinosavi.models.pos_embed import PositionalEncoding
 from dinosavi.models.predictor import SaviPredictor
 from dinosavi.models.slot_model import SlotModel
@@ -35,34 +33,48 @@ def test_clip_loss_shapes(predictor, time_decoder, decoder):
         assert p.grad is not None, name
 
 
-def test_predictor_none_is_per_frame_dinosaur():
+def test_a_clip_and_a_stream_are_one_forward():
+    """The clip (training) and the stream (inference) give the same slots, attention, masks and present
+    prediction, for a per-frame model (fresh draws every frame) and a model that carries slots."""
+    feats = torch.randn(1, 3, D, 6, 7)
+    for predictor in ("none", "savi"):
+        model = build_model(_cfg(predictor=predictor, time_steps=[0, 1], time_decoder="linear"), D).eval()
+        clip = model(feats, generator=torch.Generator().manual_seed(0))
+        frames = model(iter(feats.unbind(1)), generator=torch.Generator().manual_seed(0))
+        for t, frame in enumerate(frames):
+            torch.testing.assert_close(frame.slots, clip.slots[:, t])
+            torch.testing.assert_close(frame.attention, clip.attention[:, t])
+            torch.testing.assert_close(frame.masks, clip.masks[:, t])
+            torch.testing.assert_close(frame.prediction, clip.prediction[0, :, t])  # the present step
+        assert clip.slots.shape == (1, 3, 4, 16) and clip.masks.shape == (1, 3, 4, 6, 7)
+        assert clip.prediction.shape == (2, 1, 3, D, 6, 7)
+        assert not torch.allclose(clip.prediction[1], clip.prediction[0])  # t+1 has its own time decoder
+        skipped = model(feats, generator=torch.Generator().manual_seed(0), decode=False)
+        assert skipped.masks is None and skipped.prediction is None
+        torch.testing.assert_close(skipped.attention, clip.attention)
+
+
+def test_the_loss_is_a_function_of_the_forward():
+    """clip_loss = the MSE of forward's present prediction to the layer-normalised features (one time step)."""
     model = build_model(_cfg(predictor="none", num_iters=3), D)
-    frame = Dinosaur(D, 16, 32, 4, 3, model.decoder)
-    frame.load_state_dict(model.state_dict())  # same keys: old DINOSAUR checkpoints load
     feats = torch.randn(2, 3, D, 6, 7)
     torch.manual_seed(1)
     clip = model.clip_loss(feats)
     torch.manual_seed(1)
-    per_frame = frame(feats.flatten(0, 1))
-    torch.testing.assert_close(clip.alpha, per_frame.alpha.unflatten(0, (2, 3)))
-    torch.testing.assert_close(clip.loss, feature_reconstruction_loss(per_frame.reconstruction, feats.flatten(0, 1)))
+    out = model(feats)
+    torch.testing.assert_close(clip.alpha, out.masks)
+    target = torch.nn.functional.layer_norm(feats.movedim(2, -1), (D,)).movedim(-1, 2)
+    torch.testing.assert_close(clip.loss, torch.nn.functional.mse_loss(out.prediction[0], target))
 
 
 def test_time_step_targets():
     """The t+1 prediction of frame t is scored against frame t+1's features."""
     model = build_model(_cfg(predictor="savi", time_steps=[0, 1], time_decoder="linear"), D)
     feats = torch.randn(1, 3, D, 6, 7)
-    captured = {}
-    decode = model.decoder.forward
-
-    def spy(slots, size):
-        out = decode(slots, size)
-        captured["pred"] = out.reconstruction
-        return out
-
-    model.decoder.forward = spy  # type: ignore[method-assign]
+    torch.manual_seed(0)
     out = model.clip_loss(feats)
-    pred = captured["pred"].unflatten(0, (2, 1, 2))  # (P, B, T', D, h, w)
+    torch.manual_seed(0)
+    pred = model(feats[:, :2]).prediction  # (P, B, T', D, h, w): the frames whose t+1 is in the clip
     target = torch.nn.functional.layer_norm(feats.movedim(2, -1), (D,)).movedim(-1, 2)
     expected = torch.nn.functional.mse_loss(pred[1], target[:, 1:3])
     torch.testing.assert_close(out.logs["loss/t+1"], expected)
@@ -73,8 +85,8 @@ def test_savi_carries_slots_and_ini_iters():
     model = build_model(_cfg(predictor="savi", ini_iters=5, num_iters=1), D)
     assert model.ini_iters == 5 and model.num_iters == 1
     calls = []
-    forward = model.slot_attention.forward
-    model.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
+    forward = model.frame.slot_attention.forward
+    model.frame.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
     model.clip_loss(torch.randn(2, 4, D, 6, 7))
     assert calls == [5, 1, 1, 1]
     assert model.carries_slots and build_model(_cfg(predictor="identity"), D).carries_slots
@@ -85,23 +97,23 @@ def test_scan_of_a_per_frame_model_draws_fresh_slots_every_frame():
     """Frame by frame (evaluation) equals the whole clip as one batched frame (training), draw for draw."""
     model = build_model(_cfg(predictor="none", ini_iters=3, num_iters=1), D).eval()
     feats = torch.randn(1, 4, D, 6, 7)
-    tokens = model.embed(feats[0])  # (T, N, C)
+    tokens = model.frame.embed(feats[0])  # (T, N, C)
     calls = []
-    forward = model.slot_attention.forward
-    model.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
+    forward = model.frame.slot_attention.forward
+    model.frame.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
     g = torch.Generator().manual_seed(0)
-    looped = [out.slots for out in model.scan(tokens.unsqueeze(1), model.init_slots(1, generator=g), generator=g)]
+    looped = [out.slots for out in model.scan(tokens.unsqueeze(1), model.frame.init_slots(1, generator=g), generator=g)]
     assert calls == [3, 3, 3, 3]  # ini_iters on every frame, never num_iters
-    batched = next(model.scan([tokens], model.init_slots(4, generator=torch.Generator().manual_seed(0))))
+    batched = next(model.scan([tokens], model.frame.init_slots(4, generator=torch.Generator().manual_seed(0))))
     torch.testing.assert_close(torch.cat(looped), batched.slots)
 
 
 def test_scan_of_a_temporal_model_carries_slots():
     model = build_model(_cfg(predictor="identity", ini_iters=2, num_iters=1), D).eval()
-    tokens = model.embed(torch.randn(3, D, 6, 7)).unsqueeze(1)  # T x (1, N, C)
-    init = model.init_slots(1)
+    tokens = model.frame.embed(torch.randn(3, D, 6, 7)).unsqueeze(1)  # T x (1, N, C)
+    init = model.frame.init_slots(1)
     outs = list(model.scan(tokens, init))
-    expected = model.slot_attention(tokens[1], outs[0].slots, 1).slots  # identity predictor: carried as is
+    expected = model.frame.slot_attention(tokens[1], outs[0].slots, 1).slots  # identity predictor: carried as is
     torch.testing.assert_close(outs[1].slots, expected)
 
 
@@ -129,14 +141,14 @@ def test_bgfg_model_restricts_slot_attention(strategy):
     model = build_model(_cfg(num_slots=[2, 3], bgfg=True, bgfg_strategy=strategy, predictor="savi"), D)
     attn = torch.rand(2, 3, 4, 6, 7)
     seen = []
-    forward = model.slot_attention.forward
+    forward = model.frame.slot_attention.forward
 
     def spy(x, s, n, m=None):
         out = forward(x, s, n, m)
         seen.append((m, out.attention))
         return out
 
-    model.slot_attention.forward = spy  # type: ignore[method-assign]
+    model.frame.slot_attention.forward = spy  # type: ignore[method-assign]
     model.clip_loss(torch.randn(2, 3, D, 6, 7), attn)
     background = background_mask(attn[:, 0]).flatten(1)
     mask0, attention0 = seen[0]
@@ -157,32 +169,34 @@ def test_config_errors_name_the_value():
         build_model(_cfg(num_slots=[2, 3]), D)
 
 
-def test_eval_decode_uses_present_time_decoder():
-    model = build_model(_cfg(time_steps=[0, 1], time_decoder="linear"), D)
-    slots = torch.randn(1, 4, 16)
-    direct = model.decoder(model.time_decoders[0](slots), (6, 7)).alpha
-    torch.testing.assert_close(model.decode(slots, (6, 7)).alpha, direct)
-    assert isinstance(model, SlotModel) and isinstance(model.decoder, AlphaDecoder)
-    assert isinstance(model.decoder.pos_embed, PositionalEncoding)
+def test_a_stream_decodes_the_present_time_step():
+    model = build_model(_cfg(time_steps=[1, 0], time_decoder="linear"), D).eval()  # the present is step 0
+    assert model.present == 1
+    frame = next(model(iter([torch.randn(1, D, 6, 7)]), generator=torch.Generator().manual_seed(0)))
+    direct = model.frame.decoder(model.time_decoders[1](frame.slots), (6, 7))
+    torch.testing.assert_close(frame.masks, direct.alpha)
+    torch.testing.assert_close(frame.prediction, direct.reconstruction)
+    assert isinstance(model, SlotModel) and isinstance(model.frame.decoder, AlphaDecoder)
+    assert isinstance(model.frame.decoder.pos_embed, PositionalEncoding)
 
 
 def test_original_architecture_options():
     """input_mlp=false: raw features into slot attention; loss_norm=prediction: LayerNorm on the prediction,
     the raw features as the target."""
-    from dinosavi.losses import temporal_reconstruction_loss
+    from dinosavi.models.losses import temporal_reconstruction_loss
 
     D = 12
     dec = AlphaDecoder(16, D, 2, 1, 32, PositionalEncoding("linear"))
     model = SlotModel(D, 16, 32, 3, 1, dec, predictor=SaviPredictor(16), time_steps=(0, 1),
                       input_mlp=False, loss_norm="prediction", style="original")
-    assert model.input_mlp is None and model.slot_attention.norm_inputs.weight.shape == (D,)
+    assert model.frame.input_mlp is None and model.frame.slot_attention.norm_inputs.weight.shape == (D,)
     assert "prediction_norm.weight" in model.state_dict()
     features = torch.randn(2, 3, D, 4, 5)
-    assert torch.equal(model.embed(features[:, 0]), rearrange(features[:, 0], "b d h w -> b (h w) d"))
+    assert torch.equal(model.frame.embed(features[:, 0]), rearrange(features[:, 0], "b d h w -> b (h w) d"))
     captured = {}
     model.prediction_norm.register_forward_hook(lambda m, a, o: captured.setdefault("ln", o))
     out = model.clip_loss(features)
-    prediction = rearrange(captured["ln"], "p b t h w d -> p b t d h w")
+    prediction = rearrange(captured["ln"], "p (b t) h w d -> p b t d h w", b=2)
     expected, _ = temporal_reconstruction_loss(prediction, features, (0, 1), normalized=False)
     torch.testing.assert_close(out.loss, expected)
     with pytest.raises(ValueError, match=r"Unknown model\.loss_norm `both`"):
@@ -208,8 +222,8 @@ def test_conditioned_training_shards_match_the_global_batch():
 def test_conditioned_clips_start_from_their_regions(monkeypatch):
     model = build_model(_cfg(predictor="savi", condition="kmeans", condition_share=0.5), D).train()
     seen = []
-    original = model.slot_attention.forward
-    monkeypatch.setattr(model.slot_attention, "forward",
+    original = model.frame.slot_attention.forward
+    monkeypatch.setattr(model.frame.slot_attention, "forward",
                         lambda x, s, n, m=None: seen.append(m) or original(x, s, n, m))
     model.clip_loss(torch.randn(4, 2, D, 6, 7))
     first = seen[0]  # (B, S, N): frame 0's mask
@@ -227,15 +241,15 @@ def test_conditioned_clips_start_from_their_regions(monkeypatch):
 def test_anchor_one_starts_every_frame_from_the_first_slots(monkeypatch):
     model = build_model(_cfg(predictor="savi", anchor=1.0), D).eval()
     starts = []
-    original = model.slot_attention.forward
-    monkeypatch.setattr(model.slot_attention, "forward",
+    original = model.frame.slot_attention.forward
+    monkeypatch.setattr(model.frame.slot_attention, "forward",
                         lambda x, s, n, m=None: starts.append(s) or original(x, s, n, m))
-    tokens = [model.embed(torch.randn(1, D, 6, 7)) for _ in range(3)]
-    outs = list(model.scan(tokens, model.init_slots(1)))
+    tokens = [model.frame.embed(torch.randn(1, D, 6, 7)) for _ in range(3)]
+    outs = list(model.scan(tokens, model.frame.init_slots(1)))
     torch.testing.assert_close(starts[1], outs[0].slots)
     torch.testing.assert_close(starts[2], outs[0].slots)
     starts.clear()
-    outs = list(model.scan(tokens, model.init_slots(1), anchor=0.0))  # the call overrides the model's
+    outs = list(model.scan(tokens, model.frame.init_slots(1), anchor=0.0))  # the call overrides the model's
     torch.testing.assert_close(starts[2], model.predictor(outs[1].slots))
 
 
@@ -262,3 +276,22 @@ def test_conditioning_errors_name_the_key():
         build_model(_cfg(predictor="savi", track_weight=1.0), D)
     with pytest.raises(ValueError, match=r"model\.anchor"):
         build_model(_cfg(predictor="savi", anchor=2.0), D)
+
+
+def test_clip_loss_decreases_with_training():
+    torch.manual_seed(0)
+    model = SlotModel(24, 16, 32, 5, 2, AlphaDecoder(16, 24, 2, 1, 32, PositionalEncoding("linear")))
+    # three "objects": constant feature vectors on fixed regions
+    regions = torch.zeros(6, 7, dtype=torch.long)
+    regions[:3, :4], regions[3:, 4:] = 1, 2
+    feats = torch.randn(3, 24)[regions].permute(2, 0, 1).expand(2, 2, 24, 6, 7).contiguous()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = model.clip_loss(feats)
+        first = first if first is not None else out.loss.item()
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    assert out.alpha.shape == (2, 2, 5, 6, 7)
+    assert out.loss.item() < 0.5 * first

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dinosavi.checkpoint import load_checkpoint
+from dinosavi.cli.modes import run_convert, run_eval, run_train
 from dinosavi.data.davis import read_palette_png
-from dinosavi.modes import run_convert, run_eval, run_train
+from dinosavi.training.loading import load_checkpoint
 from dinosavi.utils import seed_everything
 from tests.conftest import REPO_ROOT, compose_config
 

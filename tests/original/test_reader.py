@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dinosavi.checkpoint import load_checkpoint
 from dinosavi.original.reader import is_torch_file, read_original_checkpoint
+from dinosavi.training.loading import load_checkpoint
 
 MARKER = Path("/tmp") / f"dinosavi-reader-test-{os.getpid()}"
 

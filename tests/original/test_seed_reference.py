@@ -20,12 +20,12 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 import dinosavi.models.decoders as decoders
-from dinosavi.checkpoint import load_checkpoint
-from dinosavi.config import ModelConfig
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.models.background import background_mask
+from dinosavi.models.options import ModelConfig
 from dinosavi.models.slot_model import SlotModel
+from dinosavi.training.loading import load_checkpoint
 
 TAGS = ("headline", "bgfg")
 PRESETS = {"headline": "slot-s256d-line-t01-tline-ini5", "bgfg": "slot-s256d-final"}
@@ -53,7 +53,7 @@ def reference(seed_reference: Path) -> tuple[dict[str, Tensor], dict[str, Tensor
 def load_model(seed_reference: Path, tag: str) -> SlotModel:
     from omegaconf import OmegaConf
 
-    from dinosavi.build import build_model
+    from dinosavi.models.factory import build_model
 
     ckpt = load_checkpoint(seed_reference / f"{tag}.ckpt")
     cfg = OmegaConf.merge(OmegaConf.structured(ModelConfig), ckpt.config["model"])
@@ -65,7 +65,7 @@ def load_model(seed_reference: Path, tag: str) -> SlotModel:
 @contextmanager
 def fixed_noise(model: SlotModel, noise: Tensor) -> Iterator[None]:
     """Slot initialisation from the stored noise instead of random draws (the formula still runs)."""
-    init = model.slot_init
+    init = model.frame.slot_init
 
     def forward(batch_size: int, num_slots: Any, generator: torch.Generator | None = None) -> Tensor:
         return init.from_noise(noise[:batch_size], num_slots)
@@ -85,7 +85,7 @@ class Recorder:
         self.frames: list[dict[str, Any]] = []
         self.store: dict[str, list[Tensor]] = {}
         self.active = True
-        sa = model.slot_attention
+        sa = model.frame.slot_attention
         self.handles = [
             sa.register_forward_pre_hook(self._frame),
             sa.register_forward_hook(self._frame_out),
@@ -93,8 +93,8 @@ class Recorder:
             sa.project_q.register_forward_hook(lambda m, a, o: self._set("q", o)),
             sa.gru.register_forward_hook(self._gru),
             sa.mlp.register_forward_hook(lambda m, a, o: self._set("slots_out", self._cur()["gru_out"] + o)),
-            model.decoder.register_forward_pre_hook(lambda m, a: self._add("decoder_in", a[0])),
-            model.decoder.register_forward_hook(lambda m, a, o: self._add("decoder_out", o)),
+            model.frame.decoder.register_forward_pre_hook(lambda m, a: self._add("decoder_in", a[0])),
+            model.frame.decoder.register_forward_hook(lambda m, a, o: self._add("decoder_out", o)),
         ]
         if model.predictor is not None:
             self.handles += [
@@ -141,7 +141,7 @@ class Recorder:
         """Attention of iteration ``k`` of a recorded frame: the last attention of ``k + 1`` iterations."""
         self.active = False
         try:
-            return self.model.slot_attention(frame["x"], frame["start"], k + 1, frame["mask"]).attention
+            return self.model.frame.slot_attention(frame["x"], frame["start"], k + 1, frame["mask"]).attention
         finally:
             self.active = True
 

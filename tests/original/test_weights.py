@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dinosavi.build import build_model
-from dinosavi.config import ModelConfig
+from dinosavi.models.factory import build_model
+from dinosavi.models.options import ModelConfig
 from dinosavi.original.config import convert_config
 from dinosavi.original.reader import read_original_checkpoint
 from dinosavi.original.weights import original_to_dinosavi

@@ -20,8 +20,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dinosavi.build import build_sequences, input_size
-from dinosavi.config import DataConfig, PropagateConfig
+from dinosavi.cli.build import build_sequences, input_size
+from dinosavi.cli.config import DataConfig, PropagateConfig
+from dinosavi.cli.modes import options, save_config, train_from_config
 from dinosavi.data.davis import SequenceDataset
 from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.evaluation.options import EvalOptions
@@ -31,7 +32,6 @@ from dinosavi.features.source import FeatureSource, resolution
 from dinosavi.features.store import FeatureStore
 from dinosavi.metrics.results import DiscoveryTable
 from dinosavi.models.slot_model import SlotModel
-from dinosavi.modes import options, save_config, train_from_config
 
 __all__ = ["DemoModels", "EvalSet", "demo_sets", "demo_summary", "kmeans_table", "natural_config",
            "propagation_scores", "run_demo", "slot_scores", "train_demo_models"]
@@ -117,8 +117,9 @@ def slot_scores(cfg: DictConfig, model: SlotModel, evaluation: EvalSet, eval_opt
                           propagation=options(cfg.propagate, PropagateConfig))
 
 
-def run_demo(cfg: DictConfig, run_dir: Path) -> dict[str, dict[str, float]]:
-    """``mode=demo`` (see the module docstring); returns every evaluation's global scores."""
+def run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, dict[str, float]]:
+    """``mode=demo`` (see the module docstring); returns every evaluation's global scores. ``overrides`` (the
+    command line's) are not needed: the demo trains from scratch."""
     save_config(cfg, run_dir)
     models = train_demo_models(cfg, run_dir)
     evals = run_dir / "eval"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dinosavi.distributed import Distributed
+from dinosavi.training.distributed import Distributed
 
 
 def test_without_torchrun_there_is_one_process(monkeypatch):

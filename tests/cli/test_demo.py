@@ -1,4 +1,4 @@
-from dinosavi.demo import demo_summary, natural_config
+from dinosavi.cli.demo import demo_summary, natural_config
 from tests.conftest import compose_config
 
 

@@ -28,8 +28,9 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from dinosavi.atomic import atomic_path
+from dinosavi.models.keys import MODEL_KEYS, upgrade_model_keys
 
-__all__ = ["FORMAT", "Checkpoint", "capture_rng", "load_checkpoint", "restore_rng", "save_checkpoint",
+__all__ = ["FORMAT", "Checkpoint", "capture_rng", "read_checkpoint", "restore_rng", "save_checkpoint",
            "tensor_digest"]
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class Checkpoint:
     Attributes:
         config: the resolved config of the run, as a plain dict.
         step: optimisation steps taken.
-        model: the model's state dict.
+        model: the model's state dict, under today's keys (:mod:`dinosavi.models.keys` maps older files').
         optimizer: the optimizer's state dict, or None for weights-only files.
         scheduler: the LR scheduler's state dict, or None.
         rng: RNG states (``torch``, ``numpy``, ``python``; ``cuda`` when saved on a GPU), or None.
@@ -180,7 +181,8 @@ def save_checkpoint(
     """
     path = Path(path)
     tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config, "extra": extra or {}}
+    meta: dict[str, Any] = {"format": FORMAT, "step": step, "config": config, "extra": extra or {},
+                            "model_keys": MODEL_KEYS}
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = _split_optimizer(optimizer.state_dict())
         tensors.update({k: v.contiguous().cpu() for k, v in opt_tensors.items()})
@@ -197,43 +199,17 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+def read_checkpoint(path: Path) -> Checkpoint:
+    """Read a checkpoint file written by :func:`save_checkpoint` (any kind of checkpoint, by path or name:
+    :func:`dinosavi.training.loading.load_checkpoint`).
 
     Every tensor is checked against the digest recorded when it was saved (see the module docstring);
     a checkpoint of the legacy format, which has none, loads with a warning.
 
-    A ``torch.save`` file is read as an original DINOSAVi ``.ckpt`` (:func:`dinosavi.original.load_original_checkpoint`:
-    converted config and weights, no optimizer state). A model folder (one holding ``config.json`` or
-    ``model.safetensors``), or ``hf://owner/name[@revision]``, is read by :mod:`dinosavi.hub` (config and weights,
-    no optimizer state); any other folder (a run folder, say) is an error that names the checkpoint file expected.
-
     Raises:
-        FileNotFoundError: no file at ``path``, or a model folder that lacks one of its two files.
-        ValueError: a folder that is no model folder, a file that is not a dinosavi checkpoint, or one that is
-            damaged: truncated, unreadable, or a tensor (named) or the metadata does not match its digest.
+        ValueError: a file that is not a dinosavi checkpoint, or one that is damaged: truncated, unreadable,
+            or a tensor (named) or the metadata does not match its digest.
     """
-    if isinstance(path, str) and path.startswith("hf://"):
-        from dinosavi.hub import download, load_pretrained
-
-        return load_pretrained(download(path))
-    path = Path(path)
-    if path.is_dir():
-        from dinosavi.hub import CONFIG_NAME, WEIGHTS_NAME, load_pretrained
-
-        if (path / CONFIG_NAME).exists() or (path / WEIGHTS_NAME).exists():  # a model folder (mode=export)
-            return load_pretrained(path)  # a file of the two missing: named there
-        raise ValueError(f"{path} is a folder, not a checkpoint; expected a checkpoint file such as "
-                         f"{path / 'checkpoints' / 'last.safetensors'}, or a model folder ({CONFIG_NAME} and "
-                         f"{WEIGHTS_NAME}, written by mode=export)")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    from dinosavi.original.reader import is_torch_file
-
-    if is_torch_file(path):
-        from dinosavi.original import load_original_checkpoint
-
-        return load_original_checkpoint(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -251,7 +227,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(
         config=meta["config"],
         step=int(meta["step"]),
-        model=groups["model"],
+        model=upgrade_model_keys(groups["model"], meta.get("model_keys", 1), str(path)),
         optimizer=_join_optimizer(groups["optimizer"], meta["optimizer"]) if "optimizer" in meta else None,
         scheduler=meta.get("scheduler"),
         rng=_rng_from_file(groups["rng"], meta["rng"]) if "rng" in meta else None,

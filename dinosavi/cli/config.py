@@ -6,10 +6,10 @@ sections; ``hparam/`` presets are complete recipes placed at the top level (they
 feature dimension of an encoder) are computed in Python and logged, never interpolated.
 
 The sections that a module takes as a whole are that module's own option dataclasses, so each value has
-one source: ``train`` is :class:`dinosavi.train_options.TrainOptions`, ``eval`` and ``score`` are
+one source: ``train`` is :class:`dinosavi.training.options.TrainOptions`, ``eval`` and ``score`` are
 :class:`dinosavi.evaluation.options.EvalOptions` and ``ScoreOptions``, ``propagate`` extends
 ``PropagationParams``, ``data.synthetic`` is :class:`dinosavi.data.synthetic.SyntheticSpec`. The front door
-(:mod:`dinosavi.modes`, :mod:`dinosavi.build`) turns them into those objects; nothing below it reads a config.
+(:mod:`dinosavi.cli.modes`, :mod:`dinosavi.cli.build`) turns them into those objects; nothing below it reads a config.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from dinosavi.data.badfiles import MAX_BAD_FRACTION
 from dinosavi.data.synthetic import SyntheticSpec
 from dinosavi.evaluation.options import EvalOptions, PropagationParams, ScoreOptions
-from dinosavi.train_options import TrainOptions
+from dinosavi.models.options import ModelConfig
+from dinosavi.training.options import TrainOptions
 
 __all__ = [
     "GROUPS_OVER_CHECKPOINT",
@@ -38,7 +39,7 @@ __all__ = [
     "EncoderConfig",
     "ExportConfig",
     "FeaturesConfig",
-    "ModelConfig",
+    "Mode",
     "PropagateConfig",
     "SegmentConfig",
     "checkpoint_config",
@@ -49,21 +50,48 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CONF = Path(__file__).parent / "conf"
+_CONF = Path(__file__).parent.parent / "conf"
 
-MODES = {
-    "help": "list modes, presets and the main options",
-    "demo": "train the demo recipe (SAVi predictor) on synthetic video and on natural frames, evaluate on both",
-    "train": "train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
-    "eval": "evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
-    "convert": "an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
-    "cache": "encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
-    "propagate": "label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
-    "score": "score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
-    "segment": "segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
-               "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
-    "export": "a checkpoint (resume=<ckpt>) as a shareable model folder (out=<dir>): config.json, "
-              "model.safetensors, README.md; export.push=true export.repo=<owner/name> uploads it",
+@dataclass(frozen=True)
+class Mode:
+    """One mode of the CLI.
+
+    Attributes:
+        help: its line in ``mode=help``.
+        run: ``module:function`` that runs it with ``(cfg, run_dir, overrides)``, imported only when the mode
+            runs (None: ``mode=help``, which runs before Hydra makes a run directory).
+        torch: whether it uses torch (``mode=score`` and ``mode=help`` import none, so nothing seeds it).
+    """
+
+    help: str
+    run: str | None
+    torch: bool = True
+
+
+# The modes, once: the CLI's help, dispatch (:func:`dinosavi.cli.dispatch.run_mode`) and seeding read this
+# table; ``conf/mode/<name>.yaml`` holds each one's defaults (a test keeps the two equal).
+MODES: dict[str, Mode] = {
+    "help": Mode("list modes, presets and the main options", None, torch=False),
+    "demo": Mode("train the demo recipe (SAVi predictor) on synthetic video and on natural frames, evaluate on both",
+                 "dinosavi.cli.demo:run_demo"),
+    "train": Mode("train a slot model on video clips (data=davis|synthetic|videos|movi|ytvis)",
+                  "dinosavi.cli.modes:run_train"),
+    "eval": Mode("evaluate a checkpoint (resume=<ckpt>): lock-on J&F, or eval.lock_on=false for unsupervised discovery",
+                 "dinosavi.cli.modes:run_eval"),
+    "convert": Mode("an original DINOSAVi checkpoint (resume=<file>.ckpt) as a safetensors checkpoint (out=<file>)",
+                    "dinosavi.cli.modes:run_convert"),
+    "cache": Mode("encode a dataset once into the feature store (features.store=<dir>) at the train/eval resolutions",
+                  "dinosavi.cli.modes:run_cache"),
+    "propagate": Mode("label propagation of the first-frame masks with frozen features (DINO/CRW baseline), J&F",
+                      "dinosavi.cli.modes:run_propagate"),
+    "score": Mode("score a DAVIS-format results folder (results=<dir>) against data.root: official CSVs + JSON",
+                  "dinosavi.cli.modes:run_score", torch=False),
+    "segment": Mode("segment your own video (input=<file or folder>) with resume=<ckpt> [first_mask=<png>] or "
+                    "method=propagate first_mask=<png>: PNGs, overlays, MP4, report.html",
+                    "dinosavi.cli.modes:run_segment"),
+    "export": Mode("a checkpoint (resume=<ckpt>) as a shareable model folder (out=<dir>): config.json, "
+                   "model.safetensors, README.md; export.push=true export.repo=<owner/name> uploads it",
+                   "dinosavi.cli.modes:run_export"),
 }
 
 
@@ -133,71 +161,6 @@ class FeaturesConfig:
 
 
 @dataclass
-class ModelConfig:
-    """The slot model: per-frame slot attention and decoder, in a loop over time.
-
-    ``num_slots`` is an int, or ``[bg, fg]`` with ``bgfg`` (background/foreground slot groups).
-    ``ini_iters`` None uses ``num_iters`` on freshly sampled slots. ``predictor``: ``savi`` carries
-    slots to the next frame (self-attention + MLP), ``identity`` carries them unchanged, ``none`` samples
-    fresh slots every frame (DINOSAUR, ``ini_iters`` iterations on every frame). ``input_pe``: ``linear``
-    adds a soft position embedding of the patch coordinates to the features before the input MLP
-    (slot attention on CNN features needs it), ``none`` adds nothing (ViT features carry position).
-    ``blend``: ``alpha`` blends the decoded slots with the decoder's alpha masks (DINOSAUR), ``attention``
-    with the slot-attention weights (they are then the masks; the reconstruction error reaches the
-    grouping directly; future time steps keep their alpha).
-    ``input_mlp``: true maps the features through a LayerNorm + MLP to ``slot_dim`` tokens before slot
-    attention (DINOSAUR, ours); false feeds the raw features to slot attention (the original DINOSAVi).
-    ``loss_norm``: ``target`` compares the prediction with layer-normalised features (ours); ``prediction``
-    puts a learnable LayerNorm on the prediction and compares it with the raw features (the original).
-    ``style``: ``original`` reproduces the original code's numerics that are no research choice: decoder
-    PE values, initialisation and bicubic resizing, slot-initialisation draws, slot attention's weighted
-    mean; ``dinosavi`` is ours. The presets named after the original set all three to the original's.
-    ``time_steps``: the frame offsets the slots of a frame are decoded to, one ``time_decoder``
-    (``linear``, ``attn`` or ``identity``) each. ``decoder``: ``alpha`` (spatial broadcast + convolutions
-    of ``decoder_kernel_size``), ``mlp`` (DINOSAUR's MLP with a learned PE), ``transformer`` (learned
-    patch queries cross-attending to slots) or ``mixer`` (slots mixed per position by the slot attention,
-    then one shared per-position MLP; needs ``blend=attention``); ``pe_*`` apply to ``alpha``, ``pe_size``
-    also to the learned embeddings of ``mlp``/``transformer``. ``bgfg_strategy``: ``initial`` restricts bg/fg
-    slots to the patches of their group (from CLS attention) at the first frame, ``always`` at every frame.
-    ``condition``: ``none``, or a mask-conditioned slot initialiser for lock-on, trained without labels on
-    ``condition_share`` of the clips from first-frame ``kmeans`` regions of the frozen features or the model's
-    own ``attention`` regions (:mod:`dinosavi.models.conditioning`); ``track_weight`` > 0 also trains their
-    slot attention at later frames toward those regions carried by label propagation on the frozen features.
-    ``contrast_weight`` > 0 adds SlotContrast's slot-slot contrastive loss with ``contrast_temperature``.
-    """
-
-    num_slots: Any = 10
-    slot_dim: int = 256
-    hidden_dim: int = 1024
-    num_iters: int = 3
-    ini_iters: int | None = None
-    predictor: str = "none"
-    input_pe: str = "none"
-    blend: str = "alpha"
-    input_mlp: bool = True
-    loss_norm: str = "target"
-    style: str = "dinosavi"
-    num_heads: int = 4
-    time_steps: list[int] = field(default_factory=lambda: [0])
-    time_decoder: str = "identity"
-    decoder: str = "alpha"
-    decoder_depth: int = 4
-    decoder_kernel_size: int = 1
-    decoder_hidden_dim: int = 1024
-    pe_type: str = "linear"
-    pe_dim: int = 4
-    pe_size: list[int] = field(default_factory=lambda: [28, 28])
-    bgfg: bool = False
-    bgfg_strategy: str = "always"
-    condition: str = "none"
-    condition_share: float = 0.5
-    contrast_weight: float = 0.0
-    contrast_temperature: float = 0.1
-    track_weight: float = 0.0
-    anchor: float = 0.0
-
-
-@dataclass
 class PropagateConfig(PropagationParams):
     """Label propagation (``mode=propagate``): :class:`dinosavi.evaluation.options.PropagationParams`
     (DINO's settings by default; ``propagate=crw`` sets CRW's), named by ``preset``, with the resize rule
@@ -235,7 +198,7 @@ class SegmentConfig:
 
 @dataclass
 class ExportConfig:
-    """``mode=export``: the model of ``resume=`` as a Hub-style folder (:mod:`dinosavi.hub`) at ``out=``.
+    """``mode=export``: the model of ``resume=`` as a Hub-style folder (:mod:`dinosavi.training.hub`) at ``out=``.
 
     ``results``: evaluation results (JSON files, or evaluation run directories) whose numbers the model card
     states; a training run's last checkpoint also brings the results written under its run directory.

@@ -1,6 +1,6 @@
 """Every user-facing value of a composed config, checked by its key before torch is imported.
 
-Hydra checks keys and types against the schema (:mod:`dinosavi.config`); :func:`check_config` checks the
+Hydra checks keys and types against the schema (:mod:`dinosavi.cli.config`); :func:`check_config` checks the
 values: names that must be one of a few (``device``, ``method``, ``data.name``, ``encoder.name``,
 ``eval.protocol``, the ``model.*`` choices), numbers that must be in range, and the files and folders a mode
 reads (``data.root`` and its split, ``resume=`` (a checkpoint file, a model folder of ``mode=export`` or an
@@ -13,7 +13,7 @@ The sections that are option dataclasses (``train``, ``eval``, ``score``, ``prop
 ``data.synthetic``) are checked by those dataclasses themselves, as the modes build them. The allowed
 names of the lower parts (datasets, encoders, evaluation protocols, model choices, a model folder's files)
 are listed here, where no torch is needed;
-``tests/test_checks.py`` keeps them equal to the parts' own lists.
+``tests/cli/test_checks.py`` keeps them equal to the parts' own lists.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ ENCODER_PREFIXES = ("timm:", "random:", "hf:")
 ENCODER_STRIDES = (8, 16)
 # eval=<protocol>: ours, the original DINOSAVi's, and the anchors' scorings (dinosavi.evaluation.anchors)
 EVAL_PROTOCOLS = ("dinosavi", "original", "videosaur", "slotcontrast")
-MODEL_FOLDER_FILES = ("config.json", "model.safetensors")  # mode=export's folder (dinosavi.hub), that resume= reads
+MODEL_FOLDER_FILES = ("config.json", "model.safetensors")  # mode=export's folder (training.hub), that resume= reads
 MODEL_FOLDER_FORMAT = "dinosavi-pretrained/1"  # the "format" of its config.json
 HF_PREFIX = "hf://"
-_HF_URI = re.compile(r"hf://[^/@]+/[^/@]+(@.+)?")  # hf://owner/name[@revision], as dinosavi.hub parses it
+_HF_URI = re.compile(r"hf://[^/@]+/[^/@]+(@.+)?")  # hf://owner/name[@revision], as dinosavi.training.hub parses it
 MODEL_CHOICES = {
     "decoder": ("alpha", "mlp", "transformer", "mixer"),
     "predictor": ("savi", "identity", "none"),

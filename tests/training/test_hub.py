@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dinosavi import modes
-from dinosavi.checkpoint import load_checkpoint
-from dinosavi.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_pretrained, parse_hf_uri
+from dinosavi.cli import modes
+from dinosavi.training.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load_pretrained, parse_hf_uri
+from dinosavi.training.loading import load_checkpoint
 from tests.conftest import compose_config
 
 SYNTHETIC = ["data=synthetic", "data.synthetic.num_videos=4", "data.synthetic.num_frames=6",
@@ -172,7 +172,7 @@ def test_push_uploads_the_folder_when_asked(trained, monkeypatch, tmp_path):
 
 
 def test_results_come_from_the_runs_that_measured_this_checkpoint(tmp_path, caplog):
-    from dinosavi.hub import collect_results
+    from dinosavi.training.hub import collect_results
 
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -1,5 +1,5 @@
-"""The modes behind the CLI, in one dispatch table (:data:`MODES`): each takes the composed config, the run
-directory and the command line's overrides, builds what it needs (:mod:`dinosavi.build`) and calls the
+"""The modes behind the CLI (listed once in :data:`dinosavi.cli.config.MODES`): each takes the composed config, the run
+directory and the command line's overrides, builds what it needs (:mod:`dinosavi.cli.build`) and calls the
 package with built objects and typed options. This is the front door: below it nothing reads a config.
 """
 
@@ -15,19 +15,18 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from omegaconf import DictConfig, OmegaConf
 
 from dinosavi.atomic import write_atomic
-from dinosavi.config import MODES as MODE_HELP
-from dinosavi.config import checkpoint_config, resolve_split, with_data
+from dinosavi.cli.config import checkpoint_config, resolve_split, with_data
 
 if TYPE_CHECKING:
-    from dinosavi.checkpoint import Checkpoint
     from dinosavi.data.inputs import FrameStream
     from dinosavi.encoders.base import FrozenEncoder
     from dinosavi.evaluation.segment import Segmenter
     from dinosavi.models.slot_model import SlotModel
+    from dinosavi.training.checkpoint import Checkpoint
 
 __all__ = [
-    "EVAL_SECTIONS", "MODES", "evaluate_model", "options", "run_cache", "run_convert", "run_eval", "run_export",
-    "run_mode", "run_propagate", "run_score", "run_segment", "run_train",
+    "EVAL_SECTIONS", "evaluate_model", "options", "run_cache", "run_convert", "run_eval", "run_export",
+    "run_propagate", "run_score", "run_segment", "run_train",
     "save_config", "train_from_config",
 ]
 
@@ -57,7 +56,7 @@ def save_config(cfg: DictConfig, run_dir: Path) -> None:
 def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = None) -> tuple[Checkpoint, DictConfig]:
     """The checkpoint of ``resume=`` (loaded once) and ``cfg`` with its ``sections`` (e.g. :data:`EVAL_SECTIONS`),
     or with ``sections`` None every section but ``mode``/``resume`` (training continues the recipe)."""
-    from dinosavi.checkpoint import load_checkpoint
+    from dinosavi.training.loading import load_checkpoint
 
     ckpt = load_checkpoint(cfg.resume)
     if sections is None:
@@ -67,7 +66,7 @@ def _load(cfg: DictConfig, overrides: list[str], sections: list[str] | None = No
 
 
 def _encoder(cfg: DictConfig) -> FrozenEncoder:
-    from dinosavi.build import build_encoder, resolve_device
+    from dinosavi.cli.build import build_encoder, resolve_device
 
     return build_encoder(cfg.encoder).to(resolve_device(cfg.device))
 
@@ -93,7 +92,7 @@ def train_from_config(
     (in this order: the model's initialisation draws from the seeded RNG) and train; returns the final
     checkpoint, the trained model and the encoder. Under ``torchrun`` the process group is joined first and
     left at the end."""
-    from dinosavi.build import (
+    from dinosavi.cli.build import (
         build_encoder,
         build_feature_source,
         build_model,
@@ -103,9 +102,9 @@ def train_from_config(
         resolve_device,
     )
     from dinosavi.data.badfiles import BadFileIndex, SkipLog
-    from dinosavi.distributed import Distributed
-    from dinosavi.train import train
-    from dinosavi.train_options import TrainOptions
+    from dinosavi.training.distributed import Distributed
+    from dinosavi.training.loop import train
+    from dinosavi.training.options import TrainOptions
 
     train_options = options(cfg.train, TrainOptions)
     ddp = Distributed.from_env()
@@ -131,7 +130,7 @@ def train_from_config(
 def run_eval(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, float]:
     """``mode=eval``: evaluate ``resume=<checkpoint>`` (its model, encoder and evaluation defaults; the data of
     ``cfg``, and the eval options set on the command line) on an annotated split; returns the global scores."""
-    from dinosavi.build import load_model
+    from dinosavi.cli.build import load_model
 
     if not cfg.resume:
         raise ValueError("mode=eval needs resume=<checkpoint.safetensors>")
@@ -146,7 +145,7 @@ def evaluate_model(cfg: DictConfig, model: SlotModel, encoder: FrozenEncoder, ou
                    name: str) -> dict[str, float]:
     """Evaluate a built model on the split of ``cfg.data`` with the options of ``cfg.eval`` (lock-on or
     unsupervised), the features from ``features.store`` when set; returns the global scores."""
-    from dinosavi.build import build_feature_source, build_sequences, ensure_dataset
+    from dinosavi.cli.build import build_feature_source, build_sequences, ensure_dataset
     from dinosavi.evaluation.options import EvalOptions, ScoreOptions
     from dinosavi.evaluation.runner import evaluate_slots
 
@@ -173,8 +172,8 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
     if cfg.input:
         return run_segment(cfg, run_dir, overrides)
     save_config(cfg, run_dir)
-    from dinosavi.build import build_feature_source, build_sequences
-    from dinosavi.config import PropagateConfig
+    from dinosavi.cli.build import build_feature_source, build_sequences
+    from dinosavi.cli.config import PropagateConfig
     from dinosavi.evaluation.options import EvalOptions
     from dinosavi.evaluation.runner import evaluate_propagation
 
@@ -189,7 +188,7 @@ def run_propagate(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[
 def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """``mode=cache``: store the features (and CLS attention) of ``data`` at ``features.resolutions``; writes
     what it did to ``<run dir>/cache.json`` and returns it."""
-    from dinosavi.build import DATASETS, build_resolution, build_source_groups, check_data_root
+    from dinosavi.cli.build import DATASETS, build_resolution, build_source_groups, check_data_root
     from dinosavi.features.cache import cache_features
     from dinosavi.features.source import RESOLUTIONS
     from dinosavi.features.space import FeatureSpace
@@ -273,8 +272,8 @@ def run_segment(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path | 
 
 def _segment(cfg: DictConfig, method: str, ckpt: Checkpoint | None, run_dir: Path) -> Path | None:
     """Read the inputs and the first mask, build the segmenter of ``method`` and segment (``mode=segment``)."""
-    from dinosavi.build import build_feature_source, load_model
-    from dinosavi.config import PropagateConfig
+    from dinosavi.cli.build import build_feature_source, load_model
+    from dinosavi.cli.config import PropagateConfig
     from dinosavi.data.davis import davis_palette
     from dinosavi.data.inputs import StreamOptions, find_sources, stream_frames
     from dinosavi.evaluation.options import EvalOptions
@@ -344,9 +343,9 @@ def run_convert(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     """``mode=convert``: an original DINOSAVi ``resume=<file>.ckpt`` as a safetensors checkpoint of this package
     (``out=<file>``, else ``<run dir>/<name>.safetensors``), its converted config and the original's config kept.
     """
-    from dinosavi.build import restore_model
-    from dinosavi.checkpoint import save_checkpoint
+    from dinosavi.cli.build import restore_model
     from dinosavi.original import ORIGINAL_SOURCE
+    from dinosavi.training.checkpoint import save_checkpoint
 
     if not cfg.resume:
         raise ValueError("mode=convert needs resume=<original DINOSAVi .ckpt>")
@@ -368,8 +367,8 @@ def run_export(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
     """``mode=export``: the model of ``resume=`` (a checkpoint, an original ``.ckpt``, a model folder or
     ``hf://``) as a Hub-style folder at ``out=`` (else ``<run dir>/<checkpoint name>``) with a model card stating
     the numbers of ``export.results``; ``export.push=true`` uploads it to ``export.repo``. Returns the folder."""
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.hub import collect_results, push_to_hub, save_pretrained
+    from dinosavi.training.hub import collect_results, push_to_hub, save_pretrained
+    from dinosavi.training.loading import load_checkpoint
 
     if not cfg.resume:
         raise ValueError("mode=export needs resume=<checkpoint.safetensors>")
@@ -386,33 +385,3 @@ def run_export(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Path:
         print(f"pushed to {url}; load it with resume=hf://{cfg.export.repo}"
               + (f"@{cfg.export.revision}" if cfg.export.revision else ""))
     return out
-
-
-def _run_demo(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, dict[str, float]]:
-    from dinosavi.demo import run_demo
-
-    return run_demo(cfg, run_dir)
-
-
-MODES: dict[str, Callable[[DictConfig, Path, list[str]], Any]] = {
-    "train": run_train,
-    "eval": run_eval,
-    "cache": run_cache,
-    "propagate": run_propagate,
-    "segment": run_segment,
-    "score": run_score,
-    "convert": run_convert,
-    "export": run_export,
-    "demo": _run_demo,
-}
-
-
-def run_mode(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Any:
-    """Run the mode named by ``cfg.mode`` (``mode=help`` never reaches here: it makes no run directory).
-
-    Raises:
-        ValueError: an unknown mode.
-    """
-    if cfg.mode not in MODES:
-        raise ValueError(f"Unknown mode `{cfg.mode}`; expected one of {sorted(MODE_HELP)}")
-    return MODES[cfg.mode](cfg, run_dir, overrides)

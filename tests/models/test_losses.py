@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dinosavi.losses import feature_reconstruction_loss, normalize_target, temporal_reconstruction_loss
+from dinosavi.models.losses import feature_reconstruction_loss, normalize_target, temporal_reconstruction_loss
 
 
 def test_target_is_layer_normalised():
@@ -69,7 +69,7 @@ def test_temporal_loss_is_fp32_for_low_precision_predictions():
 def test_slot_contrast_loss_hand_computed():
     # two orthogonal slots that keep their direction from frame to frame: each picks itself with logit 1/tau
     # against 0, so the loss is log(1 + e^(-1/tau)); swapped slots pick the wrong one: log(1 + e^(1/tau))
-    from dinosavi.losses import slot_contrast_loss
+    from dinosavi.models.losses import slot_contrast_loss
 
     still = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).expand(1, 2, 2, 2)  # (B, T, S, C)
     tau = 0.5
@@ -85,7 +85,7 @@ def test_slot_contrast_loss_hand_computed():
 
 
 def test_region_tracking_loss_is_the_cross_entropy_to_the_regions():
-    from dinosavi.losses import region_tracking_loss
+    from dinosavi.models.losses import region_tracking_loss
 
     attention = torch.tensor([[0.8, 0.3], [0.2, 0.7]])[None, None]  # (B, T, S, N): patch 0 -> slot 0, 1 -> 1
     targets = torch.tensor([[1.0, 0.0], [0.0, 1.0]])[None, None]

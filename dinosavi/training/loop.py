@@ -1,7 +1,7 @@
 """The training loop, top to bottom: (resume), then encode clips, bind slots, step, log, save.
 
 :func:`train` takes built objects (the model, the clips, where their features come from, the typed
-options); :func:`dinosavi.modes.run_train` builds them from the config. The frozen encoder runs on the
+options); :func:`dinosavi.cli.modes.run_train` builds them from the config. The frozen encoder runs on the
 training device in the main process, batched; data-loader workers only decode and resize frames.
 
 Launched with ``torchrun --nproc_per_node=N -m dinosavi mode=train ...`` the loop runs data-parallel
@@ -44,15 +44,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.tensorboard import SummaryWriter
 
-from dinosavi.checkpoint import Checkpoint, capture_rng, restore_rng, save_checkpoint
 from dinosavi.data.badfiles import MAX_BAD_FRACTION, Skip, SkipLog
 from dinosavi.data.sampler import EpochSampler
 from dinosavi.data.videos import ClipDataset
-from dinosavi.distributed import Distributed
 from dinosavi.features.source import FeatureSource
 from dinosavi.models.slot_model import ClipLoss, SlotModel
 from dinosavi.precision import precision_dtype
-from dinosavi.train_options import TrainOptions, warmup_steps
+from dinosavi.training.checkpoint import Checkpoint, capture_rng, restore_rng, save_checkpoint
+from dinosavi.training.distributed import Distributed
+from dinosavi.training.options import TrainOptions, warmup_steps
 from dinosavi.viz.overlay import mask_grid, stretch_maps
 
 __all__ = ["STOP_SIGNALS", "Trainer", "one_cycle", "train"]
@@ -286,7 +286,7 @@ class Trainer:
 def one_cycle(optimizer: torch.optim.Optimizer, lr: float, max_steps: int,
               pct_start: float) -> torch.optim.lr_scheduler.OneCycleLR:
     """Torch's OneCycle schedule over ``max_steps`` peaking at ``lr``, its warm-up a whole number of steps
-    (:func:`dinosavi.train_options.warmup_steps`), so that no step count divides by zero (torch's own, with
+    (:func:`dinosavi.training.options.warmup_steps`), so that no step count divides by zero (torch's own, with
     ``pct_start * max_steps == 1``, does). Where ``pct_start * max_steps`` is already a whole number of at
     least 2 steps, up to float rounding (``0.1 x 300 = 30.000000000000004``; every preset's ordinary runs),
     ``pct_start`` is passed on as given: the same schedule, bit for bit, as ``OneCycleLR(pct_start=pct_start)``;

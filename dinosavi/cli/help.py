@@ -8,11 +8,11 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from dinosavi.config import MODES, register_configs
+from dinosavi.cli.config import MODES, register_configs
 
 __all__ = ["CONF_DIR", "print_help"]
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).parent.parent / "conf"
 
 
 def _presets() -> list[tuple[str, str]]:
@@ -33,7 +33,7 @@ def print_help(overrides: list[str]) -> None:
               for g in ("data", "encoder", "eval", "propagate")}
     lines = ["dinosavi: self-supervised video object segmentation with slots on frozen features", "",
              "usage: python -m dinosavi mode=<mode> [group=option] [key=value ...]", "", "modes:"]
-    lines += [f"  {name:<8} {text}" for name, text in MODES.items()]
+    lines += [f"  {name:<8} {mode.help}" for name, mode in MODES.items()]
     lines += ["", "presets (hparam=<name>):"]
     lines += [f"  {name:<32} {text}" for name, text in _presets()]
     lines += ["", "config groups:"] + [f"  {g}=<{'|'.join(opts)}>" for g, opts in groups.items()]

@@ -1,4 +1,4 @@
-"""The options of the training loop (:func:`dinosavi.train.train`): the optimisation recipe and its
+"""The options of the training loop (:func:`dinosavi.training.loop.train`): the optimisation recipe and its
 bookkeeping. A plain dataclass with no heavy imports; it is the ``train`` section of the config schema."""
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 The folder::
 
     config.json         {"format": "dinosavi-pretrained/1", "step", "config": the run's resolved config,
-                         "extra": what rebuilding needs (feature_dim, source), "sha256": {tensor: digest}}
+                         "extra": what rebuilding needs (feature_dim, source), "model_keys": the version of
+                         the weights' names (dinosavi.models.keys), "sha256": {tensor: digest}}
     model.safetensors   the model's weights only, named as in its state dict
     README.md           the model card: preset, encoder, training data, steps, the numbers measured
 
@@ -31,7 +32,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from dinosavi.atomic import atomic_path, write_atomic
-from dinosavi.checkpoint import Checkpoint, tensor_digest
+from dinosavi.models.keys import MODEL_KEYS, upgrade_model_keys
+from dinosavi.training.checkpoint import Checkpoint, tensor_digest
 
 __all__ = ["CARD_NAME", "CONFIG_NAME", "HF_PREFIX", "PRETRAINED_FORMAT", "WEIGHTS_NAME", "collect_results", "download",
            "is_pretrained", "load_pretrained", "model_card", "parse_hf_uri", "push_to_hub", "save_pretrained"]
@@ -90,7 +92,7 @@ def save_pretrained(folder: str | Path, ckpt: Checkpoint, measured: Mapping[str,
     tensors = {k: v.detach().contiguous().cpu() for k, v in ckpt.model.items()}
     config = {**ckpt.config, "mode": "train", "resume": None}
     extra = {k: v for k, v in ckpt.extra.items() if k not in _TRAINING_STATE}
-    meta = {"format": PRETRAINED_FORMAT, "step": ckpt.step, "config": config, "extra": extra,
+    meta = {"format": PRETRAINED_FORMAT, "step": ckpt.step, "config": config, "extra": extra, "model_keys": MODEL_KEYS,
             "sha256": {k: tensor_digest(t) for k, t in sorted(tensors.items())}}
     with atomic_path(folder / WEIGHTS_NAME, fsync=True) as tmp:
         save_file(tensors, tmp, metadata={"format": "pt"})
@@ -100,7 +102,7 @@ def save_pretrained(folder: str | Path, ckpt: Checkpoint, measured: Mapping[str,
 
 
 def load_pretrained(folder: str | Path) -> Checkpoint:
-    """A Hub-style folder as a weights-only :class:`~dinosavi.checkpoint.Checkpoint` (config, step, weights).
+    """A Hub-style folder as a weights-only :class:`~dinosavi.training.checkpoint.Checkpoint` (config, step, weights).
 
     Raises:
         FileNotFoundError: the folder lacks ``config.json`` or ``model.safetensors``.
@@ -131,7 +133,8 @@ def load_pretrained(folder: str | Path) -> Checkpoint:
         if tensor_digest(tensors[name]) != digests[name]:
             raise ValueError(f"{folder / WEIGHTS_NAME} is damaged: tensor `{name}` does not match its sha256 in "
                              f"{CONFIG_NAME} (a changed byte)")
-    return Checkpoint(config=meta["config"], step=int(meta["step"]), model=tensors, extra=dict(meta.get("extra", {})),
+    model = upgrade_model_keys(tensors, meta.get("model_keys", 1), str(folder / CONFIG_NAME))
+    return Checkpoint(config=meta["config"], step=int(meta["step"]), model=model, extra=dict(meta.get("extra", {})),
                       path=folder)
 
 

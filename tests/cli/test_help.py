@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dinosavi.config import MODES
-from dinosavi.help import CONF_DIR, print_help
+from dinosavi.cli.config import MODES
+from dinosavi.cli.help import CONF_DIR, print_help
 
 
 def test_help_lists_modes_presets_and_options(capsys):

@@ -3,12 +3,14 @@
 import errno
 import json
 import logging
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dinosavi.checkpoint import LEGACY_FORMAT, capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from dinosavi.training.checkpoint import LEGACY_FORMAT, capture_rng, restore_rng, save_checkpoint
+from dinosavi.training.loading import load_checkpoint
 
 
 def _setup():
@@ -84,7 +86,7 @@ def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
             f.write(b"half a file")
         raise OSError("disk full")
 
-    monkeypatch.setattr("dinosavi.checkpoint.save_file", crash)
+    monkeypatch.setattr("dinosavi.training.checkpoint.save_file", crash)
     with pytest.raises(OSError, match=rf"Cannot write {path}: disk full; the previous w.safetensors is unchanged"):
         save_checkpoint(path, model, {"v": 2}, 1)
     assert path.read_bytes() == before
@@ -103,7 +105,7 @@ def test_full_disk_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch,
     def fail(*args, **kwargs):
         raise no_space
 
-    target = {"write": "dinosavi.checkpoint.save_file", "fsync": "os.fsync", "rename": "os.replace"}[failing]
+    target = {"write": "dinosavi.training.checkpoint.save_file", "fsync": "os.fsync", "rename": "os.replace"}[failing]
     monkeypatch.setattr(target, fail)
     with pytest.raises(OSError, match=rf"Cannot write {path}: No space left on device; the previous") as info:
         save_checkpoint(path, model, {"v": 2}, 2, opt, sched, capture_rng())
@@ -195,7 +197,7 @@ def test_legacy_checkpoint_loads_with_a_warning(full_checkpoint, caplog):
     del meta["digests"]
     legacy = full_checkpoint.with_name("legacy.safetensors")
     save_file(tensors, str(legacy), metadata={"format": LEGACY_FORMAT, "dinosavi": json.dumps(meta)})
-    with caplog.at_level(logging.WARNING, logger="dinosavi.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="dinosavi.training.checkpoint"):
         ckpt = load_checkpoint(legacy)
     assert "cannot be verified" in caplog.text and str(legacy) in caplog.text
     assert ckpt.step == 1 and ckpt.optimizer is not None
@@ -237,3 +239,39 @@ def test_config_stored_as_json_metadata(tmp_path):
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["dinosavi"])
     assert meta["config"] == {"model": {"slot_dim": 8}} and meta["step"] == 3
+
+
+def test_a_checkpoint_written_before_the_model_held_its_frame_module_loads(tmp_path):
+    """checkpoint-keys-v1.safetensors was written by main at 25d9535 (SlotModel inherited its per-frame
+    modules: keys ``slot_attention.*``, ...), with the losses that model computed; today's model, its keys
+    mapped (``models.keys.frame_keys_v1_to_v2``), loads strictly and computes the same losses."""
+    from dinosavi.models.factory import build_model
+    from dinosavi.models.keys import MODEL_KEYS
+    from dinosavi.models.options import ModelConfig
+
+    ckpt = load_checkpoint(Path(__file__).parent / "files" / "checkpoint-keys-v1.safetensors")
+    assert ckpt.step == 7 and "frame.slot_attention.project_q.weight" in ckpt.model
+    model = build_model(ModelConfig(**ckpt.config["model"]), 6)
+    model.load_state_dict(ckpt.model, strict=True)
+    features = torch.randn(2, 3, 6, 4, 5, generator=torch.Generator().manual_seed(1))
+    model.train()
+    torch.manual_seed(2)
+    assert model.clip_loss(features).loss.item() == pytest.approx(ckpt.extra["clip_loss_train_seed2"], abs=1e-6)
+    model.eval()
+    torch.manual_seed(3)
+    assert model.clip_loss(features).loss.item() == pytest.approx(ckpt.extra["clip_loss_eval_seed3"], abs=1e-6)
+    # saved again, it records today's key version and reads back unchanged
+    saved = save_checkpoint(tmp_path / "v2.safetensors", model, ckpt.config, ckpt.step)
+    again = load_checkpoint(saved)
+    assert sorted(again.model) == sorted(model.state_dict())
+    from safetensors import safe_open
+
+    with safe_open(str(saved), framework="pt") as f:
+        assert json.loads(f.metadata()["dinosavi"])["model_keys"] == MODEL_KEYS
+
+
+def test_model_keys_of_a_newer_version_are_refused():
+    from dinosavi.models.keys import MODEL_KEYS, upgrade_model_keys
+
+    with pytest.raises(ValueError, match=f"version {MODEL_KEYS + 1}"):
+        upgrade_model_keys({}, MODEL_KEYS + 1, "x.safetensors")

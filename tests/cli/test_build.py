@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dinosavi import build
-from dinosavi.checkpoint import Checkpoint
-from dinosavi.config import DataConfig
+from dinosavi.cli import build
+from dinosavi.cli.config import DataConfig
 from dinosavi.features.source import resolution
+from dinosavi.models.factory import build_model
+from dinosavi.training.checkpoint import Checkpoint
 from tests.conftest import compose_config
 
 
@@ -49,7 +50,7 @@ def test_the_resolutions_are_those_of_the_feature_source():
 def test_load_model_checks_the_feature_width_and_loads_strictly():
     cfg = compose_config("mode=eval", "hparam=demo", "encoder=efficientnet_lite0")
     encoder = build.build_encoder(cfg.encoder)
-    model = build.build_model(cfg.model, encoder.feature_dim)
+    model = build_model(cfg.model, encoder.feature_dim)
     ckpt = Checkpoint(config={}, step=3, model=model.state_dict(), extra={"feature_dim": encoder.feature_dim})
     loaded = build.load_model(ckpt, cfg.model, encoder)
     assert not loaded.training

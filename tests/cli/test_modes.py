@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import json
+from importlib import import_module
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from dinosavi import modes
-from dinosavi.config import MODES as MODE_HELP
+from dinosavi.cli import modes
+from dinosavi.cli.config import MODES
+from dinosavi.cli.dispatch import run_mode
+from dinosavi.cli.help import CONF_DIR
 from dinosavi.evaluation.options import EvalOptions, ScoreOptions
-from dinosavi.train_options import TrainOptions
+from dinosavi.training.options import TrainOptions
 from tests.conftest import compose_config
 
 
-def test_every_mode_but_help_is_in_the_dispatch_table():
-    assert set(modes.MODES) == set(MODE_HELP) - {"help"}
-    with pytest.raises(ValueError, match="Unknown mode `bogus`"):
-        modes.run_mode(OmegaConf.create({"mode": "bogus"}), Path("."), [])
+def test_the_table_of_modes_is_the_conf_groups_modes_and_each_runs_a_function():
+    assert set(MODES) == {p.stem for p in (CONF_DIR / "mode").glob("*.yaml")}
+    for name, mode in MODES.items():
+        if name != "help":
+            assert mode.run is not None
+            module, function = mode.run.split(":")
+            assert callable(getattr(import_module(module), function)), name
+    for mode_name in ("bogus", "help"):
+        with pytest.raises(ValueError, match=f"Unknown mode `{mode_name}`"):
+            run_mode(OmegaConf.create({"mode": mode_name}), Path("."), [])
 
 
 def test_sections_become_their_options_and_are_checked():
@@ -44,7 +53,7 @@ def test_save_config_writes_the_resolved_config_atomically(tmp_path):
 
 
 def test_a_resumed_run_reads_its_checkpoint_once(tiny_synthetic, tmp_path, monkeypatch):
-    from dinosavi import checkpoint
+    from dinosavi.training import loading
 
     data = [f"data.root={tiny_synthetic}", "data.synthetic.num_videos=4", "data.synthetic.num_frames=6",
             "data.synthetic.height=64", "data.synthetic.width=80", "data.synthetic.val_videos=1",
@@ -52,13 +61,13 @@ def test_a_resumed_run_reads_its_checkpoint_once(tiny_synthetic, tmp_path, monke
     first = modes.run_train(compose_config("mode=train", "hparam=demo", "data=synthetic", *data,
                                            "train.max_steps=1"), tmp_path / "a", [])
     loads: list[Path] = []
-    load = checkpoint.load_checkpoint
-    monkeypatch.setattr(checkpoint, "load_checkpoint", lambda path: loads.append(Path(path)) or load(path))
+    load = loading.load_checkpoint
+    monkeypatch.setattr(loading, "load_checkpoint", lambda path: loads.append(Path(path)) or load(path))
     overrides = [f"resume={first}", "train.max_steps=2"]
     resumed = modes.run_train(compose_config("mode=train", "data=synthetic", *data, *overrides), tmp_path / "b",
                               overrides)
     assert loads == [first]
-    assert checkpoint.load_checkpoint(resumed).step == 2
+    assert loading.load_checkpoint(resumed).step == 2
 
 
 def test_cache_writes_what_it_did_into_the_run_dir(tiny_synthetic, tmp_path):
@@ -95,8 +104,9 @@ def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, 
 
 def _recipe_checkpoint(path: Path, *recipe: str) -> Path:
     """A checkpoint of an untrained ``hparam=demo`` model on the tiny ViT, its config recording ``recipe``."""
-    from dinosavi.build import build_encoder, build_model
-    from dinosavi.checkpoint import save_checkpoint
+    from dinosavi.cli.build import build_encoder
+    from dinosavi.models.factory import build_model
+    from dinosavi.training.checkpoint import save_checkpoint
 
     cfg = compose_config("mode=train", "hparam=demo", "encoder=vit_tiny_random", *recipe)
     model = build_model(cfg.model, build_encoder(cfg.encoder).feature_dim)
@@ -105,8 +115,8 @@ def _recipe_checkpoint(path: Path, *recipe: str) -> Path:
 
 def test_eval_takes_its_defaults_from_the_checkpoint_and_the_command_line_wins(tmp_path):
     """The recipe trained and documented at one evaluation size is evaluated at it unless told otherwise."""
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.config import checkpoint_config
+    from dinosavi.cli.config import checkpoint_config
+    from dinosavi.training.loading import load_checkpoint
 
     trained = load_checkpoint(_recipe_checkpoint(tmp_path / "demo.safetensors", "eval.short_side=48",
                                                  "eval.num_bg_slots=2")).config
@@ -125,7 +135,7 @@ def test_eval_takes_its_defaults_from_the_checkpoint_and_the_command_line_wins(t
 
 
 def test_a_checkpoint_without_its_config_is_named(tmp_path):
-    from dinosavi.config import checkpoint_config
+    from dinosavi.cli.config import checkpoint_config
 
     with pytest.raises(ValueError, match=r"model\.safetensors holds no `preset` section .* saved without its config"):
         checkpoint_config(compose_config("mode=eval"), {}, modes.EVAL_SECTIONS, [], "model.safetensors")

@@ -13,11 +13,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from dinosavi.checkpoint import load_checkpoint
-from dinosavi.modes import run_train
+from dinosavi.cli.modes import run_train
+from dinosavi.training.loading import load_checkpoint
 from dinosavi.utils import seed_everything
+from tests.cli.test_config import PRESETS
 from tests.conftest import compose_config
-from tests.test_config import PRESETS
 
 
 def _train(root: Path, run_dir: Path, *extra: str) -> Path:
@@ -89,7 +89,7 @@ def _cli_overrides(root: Path, run_dir: Path, *extra: str) -> list[str]:
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **extra}
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **extra}
 
 
 @pytest.mark.slow
@@ -368,8 +368,8 @@ def _optimizer() -> torch.optim.Optimizer:
 
 @pytest.mark.parametrize("pct_start", [0.0, 0.05, 0.1, 0.3, 0.5, 1.0])
 def test_no_step_count_crashes_the_schedule(pct_start):
-    from dinosavi.train import one_cycle
-    from dinosavi.train_options import warmup_steps
+    from dinosavi.training.loop import one_cycle
+    from dinosavi.training.options import warmup_steps
 
     for max_steps in range(1, 61):  # torch's own OneCycleLR divides by zero at 10 x 0.1, 20 x 0.05, 1 x 1.0, ...
         lrs = _lrs(one_cycle(_optimizer(), 1e-3, max_steps, pct_start), max_steps)
@@ -386,7 +386,7 @@ def test_no_step_count_crashes_the_schedule(pct_start):
 def test_ordinary_runs_keep_torchs_schedule_bit_for_bit(max_steps, pct_start):
     """The presets' step counts (demo 2000, the original's 30000, dinosaur 10000, the schema's 1000), and whole
     warm-ups that float rounding makes inexact."""
-    from dinosavi.train import one_cycle
+    from dinosavi.training.loop import one_cycle
 
     ours = one_cycle(_optimizer(), 4e-4, max_steps, pct_start)
     torchs = torch.optim.lr_scheduler.OneCycleLR(_optimizer(), max_lr=4e-4, total_steps=max_steps,

@@ -1,7 +1,8 @@
-"""DINOSAUR (Seitzer et al., 2023): slots bound to frozen features per frame, decoded back to them.
+"""The per-frame (image) parts of a slot model, after DINOSAUR (Seitzer et al., 2023): frozen features of one
+frame become slot-attention tokens, slots bind to them, and a decoder maps slots back to features.
 
-:class:`Dinosaur` is the per-frame (image) model; :class:`dinosavi.models.slot_model.SlotModel` is the
-loop over time around it, and trains both DINOSAUR (predictor ``none``) and DINOSAVi.
+:class:`FrameModel` holds them; :class:`dinosavi.models.slot_model.SlotModel` contains one and is the loop over
+time around it (its one ``forward``), for DINOSAUR (``predictor=none``: every frame on its own) and DINOSAVi.
 
 Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid, ``N = h*w``.
 """
@@ -9,7 +10,6 @@ Shapes: ``B`` batch, ``S`` slots, ``D`` feature channels, ``h, w`` feature grid,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from einops import rearrange
@@ -19,24 +19,7 @@ from dinosavi.models.decoders import DecoderOutput, SlotDecoder
 from dinosavi.models.pos_embed import grid
 from dinosavi.models.slot_attention import SlotAttention, SlotInit
 
-__all__ = ["BLENDS", "INPUT_PES", "STYLES", "Dinosaur", "FrameOutput"]
-
-
-@dataclass
-class FrameOutput:
-    """One frame through the model.
-
-    Attributes:
-        slots: ``(B, S, slot_dim)`` slots after binding.
-        attention: ``(B, S, h, w)`` slot-attention weights of the last iteration (softmax over slots).
-        alpha: ``(B, S, h, w)`` decoder alpha masks (softmax over slots).
-        reconstruction: ``(B, D, h, w)`` decoded features.
-    """
-
-    slots: Tensor
-    attention: Tensor
-    alpha: Tensor
-    reconstruction: Tensor
+__all__ = ["BLENDS", "INPUT_PES", "STYLES", "FrameModel"]
 
 
 INPUT_PES = ("none", "linear")
@@ -44,15 +27,14 @@ BLENDS = ("alpha", "attention")
 STYLES = ("dinosavi", "original")
 
 
-class Dinosaur(nn.Module):
-    """Per-frame slot model: feature MLP, slot attention, slot decoder.
+class FrameModel(nn.Module):
+    """The per-frame parts: feature MLP (or none), slot initialisation, slot attention, slot decoder.
 
     Args:
         feature_dim: channels ``D`` of the frozen features.
         slot_dim: size of a slot.
         hidden_dim: hidden size of the feature MLP and of the slot MLP.
         num_slots: default slot count, an int or ``[bg, fg]`` with slot groups.
-        num_iters: default slot-attention iterations.
         decoder: decodes slots to ``feature_dim`` channels.
         num_groups: slot groups of the initialisation (0: one shared Gaussian).
         input_pe: ``none``, or ``linear``: a soft position embedding added to the normalised features.
@@ -73,7 +55,6 @@ class Dinosaur(nn.Module):
         slot_dim: int,
         hidden_dim: int,
         num_slots: int | Sequence[int],
-        num_iters: int,
         decoder: SlotDecoder,
         num_groups: int = 0,
         input_pe: str = "none",
@@ -96,7 +77,6 @@ class Dinosaur(nn.Module):
         self.blend = blend
         self.feature_dim = feature_dim
         self.num_slots = num_slots if isinstance(num_slots, int) else tuple(num_slots)
-        self.num_iters = num_iters
         self.style = style
         self.input_mlp = nn.Sequential(
             nn.LayerNorm(feature_dim),
@@ -130,48 +110,17 @@ class Dinosaur(nn.Module):
             x = x + self.input_pe(coords)
         return x if self.input_mlp is None else self.input_mlp[1:](x)
 
-    def bind(
-        self, features: Tensor, slots: Tensor, num_iters: int | None = None, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Bind slots to one frame's features.
-
-        Args:
-            features: ``(B, D, h, w)``.
-            slots: ``(B, S, slot_dim)`` initial slots.
-            num_iters: iterations; the model's default when None.
-            mask: ``(B, S, N)`` boolean attention mask.
-
-        Returns:
-            slots ``(B, S, slot_dim)`` and attention ``(B, S, h, w)``.
-        """
-        h = features.shape[-2]
-        out = self.slot_attention(self.embed(features), slots, num_iters or self.num_iters, mask)
-        return out.slots, rearrange(out.attention, "b s (h w) -> b s h w", h=h)
-
     def decode(self, slots: Tensor, size: tuple[int, int], attention: Tensor | None = None) -> DecoderOutput:
-        """Decode ``slots: (B, S, slot_dim)`` to the current frame on a grid of ``size = (h, w)``; with
-        ``blend=attention`` the frame's ``(B, S, h, w)`` slot attention blends them."""
-        return self.decoder(slots, size, self._weights(attention))
+        """Decode ``slots: (B, S, slot_dim)`` to a frame on a grid of ``size = (h, w)``; with ``blend=attention``
+        the frame's ``(B, S, h, w)`` slot attention blends them."""
+        return self.decoder(slots, size, self.blend_weights(attention))
 
-    def _weights(self, attention: Tensor | None) -> Tensor | None:
+    def blend_weights(self, attention: Tensor | None) -> Tensor | None:
+        """What the decoder blends the decoded slots by: None (its own alpha masks) with ``blend=alpha``, else
+        the slot attention ``(B, S, h, w)``."""
         if self.blend == "alpha":
             return None
         if attention is None:
             raise ValueError("a model with blend=attention decodes the present frame with its slot attention; "
                              "pass the attention of the slots")
         return attention
-
-    def forward(
-        self,
-        features: Tensor,
-        slots: Tensor | None = None,
-        num_iters: int | None = None,
-        mask: Tensor | None = None,
-        generator: torch.Generator | None = None,
-    ) -> FrameOutput:
-        """Bind and decode one frame; ``slots`` are sampled when None. Arguments as in :meth:`bind`."""
-        if slots is None:
-            slots = self.init_slots(features.shape[0], generator=generator)
-        slots, attention = self.bind(features, slots, num_iters, mask)
-        decoded = self.decode(slots, (features.shape[-2], features.shape[-1]), attention)
-        return FrameOutput(slots, attention, decoded.alpha, decoded.reconstruction)

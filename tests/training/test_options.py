@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dinosavi.train_options import TrainOptions, warmup_steps
+from dinosavi.training.options import TrainOptions, warmup_steps
 from tests.conftest import REPO_ROOT
 
 
@@ -53,7 +53,7 @@ def test_input_size_must_be_two_positive_sides(size):
 
 
 def test_the_options_import_no_torch():
-    code = ("import sys; from dinosavi.train_options import TrainOptions; TrainOptions(); "
+    code = ("import sys; from dinosavi.training.options import TrainOptions; TrainOptions(); "
             "assert 'torch' not in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

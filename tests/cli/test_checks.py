@@ -11,8 +11,8 @@ import time
 import pytest
 from omegaconf import OmegaConf
 
-from dinosavi import checks
-from dinosavi.checks import (
+from dinosavi.cli import checks
+from dinosavi.cli.checks import (
     DATASET_LAYOUTS,
     ENCODER_NAMES,
     ENCODER_PREFIXES,
@@ -25,8 +25,8 @@ from dinosavi.checks import (
     ConfigFileNotFoundError,
     check_config,
 )
+from tests.cli.test_config import MODES, PRESETS
 from tests.conftest import compose_config
-from tests.test_config import MODES, PRESETS
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -36,7 +36,7 @@ def test_every_preset_passes(preset, tmp_path):
 
 @pytest.mark.parametrize("mode", sorted(set(MODES) - {"help"}))
 def test_every_modes_defaults_pass_the_value_checks(mode):
-    from dinosavi.checks import _check_values
+    from dinosavi.cli.checks import _check_values
 
     _check_values(compose_config(f"mode={mode}"))
 
@@ -92,8 +92,9 @@ def test_a_bad_value_is_one_error_naming_its_key(case, tmp_path):
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """A dinosavi checkpoint, one saved without its config, and a file that is no checkpoint."""
-    from dinosavi.build import build_encoder, build_model
-    from dinosavi.checkpoint import save_checkpoint
+    from dinosavi.cli.build import build_encoder
+    from dinosavi.models.factory import build_model
+    from dinosavi.training.checkpoint import save_checkpoint
 
     base = tmp_path_factory.mktemp("checkpoints")
     cfg = compose_config("mode=train", "hparam=demo", "encoder=vit_tiny_random")
@@ -138,8 +139,8 @@ def test_the_files_a_mode_reads_are_named(checkpoints, tiny_synthetic, tmp_path)
 def test_resume_takes_a_model_folder_or_a_hub_name_and_export_its_inputs(checkpoints, tiny_synthetic, tmp_path):
     """mode=export's folders and hf:// names pass where a checkpoint does, weights only (not mode=train); a folder
     with one of the two files is named for what it lacks; mode=export's own inputs are checked."""
-    from dinosavi.checkpoint import load_checkpoint
-    from dinosavi.hub import save_pretrained
+    from dinosavi.training.hub import save_pretrained
+    from dinosavi.training.loading import load_checkpoint
 
     good, _, _, run = checkpoints
     folder = save_pretrained(tmp_path / "my-model", load_checkpoint(good))
@@ -177,13 +178,13 @@ def test_resume_takes_a_model_folder_or_a_hub_name_and_export_its_inputs(checkpo
 
 
 def test_the_allowed_names_are_the_parts_own():
-    from dinosavi.build import DATASETS
+    from dinosavi.cli.build import DATASETS
     from dinosavi.encoders.registry import ENCODERS
     from dinosavi.features.source import RESOLUTIONS
     from dinosavi.features.store import DTYPES
     from dinosavi.models.background import BGFG_STRATEGIES
     from dinosavi.models.decoders import DECODERS
-    from dinosavi.models.dinosaur import BLENDS, INPUT_PES, STYLES
+    from dinosavi.models.frame import BLENDS, INPUT_PES, STYLES
     from dinosavi.models.pos_embed import PE_TYPES
     from dinosavi.models.predictor import PREDICTORS, TIME_DECODERS
     from dinosavi.models.slot_model import CONDITIONS, LOSS_NORMS
@@ -195,9 +196,9 @@ def test_the_allowed_names_are_the_parts_own():
                              "pe_type": PE_TYPES, "input_pe": INPUT_PES, "blend": BLENDS, "loss_norm": LOSS_NORMS,
                              "style": STYLES, "bgfg_strategy": BGFG_STRATEGIES, "condition": CONDITIONS}
     assert set(FEATURE_DTYPES) == set(DTYPES) and RESOLUTION_NAMES == RESOLUTIONS
+    from dinosavi.cli.help import CONF_DIR
     from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS
-    from dinosavi.help import CONF_DIR
-    from dinosavi.hub import CONFIG_NAME, HF_PREFIX, PRETRAINED_FORMAT, WEIGHTS_NAME, parse_hf_uri
+    from dinosavi.training.hub import CONFIG_NAME, HF_PREFIX, PRETRAINED_FORMAT, WEIGHTS_NAME, parse_hf_uri
 
     assert set(EVAL_PROTOCOLS) == {p.stem for p in (CONF_DIR / "eval").glob("*.yaml")} and set(ANCHOR_PROTOCOLS) < set(
         EVAL_PROTOCOLS)
