@@ -27,6 +27,7 @@ def _hand_alpha(model: SlotModel, feats: torch.Tensor, init: torch.Tensor, masks
     """A temporal model's present-frame alpha ``(B, T, S, h, w)``, written out: frame 0 binds ``init`` with
     ``ini_iters`` slot-attention iterations, each later frame the predictor's carried slots with ``num_iters``;
     ``masks[t]`` (if given) restricts frame ``t``'s attention."""
+    assert model.predictor is not None
     h, w = feats.shape[-2:]
     slots, alphas = init, []
     for t in range(feats.shape[1]):
@@ -197,6 +198,7 @@ def test_original_architecture_options():
     features = torch.randn(2, 3, D, 4, 5)
     assert torch.equal(model.embed(features[:, 0]), rearrange(features[:, 0], "b d h w -> b (h w) d"))
     bias = torch.randn(D)
+    assert model.prediction_norm is not None
     with torch.no_grad():  # the prediction's LayerNorm now gives `bias` whatever the decoder predicts
         model.prediction_norm.weight.zero_()
         model.prediction_norm.bias.copy_(bias)
@@ -239,6 +241,7 @@ def test_conditioned_clips_start_from_their_regions():
         regions = kmeans_regions(rearrange(feats[chosen, 0], "b d h w -> b (h w) d"), 4)  # (2, S, N)
         assert torch.equal(regions.sum(1), torch.ones(2, 42, dtype=torch.long))  # a partition of the patches
         start = init.clone()
+        assert model.conditioner is not None
         start[chosen] = model.conditioner(tokens[chosen], regions, noise=noise[chosen])
         mask = torch.ones(4, 4, 42, dtype=torch.bool)
         mask[chosen] = regions
@@ -255,6 +258,7 @@ def test_conditioned_clips_start_from_their_regions():
 
 def test_anchor_one_starts_every_frame_from_the_first_slots():
     model = build_model(_cfg(predictor="savi", anchor=1.0), D).eval()
+    assert model.predictor is not None
     tokens = [model.embed(torch.randn(1, D, 6, 7)) for _ in range(3)]
     init = model.init_slots(1)
     with torch.no_grad():
