@@ -4,8 +4,9 @@ Ours: clip features held in memory as fp16 (``features.in_memory``), every slot 
 one batched call (the 1x1 decoder as matrix products). Baseline, as the original code did it: each
 clip's features read from a ``diskcache`` store of ``lzma``-compressed ``torch.save(t.half())`` bytes,
 and every slot of every time step decoded separately through the broadcast + convolution path.
-Both train the same model (the headline preset) with Adam. Also times evaluation per frame
-(``segment_sequence``) on random features. First, what the ``demo`` recipe's lock-on training
+Both train the same model (the headline preset) with Adam; first, on two clips, the script checks that the
+baseline computes the same loss as ours (``SlotModel.clip_loss``) and stops if not. Also times evaluation
+per frame (``segment_sequence``) on random features. First, what the ``demo`` recipe's lock-on training
 (``model.condition=kmeans``, ``model.track_weight``) costs per step against the same recipe without it.
 
     python benchmarks/bench_train.py --device cpu --steps 3 [--batch-size 16 --frames 8]
@@ -31,7 +32,6 @@ from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.vos import segment_sequence
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.factory import build_model
-from dinosavi.models.losses import temporal_reconstruction_loss
 from dinosavi.models.slot_model import SlotModel
 
 PRESET = "slot-s256d-line-t01-tline-ini5"
@@ -74,24 +74,39 @@ class PeakMemory:
 
 
 def baseline_clip_loss(model: SlotModel, features: torch.Tensor) -> torch.Tensor:
-    """The original's loss path: per-frame binding, then each slot of each time step decoded on its own."""
-    B, T, _, h, w = features.shape
+    """The original's loss path, written out on the model's parts: frame by frame, slots drawn at the first
+    frame and bound with ``ini_iters``, then carried through the predictor and bound with ``num_iters``; each
+    slot of each time step decoded on its own through the broadcast + convolution path; the loss the mean over
+    time steps ``k`` of the MSE between the prediction of frame ``t + k`` and its features, one of them
+    layer-normalised (the prediction by ``model.prediction_norm`` with ``loss_norm=prediction``, else the
+    features). The same loss as :meth:`SlotModel.clip_loss` for a model without slot groups, conditioning,
+    anchoring or attention blending (the headline preset).
+
+    Args:
+        model: the slot model (an alpha decoder, a predictor).
+        features: ``(B, T, D, h, w)`` frozen features.
+
+    Returns:
+        The scalar loss.
+    """
+    assert isinstance(model.frame.decoder, AlphaDecoder) and model.predictor is not None
+    assert model.bgfg_strategy is None and model.conditioner is None and not model.anchor and model.blend == "alpha"
+    B, T, D, h, w = features.shape
     bound = T - max(model.time_steps)
-    slots = model.init_slots(B)
+    slots = model.frame.init_slots(B)  # (B, S, C): the draw clip_loss makes first
     per_frame = []
     for t in range(bound):
         if t > 0:
-            slots = model.propagate(slots)
-        inputs = model.input_mlp(rearrange(features[:, t], "b d h w -> b (h w) d"))
-        slots = model.slot_attention(inputs, slots, model.ini_iters if t == 0 else model.num_iters).slots
+            slots = model.predictor(slots)
+        tokens = model.frame.embed(features[:, t])  # (B, N, C)
+        slots = model.frame.slot_attention(tokens, slots, model.ini_iters if t == 0 else model.num_iters).slots
         per_frame.append(slots)
     frames = rearrange(torch.stack(per_frame, 1), "b t s c -> (b t) s c")
-    decoder = model.decoder
-    assert isinstance(decoder, AlphaDecoder)
-    pe = decoder.pos_embed(h, w, features.device)
-    preds = []
-    for time_decoder in model.time_decoders:
-        future = time_decoder(frames)
+    decoder = model.frame.decoder
+    pe = decoder.pos_embed(h, w, features.device)  # (P, h, w)
+    losses = []
+    for k, time_decoder in zip(model.time_steps, model.time_decoders):
+        future = time_decoder(frames)  # (BT', S, C)
         outs = []
         for s in range(future.shape[1]):  # one slot at a time: broadcast, concatenate PE, convolve
             x = torch.cat([future[:, s, :, None, None].expand(-1, -1, h, w), pe.expand(len(future), -1, -1, -1)], 1)
@@ -100,11 +115,29 @@ def baseline_clip_loss(model: SlotModel, features: torch.Tensor) -> torch.Tensor
                 if i < len(decoder.convs) - 1:
                     x = F.relu(x)
             outs.append(x)
-        x = torch.stack(outs, 1)  # (BT, S, D+1, h, w)
+        x = torch.stack(outs, 1)  # (BT', S, D+1, h, w)
         alpha = x[:, :, -1:].softmax(1)
-        preds.append((x[:, :, :-1] * alpha).sum(1))
-    prediction = rearrange(torch.stack(preds), "p (b t) d h w -> p b t d h w", b=B)
-    return temporal_reconstruction_loss(prediction, features, model.time_steps)[0]
+        prediction = rearrange((x[:, :, :-1] * alpha).sum(1), "(b t) d h w -> b t h w d", b=B)
+        target = rearrange(features[:, k : k + bound], "b t d h w -> b t h w d")
+        if model.prediction_norm is not None:
+            prediction = model.prediction_norm(prediction)
+        else:
+            target = F.layer_norm(target, (D,))
+        losses.append(F.mse_loss(prediction, target))
+    return torch.stack(losses).mean()
+
+
+def check_baseline(model: SlotModel, features: torch.Tensor) -> None:
+    """Print the loss of :meth:`SlotModel.clip_loss` and of :func:`baseline_clip_loss` on ``features`` from the
+    same initial slots; stop unless they agree to float rounding (the baseline is the same objective)."""
+    torch.manual_seed(0)
+    ours = model.clip_loss(features).loss.item()
+    torch.manual_seed(0)
+    base = baseline_clip_loss(model, features).item()
+    print(f"loss on {features.shape[0]} clips: clip_loss {ours:.6f}, baseline {base:.6f}, "
+          f"difference {abs(ours - base):.1e}")
+    if abs(ours - base) > 1e-4 * max(1.0, abs(ours)):
+        raise SystemExit("the baseline computes another loss than SlotModel.clip_loss")
 
 
 def time_training(
@@ -202,6 +235,8 @@ def main() -> None:
             return torch.stack([torch.load(io.BytesIO(lzma.decompress(cache[i])), weights_only=True).float()
                                 for i in ids])
 
+        with torch.no_grad():
+            check_baseline(model, read_memory(batches[0][:2]).to(device))
         state = {k: v.clone() for k, v in model.state_dict().items()}
         ours, ours_mem = time_training(model, read_memory, lambda m, f: m.clip_loss(f).loss, batches,
                                        args.warmup, device)

@@ -1,4 +1,4 @@
-"""Numeric precisions by name: the check names the config key and the choices, each name maps to its torch dtype,
+"""Numeric precisions by name: the check names the config key and the choices, each name gives its number format,
 and the names need no torch."""
 
 from __future__ import annotations
@@ -13,9 +13,14 @@ from dinosavi.precision import PRECISIONS, check_precision, precision_dtype
 from tests.conftest import REPO_ROOT
 
 
-def test_names_map_to_dtypes():
-    assert PRECISIONS == ("fp32", "bf16", "fp16")
-    assert [precision_dtype(name) for name in PRECISIONS] == [torch.float32, torch.bfloat16, torch.float16]
+def test_each_name_rounds_and_overflows_as_its_format():
+    """fp32 keeps both values; bf16 (8-bit mantissa, fp32's range) rounds ``1 + 2**-9`` to 1 but holds 70000;
+    fp16 (11-bit mantissa, largest value 65504) keeps ``1 + 2**-9`` and overflows at 70000."""
+    values = torch.tensor([1 + 2**-9, 70000.0])
+    kept = {name: values.to(precision_dtype(name)).float() for name in PRECISIONS}
+    assert kept["fp32"].tolist() == values.tolist()
+    assert kept["bf16"][0] == 1.0 and kept["bf16"][1].isfinite()
+    assert kept["fp16"][0] == 1 + 2**-9 and kept["fp16"][1].isinf()
 
 
 def test_check_names_the_key_the_value_and_the_choices():

@@ -129,13 +129,6 @@ class ClipDataset(Dataset):
         )
         return starts[clip]
 
-    def _locate(self, index: int) -> tuple[int, int]:
-        """(video index, start frame) of clip ``index``."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"clip index {index} out of range for {len(self)} clips")
-        video, clip = divmod(index, self.clips_per_video)
-        return video, self._start(video, clip)
-
     def __getitem__(self, index: int) -> Any:
         """Clip ``index``; with ``skip_bad``, the same clip slot of the next readable video when its own
         video is unreadable."""

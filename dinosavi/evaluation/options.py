@@ -55,7 +55,9 @@ class EvalOptions:
     also restricts the background slots to each later frame's CLS-attention background, the others
     unrestricted (the original's; needs a ViT). ``label_sampling``: ``area`` gives each patch the majority
     id of its pixels (every present object keeps a patch); ``nearest`` samples one pixel per patch (the
-    original's; objects it misses get no slots). ``protocol`` names the ``eval=`` group that set these.
+    original's; objects it misses get no slots). ``protocol`` names the ``eval=`` group that set these;
+    ``videosaur`` and ``slotcontrast`` make ``mode=eval`` score by the anchors' protocol
+    (:mod:`dinosavi.evaluation.anchors`), and an exported model card states it.
     ``num_iters``/``ini_iters`` None use the model's iterations (``ini_iters`` at the first frame).
     With background/foreground slot groups the ``num_bg_slots`` come from the background group.
     ``track_mode`` (``auto``, null, ``overlap``, ``slotsim``) re-orders slots frame to frame by the soft

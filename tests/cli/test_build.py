@@ -12,12 +12,17 @@ from dinosavi.models.factory import build_model
 from dinosavi.training.checkpoint import Checkpoint
 from tests.conftest import compose_config
 
+# what the error for a missing data.root says the folder should hold
+LAYOUT_WORDS = {"davis": "JPEGImages/, Annotations/ and ImageSets/", "synthetic": "generate the synthetic set",
+                "movi": "rgb/<video>/", "videos": ".mp4, .webm or .avi", "ytvis": "train/instances.json"}
+
 
 def test_every_dataset_names_its_layout_when_the_root_is_missing(tmp_path):
-    for name, kind in build.DATASETS.items():
-        with pytest.raises(FileNotFoundError, match=f"data.root={tmp_path / 'none'} is not a folder"):
+    assert set(build.DATASETS) == set(LAYOUT_WORDS)
+    for name, words in LAYOUT_WORDS.items():
+        with pytest.raises(FileNotFoundError, match=f"data.root={tmp_path / 'none'} is not a folder") as info:
             build.check_data_root(DataConfig(name=name, root=str(tmp_path / "none")))
-        assert kind.layout
+        assert words in str(info.value), (name, str(info.value))
     with pytest.raises(ValueError, match="Unknown dataset `bogus`"):
         build.check_data_root(DataConfig(name="bogus", root=str(tmp_path)))
 

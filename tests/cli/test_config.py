@@ -56,18 +56,20 @@ def test_wrong_type_is_named():
     assert "max_steps" in str(info.value.__cause__) and "lots" in str(info.value.__cause__)
 
 
-def test_every_config_file_is_documented():
+def test_every_config_file_opens_with_what_it_is():
+    """Each YAML's first lines, above its first key (Hydra's ``@package`` line aside), are a comment that says
+    what the file is."""
     for path in (REPO_ROOT / "dinosavi" / "conf").rglob("*.yaml"):
-        if path.parent.name == "conf":
-            continue
-        text = Path(path).read_text()
-        assert "#" in text, f"{path} has no comment saying what it is"
+        header = _header(path)
+        assert header and len(header[0].split()) >= 3, f"{path} does not open with a comment saying what it is"
 
 
-def _header(preset: str) -> list[str]:
-    """The comment lines above a preset's first key, without ``# `` and Hydra's ``@package`` line."""
+def _header(preset: str | Path) -> list[str]:
+    """The comment lines above a preset's (or a YAML file's) first key, without ``# `` and Hydra's ``@package``
+    line."""
     lines = []
-    for line in (HPARAM / f"{preset}.yaml").read_text().splitlines():
+    path = preset if isinstance(preset, Path) else HPARAM / f"{preset}.yaml"
+    for line in path.read_text().splitlines():
         if not line.startswith("#"):
             break
         if "@package" not in line:

@@ -49,14 +49,13 @@ def test_video_clips(video_root: Path, caplog: pytest.LogCaptureFixture) -> None
 
 def test_video_clips_epochs_are_deterministic(video_root: Path) -> None:
     clips = VideoClips(video_root, frames_per_clip=2, clips_per_video=3, size=(48, 64), seed=5)
-    first = [clips._locate(i) for i in range(len(clips))]
+    first = [clips[i] for i in range(len(clips))]
     clips.set_epoch(1)
-    second = [clips._locate(i) for i in range(len(clips))]
-    assert first != second
+    second = [clips[i] for i in range(len(clips))]
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))  # a new epoch draws new clips
     same = VideoClips(video_root, frames_per_clip=2, clips_per_video=3, size=(48, 64), seed=5)
     same.set_epoch(1)
-    assert [same._locate(i) for i in range(len(same))] == second
-    assert torch.equal(clips[4], same[4])
+    assert all(torch.equal(same[i], clip) for i, clip in enumerate(second))  # the seed and epoch fix them
 
 
 def test_video_clips_errors(tmp_path: Path, video_root: Path) -> None:
@@ -71,20 +70,26 @@ def test_video_clips_errors(tmp_path: Path, video_root: Path) -> None:
         VideoClips(video_root, frames_per_clip=2, frame_rate=0)
 
 
+def _start(clip: torch.Tensor, frames: torch.Tensor, stride: int) -> int:
+    """The frame ``clip`` starts at among ``frames``, its frames ``stride`` apart."""
+    starts = [s for s in range(len(frames)) if torch.equal(frames[s : s + len(clip) * stride : stride], clip)]
+    assert len(starts) == 1, f"the clip is {len(starts)} windows of the video"
+    return starts[0]
+
+
 def test_davis_clips_stride_and_determinism(synth_root: Path) -> None:
     clips = DavisClips(synth_root, "train", frames_per_clip=3, stride=4, clips_per_video=2, size=(64, 96))
     assert len(clips) == 4 and clips.sequence_names == ["synth-0000", "synth-0001"]
-    frames = read_frames(sorted((synth_root / "JPEGImages" / "480p" / "synth-0001").glob("*.jpg")))
-    for index in (2, 3):
-        video, start = clips._locate(index)
-        assert video == 1 and 0 <= start <= 12 - 9
-        assert torch.equal(clips[index], frames[start : start + 9 : 4])
-    starts = [clips._locate(i)[1] for i in range(4)]
-    assert starts == [DavisClips(synth_root, "train", 3, 4, 2, (64, 96))._locate(i)[1] for i in range(4)]
+    videos = [read_frames(sorted((synth_root / "JPEGImages" / "480p" / name).glob("*.jpg")))
+              for name in clips.sequence_names]
+    starts = [_start(clips[i], videos[i // 2], 4) for i in range(4)]  # clips 2, 3: the second video's
+    assert all(0 <= start <= 12 - 9 for start in starts)
+    fresh = DavisClips(synth_root, "train", 3, 4, 2, (64, 96))
+    assert [_start(fresh[i], videos[i // 2], 4) for i in range(4)] == starts
     epochs = set()
     for epoch in range(6):
         clips.set_epoch(epoch)
-        epochs.add(tuple(clips._locate(i)[1] for i in range(4)))
+        epochs.add(tuple(_start(clips[i], videos[i // 2], 4) for i in range(4)))
     assert len(epochs) > 1
 
 

@@ -60,8 +60,8 @@ def binding_model(feature_dim: int) -> SlotModel:
     with torch.no_grad():
         for p in model.parameters():
             p.zero_()
-        for ln in (model.frame.input_mlp[0], model.frame.slot_attention.norm_inputs, model.frame.slot_attention.norm_slots,
-                   model.frame.slot_attention.norm_mlp):
+        sa = model.frame.slot_attention
+        for ln in (model.frame.input_mlp[0], sa.norm_inputs, sa.norm_slots, sa.norm_mlp):
             ln.weight.fill_(1.0)
         model.frame.input_mlp[1].weight.copy_(torch.cat([eye, -eye]))  # relu(x) - relu(-x) = x
         model.frame.input_mlp[3].weight.copy_(torch.cat([eye, -eye], dim=1))
@@ -256,16 +256,26 @@ def _slot_model(**overrides):
     return build_model(cfg, feature_dim=24).eval()
 
 
-def test_first_frame_uses_the_model_ini_iters(monkeypatch):
+def test_first_frame_uses_the_model_ini_iters():
+    """Without eval.ini_iters/num_iters the first frame binds with the model's ini_iters (5) and later frames
+    with its num_iters (1): the masks are those of eval.ini_iters=5 num_iters=1; 1 iteration at the first
+    frame changes every frame's masks; 3 after it leaves the first frame's alone."""
     model = _slot_model(num_slots=4, num_iters=1, ini_iters=5, predictor="savi")
-    calls = []
-    original = model.frame.slot_attention.forward
-    monkeypatch.setattr(model.frame.slot_attention, "forward",
-                        lambda x, s, n, m=None: calls.append(n) or original(x, s, n, m))
     labels = torch.zeros(16, 16, dtype=torch.long)
     labels[4:12, 4:12] = 1
-    segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=2))
-    assert calls == [5, 1, 1]  # 5 at the first frame, the model's num_iters after
+    features = torch.randn(3, 24, 4, 4)
+
+    def masks(**options):
+        return segment_sequence(model, features, labels, EvalOptions(num_bg_slots=2, **options),
+                                generator=torch.Generator().manual_seed(0)).masks
+
+    model_iters = masks()
+    torch.testing.assert_close(model_iters, masks(ini_iters=5, num_iters=1))
+    first_one = masks(ini_iters=1)
+    assert all(not torch.allclose(first_one[t], model_iters[t]) for t in range(3))
+    later_three = masks(num_iters=3)
+    torch.testing.assert_close(later_three[0], model_iters[0])
+    assert not torch.allclose(later_three[1:], model_iters[1:])
 
 
 def test_lock_on_with_background_foreground_groups():
@@ -435,13 +445,16 @@ def test_mask_initialisation_needs_a_conditioned_model():
     with pytest.raises(ValueError, match=r"eval\.lock_init=mask needs a model trained with a conditioned"):
         segment_sequence(model, torch.randn(3, 24, 4, 4), labels, EvalOptions(lock_init="mask"))
     conditioned = _slot_model(num_slots=4, num_iters=1, predictor="savi", condition="kmeans")
-    calls = []
-    original = conditioned.conditioner.forward
-    conditioned.conditioner.forward = lambda *a, **k: calls.append(a[1]) or original(*a, **k)
-    result = segment_sequence(conditioned, torch.randn(3, 24, 4, 4), labels, EvalOptions(num_bg_slots=2),
-                              generator=torch.Generator().manual_seed(0))  # auto: the conditioner
-    assert len(calls) == 1 and calls[0].shape == (1, 3, 16)  # 2 background slots + 1 object, 4x4 patches
-    assert result.slot_classes.tolist() == [0, 0, 1]
+    features = torch.randn(3, 24, 4, 4)
+
+    def segment(lock_init):
+        return segment_sequence(conditioned, features, labels, EvalOptions(num_bg_slots=2, lock_init=lock_init),
+                                generator=torch.Generator().manual_seed(0))
+
+    result = segment("auto")  # auto: the conditioner's slots of the first-frame masks
+    assert result.slot_classes.tolist() == [0, 0, 1]  # 2 background slots + 1 object
+    torch.testing.assert_close(result.masks, segment("mask").masks)
+    assert not torch.allclose(result.masks, segment("random").masks)
 
 
 def test_kmeans_regions_split_what_slots_share():

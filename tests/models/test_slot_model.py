@@ -1,13 +1,15 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 
-from dinosavi.models.background import background_mask
+from dinosavi.models.background import background_mask, bgfg_slot_masks
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.factory import build_model
 from dinosavi.models.options import ModelConfig
 from dinosavi.models.pos_embed import PositionalEncoding
 from dinosavi.models.predictor import SaviPredictor
+from dinosavi.models.regions import kmeans_regions
 from dinosavi.models.slot_model import SlotModel
 
 D = 24
@@ -17,6 +19,23 @@ def _cfg(**kw):
     base = dict(slot_dim=16, hidden_dim=32, decoder_depth=2, decoder_hidden_dim=32, num_slots=4, num_iters=2,
                 pe_size=[6, 7])
     return ModelConfig(**{**base, **kw})
+
+
+def _hand_alpha(model: SlotModel, feats: torch.Tensor, init: torch.Tensor, masks=()) -> torch.Tensor:
+    """A temporal model's present-frame alpha ``(B, T, S, h, w)``, written out: frame 0 binds ``init`` with
+    ``ini_iters`` slot-attention iterations, each later frame the predictor's carried slots with ``num_iters``;
+    ``masks[t]`` (if given) restricts frame ``t``'s attention."""
+    assert model.predictor is not None
+    h, w = feats.shape[-2:]
+    slots, alphas = init, []
+    for t in range(feats.shape[1]):
+        if t:
+            slots = model.predictor(slots)
+        mask = masks[t] if t < len(masks) else None
+        iters = model.num_iters if t else model.ini_iters
+        slots = model.frame.slot_attention(model.frame.embed(feats[:, t]), slots, iters, mask).slots
+        alphas.append(model.frame.decode(model.time_decoders[model.present](slots), (h, w)).alpha)
+    return torch.stack(alphas, 1)
 
 
 @pytest.mark.parametrize("predictor", ["savi", "none"])
@@ -68,42 +87,51 @@ def test_the_loss_is_a_function_of_the_forward():
 
 
 def test_time_step_targets():
-    """The t+1 prediction of frame t is scored against frame t+1's features."""
+    """The t+1 prediction of frame t is scored against frame t+1's features: of a 3-frame clip, frames 0 and 1
+    are bound and frame 2 is only the target of frame 1's t+1 prediction."""
     model = build_model(_cfg(predictor="savi", time_steps=[0, 1], time_decoder="linear"), D)
     feats = torch.randn(1, 3, D, 6, 7)
     torch.manual_seed(0)
     out = model.clip_loss(feats)
+    changed = feats.clone()
+    changed[:, 2] = torch.randn(D, 6, 7)
     torch.manual_seed(0)
-    pred = model(feats[:, :2]).prediction  # (P, B, T', D, h, w): the frames whose t+1 is in the clip
-    target = torch.nn.functional.layer_norm(feats.movedim(2, -1), (D,)).movedim(-1, 2)
-    expected = torch.nn.functional.mse_loss(pred[1], target[:, 1:3])
-    torch.testing.assert_close(out.logs["loss/t+1"], expected)
-    assert not torch.allclose(out.logs["loss/t+1"], torch.nn.functional.mse_loss(pred[1], target[:, 0:2]))
+    other = model.clip_loss(changed)
+    torch.testing.assert_close(other.logs["loss/t+0"], out.logs["loss/t+0"])
+    torch.testing.assert_close(other.alpha, out.alpha)  # frame 2 is bound nowhere
+    assert not torch.allclose(other.logs["loss/t+1"], out.logs["loss/t+1"])
 
 
 def test_savi_carries_slots_and_ini_iters():
+    """Frame 0 binds the drawn slots with ini_iters iterations, each later frame the predictor's slots with
+    num_iters: the masks are those of the steps written out."""
     model = build_model(_cfg(predictor="savi", ini_iters=5, num_iters=1), D)
     assert model.ini_iters == 5 and model.num_iters == 1
-    calls = []
-    forward = model.frame.slot_attention.forward
-    model.frame.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
-    model.clip_loss(torch.randn(2, 4, D, 6, 7))
-    assert calls == [5, 1, 1, 1]
+    feats = torch.randn(2, 4, D, 6, 7)
+    torch.manual_seed(0)
+    alpha = model.clip_loss(feats).alpha
+    torch.manual_seed(0)
+    init = model.frame.init_slots(2)
+    with torch.no_grad():
+        torch.testing.assert_close(alpha, _hand_alpha(model, feats, init))
+        model.ini_iters = 1  # the iterations matter: 1 at the first frame gives other masks
+        assert not torch.allclose(alpha, _hand_alpha(model, feats, init))
     assert model.carries_slots and build_model(_cfg(predictor="identity"), D).carries_slots
     assert not build_model(_cfg(), D).carries_slots
 
 
 def test_scan_of_a_per_frame_model_draws_fresh_slots_every_frame():
-    """Frame by frame (evaluation) equals the whole clip as one batched frame (training), draw for draw."""
+    """Frame by frame (evaluation) equals the whole clip as one batched frame (training), draw for draw, and
+    each frame is a fresh draw bound with ini_iters iterations, never num_iters."""
     model = build_model(_cfg(predictor="none", ini_iters=3, num_iters=1), D).eval()
     feats = torch.randn(1, 4, D, 6, 7)
     tokens = model.frame.embed(feats[0])  # (T, N, C)
-    calls = []
-    forward = model.frame.slot_attention.forward
-    model.frame.slot_attention.forward = lambda x, s, n, m=None: (calls.append(n), forward(x, s, n, m))[1]  # type: ignore
     g = torch.Generator().manual_seed(0)
     looped = [out.slots for out in model.scan(tokens.unsqueeze(1), model.frame.init_slots(1, generator=g), generator=g)]
-    assert calls == [3, 3, 3, 3]  # ini_iters on every frame, never num_iters
+    g = torch.Generator().manual_seed(0)
+    by_hand = [model.frame.slot_attention(tokens[t : t + 1], model.frame.init_slots(1, generator=g), 3).slots
+               for t in range(4)]
+    torch.testing.assert_close(torch.cat(looped), torch.cat(by_hand))
     batched = next(model.scan([tokens], model.frame.init_slots(4, generator=torch.Generator().manual_seed(0))))
     torch.testing.assert_close(torch.cat(looped), batched.slots)
 
@@ -138,24 +166,24 @@ def test_sharded_batch_matches_global_batch():
 
 @pytest.mark.parametrize("strategy", ["initial", "always"])
 def test_bgfg_model_restricts_slot_attention(strategy):
+    """Background slots bind the CLS-attention background, the others the rest: at the first frame (initial)
+    or at every frame (always), as the masks of bgfg_slot_masks written out."""
     model = build_model(_cfg(num_slots=[2, 3], bgfg=True, bgfg_strategy=strategy, predictor="savi"), D)
-    attn = torch.rand(2, 3, 4, 6, 7)
-    seen = []
-    forward = model.frame.slot_attention.forward
-
-    def spy(x, s, n, m=None):
-        out = forward(x, s, n, m)
-        seen.append((m, out.attention))
-        return out
-
-    model.frame.slot_attention.forward = spy  # type: ignore[method-assign]
-    model.clip_loss(torch.randn(2, 3, D, 6, 7), attn)
-    background = background_mask(attn[:, 0]).flatten(1)
-    mask0, attention0 = seen[0]
-    assert torch.equal(mask0[:, 0], background) and torch.equal(mask0[:, 2], ~background)
-    assert (attention0[:, :2][~background[:, None].expand(-1, 2, -1)] == 0).all()
-    later = seen[1][0]
-    assert later.all() if strategy == "initial" else not later.all()
+    feats, attn = torch.randn(2, 3, D, 6, 7), torch.rand(2, 3, 4, 6, 7)
+    torch.manual_seed(0)
+    alpha = model.clip_loss(feats, attn).alpha
+    background = background_mask(attn.flatten(0, 1)).unflatten(0, (2, 3))  # (B, T, h, w)
+    masks = bgfg_slot_masks(background, 2, 3, strategy).unbind(1)
+    torch.manual_seed(0)
+    init = model.frame.init_slots(2)
+    with torch.no_grad():
+        torch.testing.assert_close(alpha, _hand_alpha(model, feats, init, masks))
+        assert not torch.allclose(alpha, _hand_alpha(model, feats, init))  # the masks matter
+    later = attn.clone()
+    later[:, 1:] = torch.rand(2, 2, 4, 6, 7)  # another background after the first frame
+    torch.manual_seed(0)
+    moved = model.clip_loss(feats, later).alpha
+    assert torch.equal(moved, alpha) if strategy == "initial" else not torch.allclose(moved, alpha)
     with pytest.raises(ValueError, match="CLS attention"):
         model.clip_loss(torch.randn(2, 3, D, 6, 7))
 
@@ -183,8 +211,6 @@ def test_a_stream_decodes_the_present_time_step():
 def test_original_architecture_options():
     """input_mlp=false: raw features into slot attention; loss_norm=prediction: LayerNorm on the prediction,
     the raw features as the target."""
-    from dinosavi.models.losses import temporal_reconstruction_loss
-
     D = 12
     dec = AlphaDecoder(16, D, 2, 1, 32, PositionalEncoding("linear"))
     model = SlotModel(D, 16, 32, 3, 1, dec, predictor=SaviPredictor(16), time_steps=(0, 1),
@@ -193,12 +219,14 @@ def test_original_architecture_options():
     assert "prediction_norm.weight" in model.state_dict()
     features = torch.randn(2, 3, D, 4, 5)
     assert torch.equal(model.frame.embed(features[:, 0]), rearrange(features[:, 0], "b d h w -> b (h w) d"))
-    captured = {}
-    model.prediction_norm.register_forward_hook(lambda m, a, o: captured.setdefault("ln", o))
-    out = model.clip_loss(features)
-    prediction = rearrange(captured["ln"], "p (b t) h w d -> p b t d h w", b=2)
-    expected, _ = temporal_reconstruction_loss(prediction, features, (0, 1), normalized=False)
-    torch.testing.assert_close(out.loss, expected)
+    bias = torch.randn(D)
+    assert model.prediction_norm is not None
+    with torch.no_grad():  # the prediction's LayerNorm now gives `bias` whatever the decoder predicts
+        model.prediction_norm.weight.zero_()
+        model.prediction_norm.bias.copy_(bias)
+    prediction = bias[None, None, :, None, None].expand(2, 2, D, 4, 5)  # (B, T', D, h, w)
+    expected = (F.mse_loss(prediction, features[:, 0:2]) + F.mse_loss(prediction, features[:, 1:3])) / 2
+    torch.testing.assert_close(model.clip_loss(features).loss, expected)
     with pytest.raises(ValueError, match=r"Unknown model\.loss_norm `both`"):
         SlotModel(D, 16, 32, 3, 1, dec, loss_norm="both")
     with pytest.raises(ValueError, match=r"Unknown model\.style `faithful`"):
@@ -219,38 +247,52 @@ def test_conditioned_training_shards_match_the_global_batch():
     torch.testing.assert_close(torch.cat([h.alpha for h in halves]), full.alpha)
 
 
-def test_conditioned_clips_start_from_their_regions(monkeypatch):
+def test_conditioned_clips_start_from_their_regions():
+    """Share 0.5 conditions clips 1 and 3 of the batch (an even spread): they start from the conditioner's
+    slots of their k-means regions, each slot restricted to its region at frame 0 and free after; the other
+    clips start from random slots. Evaluation's loss starts every clip from random slots."""
     model = build_model(_cfg(predictor="savi", condition="kmeans", condition_share=0.5), D).train()
-    seen = []
-    original = model.frame.slot_attention.forward
-    monkeypatch.setattr(model.frame.slot_attention, "forward",
-                        lambda x, s, n, m=None: seen.append(m) or original(x, s, n, m))
-    model.clip_loss(torch.randn(4, 2, D, 6, 7))
-    first = seen[0]  # (B, S, N): frame 0's mask
-    # share 0.5 conditions clips 1 and 3 of the batch (an even spread); their slots each see one region
-    assert first[[0, 2]].all()
-    for b in (1, 3):
-        assert torch.equal(first[b].sum(0), torch.ones(42, dtype=torch.long))  # a partition of the patches
-    assert seen[1] is None  # later frames are free
+    feats = torch.randn(4, 2, D, 6, 7)
+    torch.manual_seed(0)
+    alpha = model.clip_loss(feats).alpha
+    torch.manual_seed(0)
+    init, noise = model.frame.init_slots(4), torch.randn(4, 4, 16)
+    chosen = [1, 3]
+    with torch.no_grad():
+        tokens = model.frame.embed(feats[:, 0])
+        regions = kmeans_regions(rearrange(feats[chosen, 0], "b d h w -> b (h w) d"), 4)  # (2, S, N)
+        assert torch.equal(regions.sum(1), torch.ones(2, 42, dtype=torch.long))  # a partition of the patches
+        start = init.clone()
+        assert model.conditioner is not None
+        start[chosen] = model.conditioner(tokens[chosen], regions, noise=noise[chosen])
+        mask = torch.ones(4, 4, 42, dtype=torch.bool)
+        mask[chosen] = regions
+        torch.testing.assert_close(alpha, _hand_alpha(model, feats, start, [mask]))
+        torch.testing.assert_close(alpha[[0, 2]], _hand_alpha(model, feats[[0, 2]], init[[0, 2]]))
+        assert not torch.allclose(alpha[chosen], _hand_alpha(model, feats[chosen], init[chosen]))
     model.eval()
-    seen.clear()
-    model.clip_loss(torch.randn(4, 2, D, 6, 7))
-    assert seen[0] is None  # evaluation's loss starts every clip from random slots
+    torch.manual_seed(0)
+    alpha = model.clip_loss(feats).alpha
+    torch.manual_seed(0)
+    with torch.no_grad():
+        torch.testing.assert_close(alpha, _hand_alpha(model, feats, model.frame.init_slots(4)))
 
 
-def test_anchor_one_starts_every_frame_from_the_first_slots(monkeypatch):
+def test_anchor_one_starts_every_frame_from_the_first_slots():
     model = build_model(_cfg(predictor="savi", anchor=1.0), D).eval()
-    starts = []
-    original = model.frame.slot_attention.forward
-    monkeypatch.setattr(model.frame.slot_attention, "forward",
-                        lambda x, s, n, m=None: starts.append(s) or original(x, s, n, m))
+    assert model.predictor is not None
     tokens = [model.frame.embed(torch.randn(1, D, 6, 7)) for _ in range(3)]
-    outs = list(model.scan(tokens, model.frame.init_slots(1)))
-    torch.testing.assert_close(starts[1], outs[0].slots)
-    torch.testing.assert_close(starts[2], outs[0].slots)
-    starts.clear()
-    outs = list(model.scan(tokens, model.frame.init_slots(1), anchor=0.0))  # the call overrides the model's
-    torch.testing.assert_close(starts[2], model.predictor(outs[1].slots))
+    init = model.frame.init_slots(1)
+    with torch.no_grad():
+        outs = list(model.scan(tokens, init))
+        first = model.frame.slot_attention(tokens[0], init, model.ini_iters).slots
+        torch.testing.assert_close(outs[0].slots, first)
+        for t in (1, 2):  # bound from the first frame's slots, not the predictor's
+            expected = model.frame.slot_attention(tokens[t], first, model.num_iters).slots
+            torch.testing.assert_close(outs[t].slots, expected)
+        outs = list(model.scan(tokens, init, anchor=0.0))  # the call overrides the model's
+        expected = model.frame.slot_attention(tokens[2], model.predictor(outs[1].slots), model.num_iters).slots
+        torch.testing.assert_close(outs[2].slots, expected)
 
 
 def test_neighbourhood_is_what_a_slot_won_dilated():
