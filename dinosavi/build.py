@@ -22,10 +22,10 @@ from dinosavi.config import DataConfig, EncoderConfig, FeaturesConfig, ModelConf
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipDataset
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.features.cache import SourceGroup, davis_groups, movi_groups, video_groups
-from dinosavi.features.source import FeatureSource, resolution
-from dinosavi.features.space import Resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import Resolution, resolution
 from dinosavi.features.store import FeatureStore
 from dinosavi.models.decoders import (
     DECODERS,
@@ -81,11 +81,11 @@ def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
 
 
 def build_resolution(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> Resolution:
-    """The run's resolution ``name``: ``train`` (``train.input_size``) and ``eval`` (``eval.short_side``) as
-    :func:`dinosavi.features.source.resolution` defines them, or ``propagate`` (``propagate.short_side``, the
-    long side a multiple of ``propagate.multiple_of``)."""
+    """The run's resolution ``name`` as :func:`dinosavi.features.space.resolution` defines it: ``train``
+    (``train.input_size``), ``eval`` (``eval.short_side``, the long side a multiple of the encoder's patch size)
+    or ``propagate`` (the eval rule at ``propagate.short_side`` and ``propagate.multiple_of``)."""
     if name == "propagate":
-        return Resolution(ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of))
+        return resolution("eval", input_size(cfg), cfg.propagate.short_side, cfg.propagate.multiple_of)
     return resolution(name, input_size(cfg), cfg.eval.short_side, encoder.patch_size)
 
 

@@ -191,8 +191,7 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
     what it did to ``<run dir>/cache.json`` and returns it."""
     from dinosavi.build import DATASETS, build_resolution, build_source_groups, check_data_root
     from dinosavi.features.cache import cache_features
-    from dinosavi.features.source import RESOLUTIONS
-    from dinosavi.features.space import FeatureSpace
+    from dinosavi.features.space import RESOLUTIONS, FeatureSpace
     from dinosavi.features.store import FeatureStore
 
     if not cfg.features.store:

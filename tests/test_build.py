@@ -8,7 +8,7 @@ import torch
 from dinosavi import build
 from dinosavi.checkpoint import Checkpoint
 from dinosavi.config import DataConfig
-from dinosavi.features.source import resolution
+from dinosavi.features.space import resolution
 from tests.conftest import compose_config
 
 

@@ -179,7 +179,7 @@ def test_resume_takes_a_model_folder_or_a_hub_name_and_export_its_inputs(checkpo
 def test_the_allowed_names_are_the_parts_own():
     from dinosavi.build import DATASETS
     from dinosavi.encoders.registry import ENCODERS
-    from dinosavi.features.source import RESOLUTIONS
+    from dinosavi.features.space import RESOLUTIONS
     from dinosavi.features.store import DTYPES
     from dinosavi.models.background import BGFG_STRATEGIES
     from dinosavi.models.decoders import DECODERS

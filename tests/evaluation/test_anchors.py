@@ -18,7 +18,8 @@ from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, AnchorProtocol, anchor_view, evaluate_anchor, samples
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.runner import evaluate_slots
-from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import resolution
 from tests.conftest import compose_config
 from tests.data.ytvis_sample import write_ytvis
 from tests.evaluation.test_vos import binding_model

@@ -11,7 +11,8 @@ from dinosavi.data.davis import DavisDataset
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.runner import check_encoder_options, evaluate_slots, run_sequences
-from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import resolution
 from dinosavi.features.store import FeatureStore
 from tests.evaluation.test_vos import binding_model
 
