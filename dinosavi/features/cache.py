@@ -226,10 +226,9 @@ class StoreClips(ClipDataset):
         self.adopt_skips(source)
 
     def _clip(self, video: int, start: int) -> dict[str, Tensor]:
-        picks = self.digests[video][start:start + (self.frames_per_clip - 1) * self.stride + 1:self.stride]
-        stored = self.space.read(picks)
+        rows = list(self.frame_indices(start))
+        stored = self.space.read([self.digests[video][t] for t in rows])
         if stored is None:  # corrupted since it was verified (logged): encode online, do not write from here
-            rows = [self.digests[video].index(d) for d in picks]
             stored = self.space.encode(self.groups[video].decode()[rows])
         assert stored.frames is not None, "a presized space stores thumbnails"
         item = {"frames": stored.frames, "features": stored.features}

@@ -28,8 +28,9 @@ def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
     return [FeatureSpace(store, encoder, r, batch_size=4) for r in (TRAIN, EVAL)]
 
 
-def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
+@pytest.mark.parametrize("stride", [1, 2])
+def test_store_clips_match_online(tiny_synthetic, tmp_path, vit, stride):
+    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=stride, clips_per_video=2, size=(64, 64))
     space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, Resolution(ResizeRule(size=(64, 64)), presize=True))
     stored = StoreClips(clips, space)
     assert len(stored) == len(clips)
