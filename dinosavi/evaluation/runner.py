@@ -27,7 +27,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from dinosavi.atomic import remove_on_failure
-from dinosavi.data.davis import Sequence, SequenceDataset
+from dinosavi.data.davis import SequenceDataset, VideoSequence
 from dinosavi.evaluation.options import EvalOptions, PropagationParams
 from dinosavi.evaluation.propagate import DINO, propagate_sequence
 from dinosavi.evaluation.tables import format_table, write_discovery_files, write_score_files
@@ -46,7 +46,7 @@ __all__ = ["check_encoder_options", "evaluate_propagation", "evaluate_slots", "r
 log = logging.getLogger(__name__)
 
 # a sequence -> predicted ids (T, H, W) and optional slot maps (T, S, h, w)
-Segment = Callable[[Sequence], tuple[Tensor, Tensor | None]]
+Segment = Callable[[VideoSequence], tuple[Tensor, Tensor | None]]
 
 
 def check_encoder_options(options: EvalOptions, has_cls: bool, encoder_name: str) -> None:
@@ -123,7 +123,7 @@ def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceData
                   seed: int, propagation: PropagationParams) -> Segment:
     """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
     (with ``options.fuse``, fused with label propagation on the same features)."""
-    def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
+    def segment(seq: VideoSequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
         outputs = source.frames(seq.frames, dataset.frame_paths(seq.name), seq.name)
         result = collect(segment_stream(
@@ -279,7 +279,7 @@ def evaluate_propagation(
     log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
              encoder.patch_size, split, len(dataset))
 
-    def segment(seq: Sequence) -> tuple[Tensor, None]:
+    def segment(seq: VideoSequence) -> tuple[Tensor, None]:
         assert seq.labels is not None
         features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
         return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
