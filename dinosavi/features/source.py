@@ -22,7 +22,7 @@ from torch import Tensor
 
 from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.cache import StoreClips
+from dinosavi.features.clips import StoreClips
 from dinosavi.features.digests import file_digest
 from dinosavi.features.memory import FeatureClips
 from dinosavi.features.space import FeatureSpace, Resolution
