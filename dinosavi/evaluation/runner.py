@@ -46,7 +46,7 @@ __all__ = ["check_encoder_options", "evaluate_propagation", "evaluate_slots", "r
 log = logging.getLogger(__name__)
 
 # a sequence -> predicted ids (T, H, W) and optional slot maps (T, S, h, w)
-Segment = Callable[[VideoSequence], tuple[Tensor, Tensor | None]]
+PredictIds = Callable[[VideoSequence], tuple[Tensor, Tensor | None]]
 
 
 def check_encoder_options(options: EvalOptions, has_cls: bool, encoder_name: str) -> None:
@@ -112,18 +112,18 @@ def evaluate_slots(
     _check_segments(model, options, max_proposals)
     task = "semi" if options.lock_on else "unsupervised"
     log.info("evaluating %s (%s) on %s: %d sequences", name, task, split, len(dataset))
-    segment = _slot_segment(model, source, dataset, options, seed, propagation)
+    predict_ids = _slot_ids(model, source, dataset, options, seed, propagation)
     title = f"{'Lock-on' if options.lock_on else 'Unsupervised'} evaluation of {name} on {split}"
     details = f"encoder {encoder.name}, stride {encoder.patch_size}; eval {options}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details, task=task,
+    return run_sequences(dataset, predict_ids, out_dir, split, title, options, details, task=task,
                          max_proposals=max_proposals)
 
 
-def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
-                  seed: int, propagation: PropagationParams) -> Segment:
+def _slot_ids(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
+                  seed: int, propagation: PropagationParams) -> PredictIds:
     """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
     (with ``options.fuse``, fused with label propagation on the same features)."""
-    def segment(seq: VideoSequence) -> tuple[Tensor, Tensor | None]:
+    def predict_ids(seq: VideoSequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
         outputs = source.frames(seq.frames, dataset.frame_paths(seq.name), seq.name)
         result = collect(segment_stream(
@@ -133,7 +133,7 @@ def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceData
         ))
         return result.labels, result.masks if options.output == "slot" else None
 
-    return segment
+    return predict_ids
 
 
 def _check_segments(model: SlotModel, options: EvalOptions, max_proposals: int) -> None:
@@ -159,7 +159,7 @@ class _Scored:
 
 def run_sequences(
     dataset: SequenceDataset,
-    segment: Segment,
+    predict_ids: PredictIds,
     out_dir: Path,
     split: str,
     title: str,
@@ -172,7 +172,7 @@ def run_sequences(
 
     Args:
         dataset: the annotated split.
-        segment: a sequence -> predicted ids ``(T, H, W)`` and optional slot maps ``(T, S, h, w)``.
+        predict_ids: a sequence -> predicted ids ``(T, H, W)`` and optional slot maps ``(T, S, h, w)``.
         out_dir: where PNGs, overlays, videos, CSVs, JSON and ``report.html`` go.
         split: the split name used in the CSV names.
         title: the report's title.
@@ -194,7 +194,7 @@ def run_sequences(
     """
     with remove_on_failure(out_dir):
         outputs = RunOutputs(out_dir, title, videos=options.videos, report=options.report)
-        scored = _segment_all(dataset, segment, out_dir, outputs, options.overlays, task, max_proposals)
+        scored = _segment_all(dataset, predict_ids, out_dir, outputs, options.overlays, task, max_proposals)
         log.info("segmented %d frames in %.1f s (%.2f frames/s)", scored.frames, scored.seconds,
                  scored.frames / scored.seconds)
         write_score_files(scored.table, out_dir, split)
@@ -216,7 +216,7 @@ def run_sequences(
 
 
 def _segment_all(
-    dataset: SequenceDataset, segment: Segment, out_dir: Path, outputs: RunOutputs, overlays: bool, task: str,
+    dataset: SequenceDataset, predict_ids: PredictIds, out_dir: Path, outputs: RunOutputs, overlays: bool, task: str,
     max_proposals: int,
 ) -> _Scored:
     """Segment and score every sequence; its files are written on two threads as the next one runs."""
@@ -227,7 +227,7 @@ def _segment_all(
         for index in range(len(dataset)):
             seq = dataset[index]
             assert seq.labels is not None
-            predicted, slot_maps = segment(seq)
+            predicted, slot_maps = predict_ids(seq)
             labels = predicted.numpy().astype(np.uint8)
             pending += write_sequence(out_dir, seq, labels, overlays, pool)
             if task == "semi":
@@ -279,11 +279,11 @@ def evaluate_propagation(
     log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
              encoder.patch_size, split, len(dataset))
 
-    def segment(seq: VideoSequence) -> tuple[Tensor, None]:
+    def predict_ids(seq: VideoSequence) -> tuple[Tensor, None]:
         assert seq.labels is not None
         features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
         return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
 
     title = f"Label propagation ({name}) with {encoder.name} on {split}"
     details = f"encoder {encoder.name}, stride {encoder.patch_size}; {params}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details)
+    return run_sequences(dataset, predict_ids, out_dir, split, title, options, details)
