@@ -50,8 +50,10 @@ __all__ = [
     "build_source_groups",
     "build_training_clips",
     "check_data_root",
+    "check_feature_width",
     "check_model_encoder",
     "ensure_dataset",
+    "feature_width",
     "input_size",
     "load_model",
     "resolve_device",
@@ -123,13 +125,53 @@ def load_model(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> Sl
     loaded strictly, in eval mode.
 
     Raises:
-        ValueError: the checkpoint takes features of another width than the encoder's.
+        ValueError: the checkpoint takes features of another width than the encoder's
+            (:func:`check_feature_width`).
     """
-    wanted = ckpt.extra.get("feature_dim")
-    if wanted is not None and wanted != encoder.feature_dim:
-        raise ValueError(f"{ckpt.path or ckpt.extra.get('path', 'the checkpoint')} takes {wanted}-d features; encoder "
-                         f"`{encoder.name}` gives {encoder.feature_dim}: set encoder.name=... to a {wanted}-d ViT")
+    check_feature_width(ckpt, cfg, encoder)
     return restore_model(ckpt, cfg, encoder.feature_dim).to(next(encoder.parameters()).device).eval()
+
+
+def feature_width(ckpt: Checkpoint, cfg: ModelConfig, guess: int) -> int | None:
+    """The width of the features a checkpoint's model takes: ``extra["feature_dim"]`` where the checkpoint
+    records it (a converted original checkpoint), else read off its weights: the width whose model of ``cfg``
+    has their shapes, tried at ``guess`` and at the sizes its weights hold where a ``guess``-d model's differ.
+    None when no width gives their shapes (weights of another model: the strict load names the keys)."""
+    recorded = ckpt.extra.get("feature_dim")
+    if recorded is not None:
+        return int(recorded)
+    shapes = {key: tuple(value.shape) for key, value in ckpt.model.items()}
+    expected = _weight_shapes(cfg, guess)
+    if expected == shapes:
+        return guess
+    candidates = {size for key, shape in expected.items() if len(shapes.get(key, ())) == len(shape)
+                  for wanted, size in zip(shape, shapes[key]) if wanted == guess and size != guess}
+    return next((width for width in sorted(candidates) if _weight_shapes(cfg, width) == shapes), None)
+
+
+def _weight_shapes(cfg: ModelConfig, feature_dim: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each weight of the model of ``cfg`` on ``feature_dim``-d features (built on the meta
+    device: nothing is allocated)."""
+    with torch.device("meta"):
+        model = build_model(cfg, feature_dim)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_feature_width(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> None:
+    """Check that a checkpoint loaded for ``encoder`` (to evaluate, segment or resume training) takes features
+    of the encoder's width (:func:`feature_width`), whatever wrote it.
+
+    Raises:
+        ValueError: the widths differ; names the checkpoint, its preset, the encoder and both widths.
+    """
+    width = feature_width(ckpt, cfg, encoder.feature_dim)
+    if width is None or width == encoder.feature_dim:
+        return
+    path = ckpt.path or ckpt.extra.get("path", "the checkpoint")
+    trained = (ckpt.config.get("encoder") or {}).get("name")
+    hint = f"encoder.name={trained} (the encoder it was trained with)" if trained else f"a {width}-d encoder.name"
+    raise ValueError(f"{path} (preset `{ckpt.config.get('preset', 'unknown')}`) takes {width}-d features; encoder "
+                     f"`{encoder.name}` gives {encoder.feature_dim}-d features: set {hint}")
 
 
 def restore_model(ckpt: Checkpoint, cfg: ModelConfig, feature_dim: int) -> SlotModel:

@@ -98,6 +98,7 @@ def train_from_config(
         build_feature_source,
         build_model,
         build_training_clips,
+        check_feature_width,
         check_model_encoder,
         ensure_dataset,
         resolve_device,
@@ -114,6 +115,8 @@ def train_from_config(
         ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
         encoder = (build_encoder(cfg.encoder) if encoder is None else encoder).to(device)
         check_model_encoder(cfg.model, encoder, cfg.preset)
+        if resume is not None:
+            check_feature_width(resume, cfg.model, encoder)
         model = build_model(cfg.model, encoder.feature_dim).to(device)
         source = build_feature_source(cfg, encoder, "train")
         bad_files = BadFileIndex(cfg.data.root)
