@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--dtype", choices=["uint8", "int64"], default="uint8", help="label map dtype")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch default)")
-    parser.add_argument("--proposals", type=int, default=6, help="also time the unsupervised protocol (0: skip)")
+    parser.add_argument("--proposals", type=int, default=6, help="also time the unsupervised task (0: skip)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,7 +112,7 @@ def main() -> None:
 
 
 def unsupervised(gt: np.ndarray, pred: np.ndarray, num_proposals: int, device: str) -> None:
-    """The DAVIS unsupervised protocol: ``num_proposals`` segments (the prediction's objects, the rest cut
+    """The DAVIS unsupervised task: ``num_proposals`` segments (the prediction's objects, the rest cut
     from the background in vertical stripes) Hungarian-matched to the objects; ours vs. the baseline once."""
     proposals = pred.astype(np.int64)
     stripes = np.linspace(0, gt.shape[2], num_proposals - 1, dtype=np.int64)

@@ -1,6 +1,6 @@
 """Whole-process baseline of ``benchmarks/bench_score.py``: score a DAVIS results folder as the official
 toolkit computes, one sequence after another, masks read with PIL, J and F one frame and one object
-at a time with NumPy/OpenCV (:mod:`benchmarks.baselines.davis_numpy`), semi-supervised protocol.
+at a time with NumPy/OpenCV (:mod:`benchmarks.baselines.davis_numpy`), semi-supervised task.
 
 Run from the repository root::
 

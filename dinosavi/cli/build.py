@@ -20,10 +20,10 @@ from dinosavi.cli.config import DataConfig, EncoderConfig, FeaturesConfig, resol
 from dinosavi.data.badfiles import BadFile
 from dinosavi.data.davis import DavisDataset, SequenceDataset
 from dinosavi.data.videos import ClipDataset
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
+from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.features.cache import SourceGroup, davis_groups, movi_groups, video_groups
-from dinosavi.features.source import FeatureSource, resolution
-from dinosavi.features.space import Resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import Resolution, resolution
 from dinosavi.features.store import FeatureStore
 from dinosavi.models.factory import build_model
 from dinosavi.models.options import ModelConfig
@@ -40,8 +40,10 @@ __all__ = [
     "build_source_groups",
     "build_training_clips",
     "check_data_root",
+    "check_feature_width",
     "check_model_encoder",
     "ensure_dataset",
+    "feature_width",
     "input_size",
     "load_model",
     "resolve_device",
@@ -71,11 +73,11 @@ def build_encoder(cfg: EncoderConfig) -> FrozenEncoder:
 
 
 def build_resolution(cfg: DictConfig, encoder: FrozenEncoder, name: str) -> Resolution:
-    """The run's resolution ``name``: ``train`` (``train.input_size``) and ``eval`` (``eval.short_side``) as
-    :func:`dinosavi.features.source.resolution` defines them, or ``propagate`` (``propagate.short_side``, the
-    long side a multiple of ``propagate.multiple_of``)."""
+    """The run's resolution ``name`` as :func:`dinosavi.features.space.resolution` defines it: ``train``
+    (``train.input_size``), ``eval`` (``eval.short_side``, the long side a multiple of the encoder's patch size)
+    or ``propagate`` (the eval rule at ``propagate.short_side`` and ``propagate.multiple_of``)."""
     if name == "propagate":
-        return Resolution(ResizeRule(short_side=cfg.propagate.short_side, multiple_of=cfg.propagate.multiple_of))
+        return resolution("eval", input_size(cfg), cfg.propagate.short_side, cfg.propagate.multiple_of)
     return resolution(name, input_size(cfg), cfg.eval.short_side, encoder.patch_size)
 
 
@@ -113,13 +115,53 @@ def load_model(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> Sl
     loaded strictly, in eval mode.
 
     Raises:
-        ValueError: the checkpoint takes features of another width than the encoder's.
+        ValueError: the checkpoint takes features of another width than the encoder's
+            (:func:`check_feature_width`).
     """
-    wanted = ckpt.extra.get("feature_dim")
-    if wanted is not None and wanted != encoder.feature_dim:
-        raise ValueError(f"{ckpt.path or ckpt.extra.get('path', 'the checkpoint')} takes {wanted}-d features; encoder "
-                         f"`{encoder.name}` gives {encoder.feature_dim}: set encoder.name=... to a {wanted}-d ViT")
+    check_feature_width(ckpt, cfg, encoder)
     return restore_model(ckpt, cfg, encoder.feature_dim).to(next(encoder.parameters()).device).eval()
+
+
+def feature_width(ckpt: Checkpoint, cfg: ModelConfig, guess: int) -> int | None:
+    """The width of the features a checkpoint's model takes: ``extra["feature_dim"]`` where the checkpoint
+    records it (a converted original checkpoint), else read off its weights: the width whose model of ``cfg``
+    has their shapes, tried at ``guess`` and at the sizes its weights hold where a ``guess``-d model's differ.
+    None when no width gives their shapes (weights of another model: the strict load names the keys)."""
+    recorded = ckpt.extra.get("feature_dim")
+    if recorded is not None:
+        return int(recorded)
+    shapes = {key: tuple(value.shape) for key, value in ckpt.model.items()}
+    expected = _weight_shapes(cfg, guess)
+    if expected == shapes:
+        return guess
+    candidates = {size for key, shape in expected.items() if len(shapes.get(key, ())) == len(shape)
+                  for wanted, size in zip(shape, shapes[key]) if wanted == guess and size != guess}
+    return next((width for width in sorted(candidates) if _weight_shapes(cfg, width) == shapes), None)
+
+
+def _weight_shapes(cfg: ModelConfig, feature_dim: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each weight of the model of ``cfg`` on ``feature_dim``-d features (built on the meta
+    device: nothing is allocated)."""
+    with torch.device("meta"):
+        model = build_model(cfg, feature_dim)
+    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
+
+
+def check_feature_width(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> None:
+    """Check that a checkpoint loaded for ``encoder`` (to evaluate, segment or resume training) takes features
+    of the encoder's width (:func:`feature_width`), whatever wrote it.
+
+    Raises:
+        ValueError: the widths differ; names the checkpoint, its preset, the encoder and both widths.
+    """
+    width = feature_width(ckpt, cfg, encoder.feature_dim)
+    if width is None or width == encoder.feature_dim:
+        return
+    path = ckpt.path or ckpt.extra.get("path", "the checkpoint")
+    trained = (ckpt.config.get("encoder") or {}).get("name")
+    hint = f"encoder.name={trained} (the encoder it was trained with)" if trained else f"a {width}-d encoder.name"
+    raise ValueError(f"{path} (preset `{ckpt.config.get('preset', 'unknown')}`) takes {width}-d features; encoder "
+                     f"`{encoder.name}` gives {encoder.feature_dim}-d features: set {hint}")
 
 
 def restore_model(ckpt: Checkpoint, cfg: ModelConfig, feature_dim: int) -> SlotModel:

@@ -20,7 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from dinosavi.cli.build import build_sequences, input_size
+from dinosavi.cli.build import build_resolution, build_sequences
 from dinosavi.cli.config import DataConfig, PropagateConfig
 from dinosavi.cli.modes import options, save_config, train_from_config
 from dinosavi.data.davis import SequenceDataset
@@ -28,7 +28,7 @@ from dinosavi.encoders.base import FrozenEncoder
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.references import kmeans_reference
 from dinosavi.evaluation.runner import evaluate_propagation, evaluate_slots
-from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.source import FeatureSource
 from dinosavi.features.store import FeatureStore
 from dinosavi.metrics.results import DiscoveryTable
 from dinosavi.models.slot_model import SlotModel
@@ -49,17 +49,16 @@ class EvalSet:
 
 
 def demo_sets(cfg: DictConfig, encoder: FrozenEncoder, store: FeatureStore | None) -> list[EvalSet]:
-    """The synthetic val split (at ``eval.short_side``) and the DAVIS sample of ``demo.davis_root`` (at
-    ``demo.davis_short_side``), their features read from (and written to) ``store``."""
-    size = input_size(cfg)
+    """The synthetic val split at the eval resolution of ``cfg`` (``eval.short_side``) and the DAVIS sample of
+    ``demo.davis_root`` at that of :func:`natural_config` (``demo.davis_short_side``), their features read from
+    (and written to) ``store``."""
 
-    def source(short_side: int | None) -> FeatureSource:
-        return FeatureSource.create(encoder, resolution("eval", size, short_side, encoder.patch_size),
-                                    cfg.encoder.batch_size, store)
+    def source(run: DictConfig) -> FeatureSource:
+        return FeatureSource.create(encoder, build_resolution(run, encoder, "eval"), cfg.encoder.batch_size, store)
 
     davis = DataConfig(name="davis", root=cfg.demo.davis_root, year=cfg.data.year, quality=cfg.data.quality)
-    return [EvalSet("synthetic", "synthetic", build_sequences(cfg.data, "val"), source(cfg.eval.short_side)),
-            EvalSet("DAVIS", "davis", build_sequences(davis, "val"), source(cfg.demo.davis_short_side))]
+    return [EvalSet("synthetic", "synthetic", build_sequences(cfg.data, "val"), source(cfg)),
+            EvalSet("DAVIS", "davis", build_sequences(davis, "val"), source(natural_config(cfg)))]
 
 
 def kmeans_table(cfg: DictConfig, evaluation: EvalSet) -> DiscoveryTable:

@@ -97,6 +97,7 @@ def train_from_config(
         build_feature_source,
         build_model,
         build_training_clips,
+        check_feature_width,
         check_model_encoder,
         ensure_dataset,
         resolve_device,
@@ -113,6 +114,8 @@ def train_from_config(
         ensure_dataset(cfg.data)  # a wrong data.root fails before the encoder's weights are fetched
         encoder = (build_encoder(cfg.encoder) if encoder is None else encoder).to(device)
         check_model_encoder(cfg.model, encoder, cfg.preset)
+        if resume is not None:
+            check_feature_width(resume, cfg.model, encoder)
         model = build_model(cfg.model, encoder.feature_dim).to(device)
         source = build_feature_source(cfg, encoder, "train")
         bad_files = BadFileIndex(cfg.data.root)
@@ -190,8 +193,7 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
     what it did to ``<run dir>/cache.json`` and returns it."""
     from dinosavi.cli.build import DATASETS, build_resolution, build_source_groups, check_data_root
     from dinosavi.features.cache import cache_features
-    from dinosavi.features.source import RESOLUTIONS
-    from dinosavi.features.space import FeatureSpace
+    from dinosavi.features.space import RESOLUTIONS, FeatureSpace
     from dinosavi.features.store import FeatureStore
 
     if not cfg.features.store:

@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from dinosavi.data.davis import DavisDataset, Sequence, read_frames, read_rgb
+    from dinosavi.data.davis import DavisDataset, VideoSequence, read_frames, read_rgb
     from dinosavi.data.decode import decode_video, find_videos
     from dinosavi.data.movi import MoviDataset, read_id_png
     from dinosavi.data.png import davis_palette, read_palette_png, write_palette_png
@@ -20,9 +20,9 @@ __all__ = [
     "DavisClips",
     "DavisDataset",
     "MoviDataset",
-    "Sequence",
     "SyntheticSpec",
     "VideoClips",
+    "VideoSequence",
     "clip_starts",
     "davis_palette",
     "decode_video",
@@ -41,9 +41,9 @@ _MODULES = {
     "DavisClips": "videos",
     "DavisDataset": "davis",
     "MoviDataset": "movi",
-    "Sequence": "davis",
     "SyntheticSpec": "synthetic",
     "VideoClips": "videos",
+    "VideoSequence": "davis",
     "clip_starts": "videos",
     "davis_palette": "png",
     "decode_video": "decode",

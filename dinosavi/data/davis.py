@@ -15,7 +15,7 @@ here). torch is imported only where frames become tensors, so listing a split an
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DECODE_THREADS",
     "DavisDataset",
-    "Sequence",
     "SequenceDataset",
+    "VideoSequence",
     "davis_palette",
     "open_image",
     "read_frames",
@@ -47,8 +47,8 @@ DECODE_THREADS = min(8, os.cpu_count() or 1)
 
 
 @dataclass
-class Sequence:
-    """One DAVIS sequence in memory.
+class VideoSequence:
+    """One video sequence in memory, as every annotated dataset (DAVIS, MOVi, YouTube-VIS) loads it.
 
     Attributes:
         name: Sequence name, e.g. ``"blackswan"``.
@@ -74,7 +74,7 @@ class SequenceDataset(Protocol):
 
     def __len__(self) -> int: ...
 
-    def __getitem__(self, index: int) -> Sequence: ...
+    def __getitem__(self, index: int) -> VideoSequence: ...
 
     def frame_paths(self, name: str) -> list[Path]:
         """The source files of the frames of sequence ``name``, in order."""
@@ -98,7 +98,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.asarray(image.convert("RGB") if image.mode != "RGB" else image, dtype=np.uint8)
 
 
-def read_frames(paths: SequenceABC[str | Path], num_threads: int = DECODE_THREADS) -> Tensor:
+def read_frames(paths: Sequence[str | Path], num_threads: int = DECODE_THREADS) -> Tensor:
     """Decode same-sized frames in a thread pool (PIL releases the GIL while decoding).
 
     Args:
@@ -176,7 +176,7 @@ class DavisDataset:
     def __len__(self) -> int:
         return len(self.sequence_names)
 
-    def __getitem__(self, index: int) -> Sequence:
+    def __getitem__(self, index: int) -> VideoSequence:
         return self.load(self.sequence_names[index])
 
     def _sequence_dir(self, kind: str, name: str) -> Path:
@@ -209,7 +209,7 @@ class DavisDataset:
             raise FileNotFoundError(f"No .png annotations in {folder}")
         return paths
 
-    def load(self, name: str) -> Sequence:
+    def load(self, name: str) -> VideoSequence:
         """Read frames (and masks, per ``annotations``) of sequence ``name``.
 
         Raises:
@@ -223,7 +223,7 @@ class DavisDataset:
         frame_names = [p.stem for p in frame_files]
         frames = read_frames(frame_files)  # (T, 3, H, W)
         if self.annotations == "none":
-            return Sequence(name, frames, None, davis_palette(), frame_names)
+            return VideoSequence(name, frames, None, davis_palette(), frame_names)
 
         folder = self._sequence_dir("Annotations", name)
         wanted = frame_names if self.annotations == "all" else frame_names[:1]
@@ -241,4 +241,4 @@ class DavisDataset:
                     f"of {name!r} are {width}x{height}; expected equal sizes"
                 )
         stacked = torch.from_numpy(np.stack([labels for labels, _ in read])).long()  # (T, H, W)
-        return Sequence(name, frames, stacked, read[0][1], frame_names)
+        return VideoSequence(name, frames, stacked, read[0][1], frame_names)

@@ -11,7 +11,7 @@ may be palette (``P``), grayscale (``L``) or 16-bit (``I;16``, ``I``) images; id
 ``0..254`` (255 is DAVIS void). Their palette carries no meaning: sequences use :func:`davis_palette`.
 
 :class:`MoviDataset` has the interface of :class:`~dinosavi.data.davis.DavisDataset` and returns the
-same :class:`~dinosavi.data.davis.Sequence`, so evaluation runs on either unchanged.
+same :class:`~dinosavi.data.davis.VideoSequence`, so evaluation runs on either unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dinosavi.data.davis import DECODE_THREADS, Sequence, davis_palette, open_image, read_frames
+from dinosavi.data.davis import DECODE_THREADS, VideoSequence, davis_palette, open_image, read_frames
 
 __all__ = ["FRAME_EXTENSIONS", "MAX_INSTANCE_ID", "MoviDataset", "read_id_png"]
 
@@ -127,7 +127,7 @@ class MoviDataset:
     def __len__(self) -> int:
         return len(self.sequence_names)
 
-    def __getitem__(self, index: int) -> Sequence:
+    def __getitem__(self, index: int) -> VideoSequence:
         return self.load(self.sequence_names[index])
 
     def frame_paths(self, name: str) -> list[Path]:
@@ -144,7 +144,7 @@ class MoviDataset:
         """The segmentation PNG of each frame of video ``name``, in frame order."""
         return [self.seg_dir / name / f"{p.stem}.png" for p in self.frame_paths(name)]
 
-    def load(self, name: str) -> Sequence:
+    def load(self, name: str) -> VideoSequence:
         """Read every frame and its instance ids of video ``name``.
 
         Returns:
@@ -169,4 +169,4 @@ class MoviDataset:
                     f"{width}x{height}; expected equal sizes"
                 )
         stacked = torch.from_numpy(np.stack(ids)).long()  # (T, H, W)
-        return Sequence(name, frames, stacked, davis_palette(), [p.stem for p in frame_files])
+        return VideoSequence(name, frames, stacked, davis_palette(), [p.stem for p in frame_files])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from dinosavi.data.davis import Sequence, SequenceDataset
+from dinosavi.data.davis import SequenceDataset, VideoSequence
 
 __all__ = ["SequenceSubset", "check_range", "frame_range", "select_names"]
 
@@ -78,7 +78,7 @@ class SequenceSubset:
     def __len__(self) -> int:
         return len(self.sequence_names)
 
-    def __getitem__(self, index: int) -> Sequence:
+    def __getitem__(self, index: int) -> VideoSequence:
         """Sequence ``index`` of the subset: ``frames`` ``(T, 3, H, W)``, ``labels`` ``(T, H, W)`` of the range."""
         name = self.sequence_names[index]
         seq = self.dataset[self._index[name]]

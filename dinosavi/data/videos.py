@@ -38,10 +38,24 @@ __all__ = [
     "DavisClips",
     "FrameClips",
     "VideoClips",
+    "clip_frames",
+    "clip_span",
     "clip_starts",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def clip_span(frames_per_clip: int, stride: int = 1) -> int:
+    """Frames a clip spans from its first frame to its last, both included: the shortest video that holds one
+    clip of ``frames_per_clip`` frames, ``stride`` frames apart. The one place clip spans are computed."""
+    return (frames_per_clip - 1) * stride + 1
+
+
+def clip_frames(start: int, frames_per_clip: int, stride: int = 1) -> range:
+    """The frame indices of the clip that starts at frame ``start``: ``start, start + stride, ...``,
+    ``frames_per_clip`` of them."""
+    return range(start, start + clip_span(frames_per_clip, stride), stride)
 
 
 def clip_starts(
@@ -55,7 +69,7 @@ def clip_starts(
     Args:
         num_frames: Frames in the video.
         frames_per_clip: Frames in one clip.
-        stride: Step between a clip's frames; a clip spans ``(frames_per_clip - 1) * stride + 1``.
+        stride: Step between a clip's frames (a clip spans :func:`clip_span` frames).
         clips_per_video: Starts to return.
         rng: Source of randomness.
 
@@ -67,7 +81,7 @@ def clip_starts(
             f"clip_starts: expected frames_per_clip, stride, clips_per_video >= 1, "
             f"got {frames_per_clip}, {stride}, {clips_per_video}"
         )
-    valid = num_frames - (frames_per_clip - 1) * stride
+    valid = num_frames - clip_span(frames_per_clip, stride) + 1  # the number of valid starts
     if valid < 1:
         return []
     edges = np.linspace(0, valid, clips_per_video + 1)
@@ -121,6 +135,10 @@ class ClipDataset(Dataset):
         (:meth:`dinosavi.features.source.FeatureSource.batch`): the batch itself; features held in memory
         (:class:`dinosavi.features.memory.FeatureClips`) are added here, outside the data-loader workers."""
         return batch
+
+    def frame_indices(self, start: int) -> range:
+        """The frame indices of the clip that starts at frame ``start`` (:func:`clip_frames`)."""
+        return clip_frames(start, self.frames_per_clip, self.stride)
 
     def _start(self, video: int, clip: int) -> int:
         rng = np.random.default_rng([self.seed, self.epoch, video])
@@ -223,8 +241,8 @@ class FrameClips(ClipDataset):
         known_bad: Mapping[str, BadFile] | None = None,
     ) -> None:
         paths = {name: source.frame_paths(name) for name in source.sequence_names}
-        span = (frames_per_clip - 1) * stride + 1
-        names, lengths = _keep_long_enough(Path(root), list(paths), [len(p) for p in paths.values()], span)
+        names, lengths = _keep_long_enough(Path(root), list(paths), [len(p) for p in paths.values()],
+                                           clip_span(frames_per_clip, stride))
         super().__init__(lengths, frames_per_clip, stride, clips_per_video, seed, skip_bad)
         self.size, self.sequence_names = size, names
         self.paths = [paths[name] for name in names]  # frame files of each kept sequence
@@ -241,8 +259,8 @@ class FrameClips(ClipDataset):
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
-        stop = start + (self.frames_per_clip - 1) * self.stride + 1
-        return resize_frames(read_frames(self.paths[video][start : stop : self.stride]), self.size)
+        paths = self.paths[video]
+        return resize_frames(read_frames([paths[t] for t in self.frame_indices(start)]), self.size)
 
 
 class DavisClips(FrameClips):
@@ -331,7 +349,7 @@ class VideoClips(ClipDataset):
         if not readable:
             raise ValueError(f"No video in {self.root} can be opened: {excluded[0].reason} ...")
         names, kept = _keep_long_enough(self.root, [str(v) for v, _ in readable], [n for _, n in readable],
-                                        frames_per_clip)
+                                        clip_span(frames_per_clip))
         super().__init__(kept, frames_per_clip, 1, clips_per_video, seed, skip_bad)
         self.videos = [Path(n) for n in names]
         self.sources, self.excluded, self.num_found = self.videos, excluded, len(videos)
@@ -352,7 +370,7 @@ class VideoClips(ClipDataset):
 
     def _clip(self, video: int, start: int) -> Tensor:
         """(T, 3, H, W) uint8 with T = ``frames_per_clip`` and (H, W) = ``size``."""
-        stop = start + self.frames_per_clip
+        stop = self.frame_indices(start).stop
         window: deque[np.ndarray] = deque(maxlen=self.frames_per_clip)  # the last T frames decoded
         for count, frame in enumerate(iter_frames(self.videos[video], self.frame_rate), start=1):
             window.append(frame)

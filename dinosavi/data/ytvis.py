@@ -31,7 +31,7 @@ VideoSAUR's conversion leaves them out (``getAnnIds(iscrowd=False)``). Frames wh
 all background.
 
 :class:`YtvisDataset` has the interface of :class:`~dinosavi.data.davis.DavisDataset` and returns the same
-:class:`~dinosavi.data.davis.Sequence`, so training, evaluation, ``mode=cache`` and ``mode=segment`` run on it
+:class:`~dinosavi.data.davis.VideoSequence`, so training, evaluation, ``mode=cache`` and ``mode=segment`` run on it
 unchanged. torch and pycocotools are imported only when a video is loaded.
 """
 
@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from dinosavi.data.davis import Sequence, davis_palette, read_frames
+from dinosavi.data.davis import VideoSequence, davis_palette, read_frames
 
 __all__ = ["HELDOUT_VIDEOS", "SPLITS", "VOID", "YtvisDataset", "YtvisVideo", "decode_segmentation",
            "instance_labels"]
@@ -209,7 +209,7 @@ class YtvisDataset:
     def __len__(self) -> int:
         return len(self.sequence_names)
 
-    def __getitem__(self, index: int) -> Sequence:
+    def __getitem__(self, index: int) -> VideoSequence:
         return self.load(self.sequence_names[index])
 
     def video(self, name: str) -> YtvisVideo:
@@ -226,7 +226,7 @@ class YtvisDataset:
         """The frame files of video ``name``, in the JSON's order."""
         return list(self.video(name).frames)
 
-    def load(self, name: str) -> Sequence:
+    def load(self, name: str) -> VideoSequence:
         """Read every frame of video ``name`` and, where the split has masks, its instance ids.
 
         Returns:
@@ -247,7 +247,7 @@ class YtvisDataset:
                              f"(WxH); {self.json_path} says {video.width}x{video.height}")
         stems = [p.stem for p in video.frames]
         if not self.annotations:
-            return Sequence(name, frames, None, davis_palette(), stems)
+            return VideoSequence(name, frames, None, davis_palette(), stems)
         masks = []
         for k, segs in enumerate(video.instances):
             try:
@@ -255,4 +255,4 @@ class YtvisDataset:
             except ValueError as e:
                 raise ValueError(f"{self.json_path}, video {name!r}, instance {k}: {e}") from e
         labels = instance_labels(masks, len(frames), video.height, video.width)
-        return Sequence(name, frames, torch.from_numpy(labels).long(), davis_palette(), stems)
+        return VideoSequence(name, frames, torch.from_numpy(labels).long(), davis_palette(), stems)

@@ -65,7 +65,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dinosavi.atomic import remove_on_failure, write_atomic
-from dinosavi.data.davis import Sequence, SequenceDataset
+from dinosavi.data.davis import SequenceDataset, VideoSequence
 from dinosavi.data.png import write_palette_png
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.evaluation.options import EvalOptions
@@ -125,7 +125,7 @@ def _centre_square(x: Tensor) -> Tensor:
     return x[..., top : top + side, left : left + side]
 
 
-def anchor_view(seq: Sequence, protocol: AnchorProtocol) -> Sequence:
+def anchor_view(seq: VideoSequence, protocol: AnchorProtocol) -> VideoSequence:
     """The sequence as the protocol's model and metrics see it.
 
     Args:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["BACKGROUND_MASKS", "BACKGROUND_REGIONS", "LABEL_SAMPLINGS", "LOCK_INITS", "METHODS", "OUTPUTS",
-           "SCORE_PROTOCOLS", "TRACKERS", "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions",
+           "SCORE_TASKS", "TRACKERS", "TRACK_MODES", "EvalOptions", "PropagationParams", "ScoreOptions",
            "slot_count"]
 
 BACKGROUND_MASKS = ("first_frame", "every_frame")
@@ -22,7 +22,7 @@ TRACKERS = ("overlap", "slotsim")  # the trackers of dinosavi/evaluation/trackin
 TRACK_MODES = ("auto", None, *TRACKERS)  # eval.track_mode: auto (by model), null (none) or a tracker
 LOCK_INITS = ("auto", "random", "mask", "assign")
 BACKGROUND_REGIONS = ("shared", "kmeans")
-SCORE_PROTOCOLS = ("semi", "unsupervised")
+SCORE_TASKS = ("semi", "unsupervised")  # the DAVIS tasks mode=score scores (the score.protocol key)
 METHODS = ("slots", "propagate")  # mode=segment's method=: a slot model, or label propagation
 
 
@@ -45,8 +45,8 @@ class EvalOptions:
 
     ``lock_on``: true gives each first-frame object ``slots_per_class`` slots, the background
     ``num_bg_slots`` and unannotated foreground (CLS attention, needs a ViT) ``num_extra_slots``; scored
-    by the DAVIS semi-supervised protocol. false: ``num_slots`` slots (the model's when None; ``[bg, fg]``
-    with slot groups) bind freely and every slot is a segment; scored by the DAVIS unsupervised protocol
+    by the DAVIS semi-supervised task. false: ``num_slots`` slots (the model's when None; ``[bg, fg]``
+    with slot groups) bind freely and every slot is a segment; scored by the DAVIS unsupervised task
     (Hungarian matching on J&F, at most ``score.max_proposals`` segments) plus FG-ARI, mBO and mIoU.
     ``short_side`` resizes frames (long side to a multiple of the encoder stride) before encoding; null keeps
     the native resolution (cropped to a multiple of the stride, as the original DINOSAVi's ViT did).
@@ -137,12 +137,12 @@ class EvalOptions:
 
 @dataclass
 class ScoreOptions:
-    """``mode=score``: ``protocol`` ``semi`` (first-frame objects) or ``unsupervised`` (ids are proposals,
-    at most ``max_proposals``, Hungarian-matched to the objects on J&F). ``workers``: sequences scored
-    at once, in threads (0: one per core).
+    """``mode=score``: ``protocol``, the DAVIS task scored: ``semi`` (first-frame objects) or ``unsupervised``
+    (ids are proposals, at most ``max_proposals``, Hungarian-matched to the objects on J&F). ``workers``:
+    sequences scored at once, in threads (0: one per core).
 
     Raises:
-        ValueError: an unknown protocol or a negative ``workers``.
+        ValueError: an unknown task or a negative ``workers``.
     """
 
     protocol: str = "semi"
@@ -150,8 +150,9 @@ class ScoreOptions:
     workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.protocol not in SCORE_PROTOCOLS:
-            raise ValueError(f"Unknown scoring protocol `{self.protocol}`; expected one of {list(SCORE_PROTOCOLS)}")
+        if self.protocol not in SCORE_TASKS:
+            raise ValueError(f"Unknown score.protocol `{self.protocol}` (the DAVIS task); expected one of "
+                             f"{list(SCORE_TASKS)}")
         if self.workers < 0:
             raise ValueError(f"score.workers must be >= 0 (0: one per core), got {self.workers}")
 

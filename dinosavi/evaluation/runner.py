@@ -27,7 +27,7 @@ from rich.progress import Progress
 from torch import Tensor
 
 from dinosavi.atomic import remove_on_failure
-from dinosavi.data.davis import Sequence, SequenceDataset
+from dinosavi.data.davis import SequenceDataset, VideoSequence
 from dinosavi.evaluation.options import EvalOptions, PropagationParams
 from dinosavi.evaluation.propagate import DINO, propagate_sequence
 from dinosavi.evaluation.tables import format_table, write_discovery_files, write_score_files
@@ -46,7 +46,7 @@ __all__ = ["check_encoder_options", "evaluate_propagation", "evaluate_slots", "r
 log = logging.getLogger(__name__)
 
 # a sequence -> predicted ids (T, H, W) and optional slot maps (T, S, h, w)
-Segment = Callable[[Sequence], tuple[Tensor, Tensor | None]]
+PredictIds = Callable[[VideoSequence], tuple[Tensor, Tensor | None]]
 
 
 def check_encoder_options(options: EvalOptions, has_cls: bool, encoder_name: str) -> None:
@@ -96,7 +96,7 @@ def evaluate_slots(
         split: the split's name (in the CSV names).
         name: what the report calls the model (its preset and step).
         seed: the seed of every sequence's slot initialisation.
-        max_proposals: the most segments the unsupervised protocol allows (``score.max_proposals``).
+        max_proposals: the most segments the unsupervised task allows (``score.max_proposals``).
         propagation: the label propagation whose soft labels ``options.fuse`` mixes in.
 
     Returns:
@@ -110,20 +110,20 @@ def evaluate_slots(
     encoder = source.encoder
     check_encoder_options(options, encoder.num_heads is not None, encoder.name)
     _check_segments(model, options, max_proposals)
-    protocol = "semi" if options.lock_on else "unsupervised"
-    log.info("evaluating %s (%s) on %s: %d sequences", name, protocol, split, len(dataset))
-    segment = _slot_segment(model, source, dataset, options, seed, propagation)
+    task = "semi" if options.lock_on else "unsupervised"
+    log.info("evaluating %s (%s) on %s: %d sequences", name, task, split, len(dataset))
+    predict_ids = _slot_ids(model, source, dataset, options, seed, propagation)
     title = f"{'Lock-on' if options.lock_on else 'Unsupervised'} evaluation of {name} on {split}"
     details = f"encoder {encoder.name}, stride {encoder.patch_size}; eval {options}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details, protocol=protocol,
+    return run_sequences(dataset, predict_ids, out_dir, split, title, options, details, task=task,
                          max_proposals=max_proposals)
 
 
-def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
-                  seed: int, propagation: PropagationParams) -> Segment:
+def _slot_ids(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
+                  seed: int, propagation: PropagationParams) -> PredictIds:
     """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
     (with ``options.fuse``, fused with label propagation on the same features)."""
-    def segment(seq: Sequence) -> tuple[Tensor, Tensor | None]:
+    def predict_ids(seq: VideoSequence) -> tuple[Tensor, Tensor | None]:
         assert seq.labels is not None
         outputs = source.frames(seq.frames, dataset.frame_paths(seq.name), seq.name)
         result = collect(segment_stream(
@@ -133,18 +133,18 @@ def _slot_segment(model: SlotModel, source: FeatureSource, dataset: SequenceData
         ))
         return result.labels, result.masks if options.output == "slot" else None
 
-    return segment
+    return predict_ids
 
 
 def _check_segments(model: SlotModel, options: EvalOptions, max_proposals: int) -> None:
-    """Without lock-on every slot is a segment; the unsupervised protocol allows ``max_proposals``."""
+    """Without lock-on every slot is a segment; the unsupervised task allows ``max_proposals``."""
     if options.lock_on:
         return
     count = model.num_slots if options.num_slots is None else options.num_slots
     segments = count if isinstance(count, int) else sum(count)
     if segments > max_proposals:
         raise ValueError(f"lock_on=false makes every slot a segment: {segments} slots exceed the DAVIS "
-                         f"unsupervised protocol's score.max_proposals={max_proposals}")
+                         f"unsupervised task's score.max_proposals={max_proposals}")
 
 
 @dataclass
@@ -159,29 +159,29 @@ class _Scored:
 
 def run_sequences(
     dataset: SequenceDataset,
-    segment: Segment,
+    predict_ids: PredictIds,
     out_dir: Path,
     split: str,
     title: str,
     options: EvalOptions,
     details: str,
-    protocol: str = "semi",
+    task: str = "semi",
     max_proposals: int = 20,
 ) -> dict[str, float]:
     """The loop shared by ``eval`` and ``propagate``: segment, score and write every sequence.
 
     Args:
         dataset: the annotated split.
-        segment: a sequence -> predicted ids ``(T, H, W)`` and optional slot maps ``(T, S, h, w)``.
+        predict_ids: a sequence -> predicted ids ``(T, H, W)`` and optional slot maps ``(T, S, h, w)``.
         out_dir: where PNGs, overlays, videos, CSVs, JSON and ``report.html`` go.
         split: the split name used in the CSV names.
         title: the report's title.
         options: which outputs are written (``overlays``, ``videos``, ``report``).
         details: a line about the method for the report.
-        protocol: ``semi`` (ids are the first frame's objects) or ``unsupervised`` (ids are segments,
-            Hungarian-matched to the objects on J&F; FG-ARI, mBO and mIoU are added, see
+        task: the DAVIS task scored: ``semi`` (ids are the first frame's objects) or ``unsupervised`` (ids are
+            segments, Hungarian-matched to the objects on J&F; FG-ARI, mBO and mIoU are added, see
             :class:`dinosavi.metrics.results.DiscoveryTable`).
-        max_proposals: the most segments the unsupervised protocol allows.
+        max_proposals: the most segments the unsupervised task allows.
 
     Returns:
         The global scores (``J&F-Mean``, ``J-Mean``, ... as in the official CSV, plus the discovery
@@ -194,21 +194,21 @@ def run_sequences(
     """
     with remove_on_failure(out_dir):
         outputs = RunOutputs(out_dir, title, videos=options.videos, report=options.report)
-        scored = _segment_all(dataset, segment, out_dir, outputs, options.overlays, protocol, max_proposals)
+        scored = _segment_all(dataset, predict_ids, out_dir, outputs, options.overlays, task, max_proposals)
         log.info("segmented %d frames in %.1f s (%.2f frames/s)", scored.frames, scored.seconds,
                  scored.frames / scored.seconds)
         write_score_files(scored.table, out_dir, split)
         means = scored.table.global_means()
         lines = [details, f"{scored.frames} frames in {scored.seconds:.1f} s "
                           f"({scored.frames / scored.seconds:.2f} frames/s)"]
-        if protocol != "semi":
+        if task != "semi":
             write_discovery_files(scored.discovery, out_dir, split)
             found = scored.discovery.global_means()
             means |= found
             lines.append("object discovery: " + ", ".join(f"{k} {v:.3f}" for k, v in found.items()))
         report = outputs.finish(scored.table.global_means(), lines)
     print(format_table(scored.table))
-    if protocol != "semi":
+    if task != "semi":
         print(lines[-1])
     if report is not None:
         print(f"report: {report}")
@@ -216,21 +216,21 @@ def run_sequences(
 
 
 def _segment_all(
-    dataset: SequenceDataset, segment: Segment, out_dir: Path, outputs: RunOutputs, overlays: bool, protocol: str,
+    dataset: SequenceDataset, predict_ids: PredictIds, out_dir: Path, outputs: RunOutputs, overlays: bool, task: str,
     max_proposals: int,
 ) -> _Scored:
     """Segment and score every sequence; its files are written on two threads as the next one runs."""
     scored, pending = _Scored(), list[Future[None]]()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool, Progress(transient=True) as progress:
-        task = progress.add_task("segment", total=len(dataset))
+        bar = progress.add_task("segment", total=len(dataset))
         for index in range(len(dataset)):
             seq = dataset[index]
             assert seq.labels is not None
-            predicted, slot_maps = segment(seq)
+            predicted, slot_maps = predict_ids(seq)
             labels = predicted.numpy().astype(np.uint8)
             pending += write_sequence(out_dir, seq, labels, overlays, pool)
-            if protocol == "semi":
+            if task == "semi":
                 scores = evaluate_semisupervised(seq.labels, predicted)
                 j, f = scores.j, scores.f
             else:
@@ -243,7 +243,7 @@ def _segment_all(
             if slot_maps is not None:
                 pending += write_slot_maps(out_dir, seq, slot_maps, pool)
             scored.frames += len(labels)
-            progress.advance(task)
+            progress.advance(bar)
         for future in pending:
             future.result()
     scored.seconds = time.perf_counter() - t0
@@ -279,11 +279,11 @@ def evaluate_propagation(
     log.info("propagating (%s: %s) with %s (stride %d) on %s: %d sequences", name, params, encoder.name,
              encoder.patch_size, split, len(dataset))
 
-    def segment(seq: Sequence) -> tuple[Tensor, None]:
+    def predict_ids(seq: VideoSequence) -> tuple[Tensor, None]:
         assert seq.labels is not None
         features = source.features(seq.frames, dataset.frame_paths(seq.name), seq.name)
         return propagate_sequence(features, seq.labels[0], encoder.patch_size, params).labels, None
 
     title = f"Label propagation ({name}) with {encoder.name} on {split}"
     details = f"encoder {encoder.name}, stride {encoder.patch_size}; {params}"
-    return run_sequences(dataset, segment, out_dir, split, title, options, details)
+    return run_sequences(dataset, predict_ids, out_dir, split, title, options, details)

@@ -72,11 +72,11 @@ def _check_ids(pred: np.ndarray, paths: list[Path], top: int, what: str) -> None
 
 
 def _kernel_scores(
-    gt: np.ndarray, pred: np.ndarray, num_objects: int, protocol: str, max_proposals: int
+    gt: np.ndarray, pred: np.ndarray, num_objects: int, task: str, max_proposals: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(K, T') J and F of one sequence: the compiled kernel, or the torch path when it is not built."""
     if compiled.available():
-        if protocol == "semi":
+        if task == "semi":
             return compiled.semisupervised(gt, pred, num_objects)
         j, f, _ = compiled.unsupervised(gt, pred, num_objects)
         return j, f
@@ -86,7 +86,7 @@ def _kernel_scores(
     from dinosavi.metrics.matching import match_segments
 
     g, p = torch.from_numpy(gt), torch.from_numpy(pred)
-    if protocol == "semi":
+    if task == "semi":
         scores = evaluate_semisupervised(g, p, num_objects)
         return scores.j.numpy(), scores.f.numpy()
     matched = match_segments(g, p, max_proposals=max_proposals, num_objects=num_objects)
@@ -94,18 +94,18 @@ def _kernel_scores(
 
 
 def _score_sequence(
-    ann_paths: list[Path], res_paths: list[Path], protocol: str, max_proposals: int
+    ann_paths: list[Path], res_paths: list[Path], task: str, max_proposals: int
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Read one sequence's annotations and results, check the ids, score them: ``(K, j, f)``."""
     gt = _read_stack(ann_paths, "Annotation")
     pred = _read_stack(res_paths, "Result", size=gt.shape[1:])
     first = gt[0]
     num_objects = int(np.where(first == VOID_LABEL, 0, first).max())
-    if protocol == "semi":
+    if task == "semi":
         _check_ids(pred[1:-1], res_paths[1:-1], num_objects, f"the objects of {ann_paths[0]}")
     else:
         _check_ids(pred, res_paths, max_proposals, f"score.max_proposals={max_proposals}")
-    j, f = _kernel_scores(gt, pred, num_objects, protocol, max_proposals)
+    j, f = _kernel_scores(gt, pred, num_objects, task, max_proposals)
     return num_objects, j, f
 
 
@@ -156,8 +156,9 @@ def score_folder(
         split: split file name.
         year: ``ImageSets`` sub-folder.
         quality: resolution folder.
-        options: the protocol (``semi`` or ``unsupervised``), the largest proposal id allowed in unsupervised
-            results, and the threads (0: one per core this process may use); ``ScoreOptions()`` when None.
+        options: the DAVIS task (``score.protocol``: ``semi`` or ``unsupervised``), the largest proposal id
+            allowed in unsupervised results, and the threads (0: one per core this process may use);
+            ``ScoreOptions()`` when None.
         sequences: the sequences scored (``data.sequences``; every one of the split when None).
         start: the first frame scored as the first frame (``data.start``): its annotation gives the objects.
         stop: the end of the frame range (``data.stop``, exclusive; None: to the end).
@@ -167,12 +168,12 @@ def score_folder(
 
     Raises:
         FileNotFoundError: the results folder, a split file, a sequence folder or a frame is missing.
-        ValueError: an unknown protocol, a non-palette PNG, a frame of the wrong size, or an id that
+        ValueError: an unknown task, a non-palette PNG, a frame of the wrong size, or an id that
             the first annotated frame does not hold (semi) or above ``max_proposals`` (unsupervised);
             of several, the one of the first such sequence in the split file.
     """
     options = options or ScoreOptions()
-    protocol, max_proposals = options.protocol, options.max_proposals
+    task, max_proposals = options.protocol, options.max_proposals
     results = Path(results_dir)
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")
@@ -186,10 +187,10 @@ def score_folder(
             frames = dataset.frame_paths(name)
             kept = {p.stem for p in frames[frame_range(len(frames), start, stop, name)]}
             ann_paths = [p for p in ann_paths if p.stem in kept]
-        return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], protocol, max_proposals)
+        return _score_sequence(ann_paths, [results / name / p.name for p in ann_paths], task, max_proposals)
 
     table = ScoreTable()
     for name, (num_objects, j, f) in zip(names, _ordered_map(score, names, options.workers or default_workers())):
         table.add(name, j, f)
-        log.info("scored %s: %d objects, %d frames", name, num_objects, j.shape[1] + (2 if protocol == "semi" else 0))
+        log.info("scored %s: %d objects, %d frames", name, num_objects, j.shape[1] + (2 if task == "semi" else 0))
     return table

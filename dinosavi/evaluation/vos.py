@@ -53,34 +53,21 @@ from dinosavi.models.background import background_mask, bgfg_slot_masks
 from dinosavi.models.regions import kmeans_regions
 from dinosavi.models.slot_model import SlotModel
 
-__all__ = ["FrameSegment", "Fusion", "SegmentResult", "collect", "lock_on_mask", "patch_labels",
-           "patch_labels_nearest", "segment_frames", "segment_sequence", "segment_stream"]
+__all__ = ["Fusion", "SegmentResult", "collect", "lock_on_mask", "patch_labels", "patch_labels_nearest",
+           "segment_frames", "segment_sequence", "segment_stream"]
 
 
 
 @dataclass
 class SegmentResult:
-    """Segmentation of one sequence.
+    """Segmentation of one frame, as :func:`segment_frames` yields it, or of a sequence, its frames stacked
+    by :func:`collect` (the leading ``T`` below).
 
     Attributes:
-        labels: ``(T, H, W)`` int64 predicted ids: object ids with lock-on (frame 0 is the given mask),
-            segment ids ``1..S`` without.
-        masks: ``(T, S, h, w)`` per-slot masks (decoder alpha or slot attention).
-        slot_classes: ``(S,)`` the id each slot stands for (0 background).
-    """
-
-    labels: Tensor
-    masks: Tensor
-    slot_classes: Tensor
-
-
-@dataclass
-class FrameSegment:
-    """Segmentation of one frame, as :func:`segment_frames` yields it.
-
-    Attributes:
-        labels: ``(H, W)`` int64 predicted ids (with lock-on, frame 0 is the given mask).
-        masks: ``(S, h, w)`` per-slot masks, in the tracks' order.
+        labels: ``(T, H, W)`` (a frame: ``(H, W)``) int64 predicted ids: object ids with lock-on (frame 0 is the
+            given mask), segment ids ``1..S`` without.
+        masks: ``(T, S, h, w)`` (a frame: ``(S, h, w)``) per-slot masks (decoder alpha or slot attention), in
+            the tracks' order.
         slot_classes: ``(S,)`` the id each slot stands for (0 background); the same at every frame.
     """
 
@@ -201,8 +188,9 @@ def segment_sequence(
     return collect(segment_frames(model, features, first_labels, options, **frames))
 
 
-def collect(steps: Iterable[FrameSegment]) -> SegmentResult:
-    """A video's frames, as :func:`segment_frames` or :func:`segment_stream` yield them, stacked."""
+def collect(steps: Iterable[SegmentResult]) -> SegmentResult:
+    """A video's frames, as :func:`segment_frames` or :func:`segment_stream` yield them, stacked into the
+    video's :class:`SegmentResult`."""
     frames = list(steps)
     if not frames:
         raise ValueError("segment_sequence got no frames")
@@ -220,7 +208,7 @@ def segment_stream(
     patch_size: int,
     seed: int,
     propagation: PropagationParams = DINO,
-) -> Iterator[FrameSegment]:
+) -> Iterator[SegmentResult]:
     """Segment a video from the encoder's output, as ``mode=eval``, ``mode=segment`` and the anchors' protocol
     do: the CLS-attention backgrounds and the fusion with label propagation that ``options`` ask for are
     derived here, once, and the frames go through :func:`segment_frames`.
@@ -240,7 +228,7 @@ def segment_stream(
         propagation: the label propagation ``options.fuse`` mixes in.
 
     Yields:
-        Per frame, a :class:`FrameSegment`; nothing for a video without frames.
+        Per frame, its :class:`SegmentResult`; nothing for a video without frames.
     """
     first = next(outputs, None)
     if first is None:
@@ -277,7 +265,7 @@ def segment_frames(
     later_backgrounds: Iterable[Tensor] | None = None,
     generator: torch.Generator | None = None,
     fusion: Fusion | None = None,
-) -> Iterator[FrameSegment]:
+) -> Iterator[SegmentResult]:
     """Segment a video frame by frame, from its first-frame mask (lock-on) or with every slot a segment.
 
     The streaming form of :func:`segment_sequence` (same arguments, same results): it pulls the next
@@ -309,7 +297,7 @@ def segment_frames(
             ``options.fuse > 0``.
 
     Yields:
-        Per frame, a :class:`FrameSegment`.
+        Per frame, its :class:`SegmentResult`.
 
     Raises:
         ValueError: bad arguments (at the call), or no frames (at the first step).
@@ -349,7 +337,7 @@ def _segment_steps(
     tracker: SlotTracker | None,
     generator: torch.Generator | None,
     fusion: Fusion | None,
-) -> Iterator[FrameSegment]:
+) -> Iterator[SegmentResult]:
     """The loop of :func:`segment_frames`, its arguments checked."""
     device = next(model.parameters()).device
     frames = iter(features)
@@ -398,7 +386,7 @@ def _segment_steps(
                 assert fusion is not None
                 labels = _fused_labels(m, classes, num_classes, size, next(priors).to(m.device), options.fuse,
                                        fusion)
-        yield FrameSegment(labels=labels.cpu(), masks=m.cpu(), slot_classes=classes.cpu())
+        yield SegmentResult(labels=labels.cpu(), masks=m.cpu(), slot_classes=classes.cpu())
 
 
 def _excluded(later: Iterable[Tensor | None], won: list[Tensor], classes: Tensor,

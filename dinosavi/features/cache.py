@@ -1,7 +1,8 @@
-"""Filling the feature store (``mode=cache``) and reading training clips from it.
+"""Filling the feature store: ``mode=cache``, and the first pass of training clips read from the store
+(:class:`dinosavi.features.clips.StoreClips`).
 
 :func:`cache_features` encodes every frame of a dataset's source groups once per resolution (for
-``mode=cache``, ``features.resolutions`` of :func:`dinosavi.features.source.resolution`) and writes them
+``mode=cache``, ``features.resolutions`` of :func:`dinosavi.features.space.resolution`) and writes them
 to the store. A thread decodes (and verifies) the next groups while
 the encoder runs; a rerun finds every entry, checks its checksum and encodes nothing.
 
@@ -20,18 +21,17 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
-from dinosavi.data.badfiles import Skip, UnreadableFileError
+from dinosavi.data.badfiles import UnreadableFileError
 from dinosavi.data.davis import DavisDataset, read_frames
 from dinosavi.data.decode import decode_video, find_videos
-from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.features.digests import file_digest, video_frame_digest
 from dinosavi.features.space import FeatureSpace
 from dinosavi.features.store import FeatureStore
 
-__all__ = ["CacheStats", "SourceGroup", "StoreClips", "cache_features", "davis_groups", "movi_groups",
-           "video_groups"]
+__all__ = ["CacheStats", "SourceGroup", "cache_features", "davis_groups", "movi_groups", "video_groups"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class SourceGroup:
@@ -187,52 +187,3 @@ def cache_features(store: FeatureStore, spaces: Sequence[FeatureSpace], groups: 
         store.flush()
     stats.seconds = time.perf_counter() - t0
     return stats
-
-
-class StoreClips(ClipDataset):
-    """The clips of ``source``, read from the feature store (missing frames are encoded and stored first,
-    with a progress bar; the store's manifest is flushed also when that is interrupted, so the next run
-    encodes only what is still missing).
-
-    Items are dicts: ``frames`` ``(T, 3, H', W')`` uint8 thumbnails (for TensorBoard images),
-    ``features`` ``(T, D, h, w)`` float32 and, when the encoder has it, ``cls_attention``
-    ``(T, heads, h, w)``. Clip positions are those of ``source``.
-
-    Args:
-        source: ``FrameClips`` (DAVIS layout, MOVi) or ``VideoClips``.
-        space: the store space of the training resolution (``Resolution(size, presize=True)``).
-    """
-
-    def __init__(self, source: FrameClips | VideoClips, space: FeatureSpace) -> None:
-        if isinstance(source, FrameClips):
-            self.groups = [SourceGroup(n, p) for n, p in zip(source.sequence_names, source.paths)]
-        else:
-            self.groups = [SourceGroup(str(v), [v], video=True, frame_rate=source.frame_rate) for v in source.videos]
-        self.source, self.space = source, space
-        readable = [v for v in range(len(self.groups)) if v not in source.bad]
-
-        def unreadable(index: int, error: UnreadableFileError) -> None:
-            source.mark_bad(Skip(readable[index], str(error.path), str(error)))
-
-        stats = cache_features(space.store, [space], [self.groups[v] for v in readable],
-                               on_unreadable=unreadable if source.skip_bad else None)
-        log.info("feature store %s: %d training frames, %d encoded now, in %.1f s", space.store.root,
-                 stats.frames, stats.encoded, stats.seconds)
-        self.digests: list[list[str]] = [[] for _ in self.groups]  # none for skipped videos
-        for video, digests in zip(readable, stats.digests):
-            self.digests[video] = digests
-        lengths = [len(d) if d else n for d, n in zip(self.digests, source.lengths)]
-        super().__init__(lengths, source.frames_per_clip, source.stride, source.clips_per_video, source.seed)
-        self.adopt_skips(source)
-
-    def _clip(self, video: int, start: int) -> dict[str, Tensor]:
-        picks = self.digests[video][start:start + (self.frames_per_clip - 1) * self.stride + 1:self.stride]
-        stored = self.space.read(picks)
-        if stored is None:  # corrupted since it was verified (logged): encode online, do not write from here
-            rows = [self.digests[video].index(d) for d in picks]
-            stored = self.space.encode(self.groups[video].decode()[rows])
-        assert stored.frames is not None, "a presized space stores thumbnails"
-        item = {"frames": stored.frames, "features": stored.features}
-        if stored.cls_attention is not None:
-            item["cls_attention"] = stored.cls_attention
-        return item

@@ -58,9 +58,8 @@ class FeatureClips(ClipDataset):
     def _clip(self, video: int, start: int) -> dict[str, Tensor | int]:
         """``frames`` ``(T, 3, H, W)`` uint8 (the raw clip), ``video`` and ``index`` ``(T,)``: the positions of
         its frames in the video; raises ``UnreadableFileError``."""
-        stop = start + (self.frames_per_clip - 1) * self.stride + 1
         frames = self.source._clip(video, start)
-        return {"frames": frames, "video": video, "index": torch.arange(start, stop, self.stride)}
+        return {"frames": frames, "video": video, "index": torch.tensor(self.frame_indices(start))}
 
     def prepare(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """A collated batch with its features: ``frames`` ``(B, T, 3, H, W)`` uint8, ``features``

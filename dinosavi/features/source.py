@@ -4,8 +4,7 @@ A :class:`FeatureSource` is the frozen encoder at one resolution and, when the r
 (``features.store``), that resolution's space of the store. Evaluation asks it for the features of a
 sequence (:meth:`FeatureSource.frames`); training for those of a batch (:meth:`FeatureSource.batch`),
 and :func:`training_clips` picks what the training dataset yields. The resolutions themselves (the
-``train`` and ``eval`` resize rules) are defined once, in :func:`resolution`, for training, evaluation
-and ``mode=cache`` alike, so store entries written by one are found by the others.
+``train`` and ``eval`` resize rules) are defined once, in :func:`dinosavi.features.space.resolution`.
 
 Shapes: ``B`` clips, ``T`` frames, ``D`` channels, ``h, w`` feature grid, ``H, W`` pixels.
 """
@@ -23,32 +22,15 @@ from torch import Tensor
 
 from dinosavi.data.videos import ClipDataset, FrameClips, VideoClips
 from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.cache import StoreClips
+from dinosavi.features.clips import StoreClips
 from dinosavi.features.digests import file_digest
 from dinosavi.features.memory import FeatureClips
 from dinosavi.features.space import FeatureSpace, Resolution
 from dinosavi.features.store import FeatureStore
 
-__all__ = ["RESOLUTIONS", "FeatureSource", "resolution", "training_clips"]
+__all__ = ["FeatureSource", "training_clips"]
 
 log = logging.getLogger(__name__)
-
-RESOLUTIONS = ("train", "eval")
-
-
-def resolution(name: str, input_size: tuple[int, int], short_side: int | None, patch_size: int) -> Resolution:
-    """The resolution ``name`` of a run: ``train`` resizes frames to ``input_size`` ``(H, W)`` as training
-    clips are (uint8 first, so the store keeps thumbnails); ``eval`` resizes the short side to
-    ``short_side`` (None: native size) and the long side to a multiple of the encoder's ``patch_size``.
-
-    Raises:
-        ValueError: an unknown name.
-    """
-    if name == "train":
-        return Resolution(ResizeRule(size=input_size), presize=True)
-    if name == "eval":
-        return Resolution(ResizeRule(short_side=short_side, multiple_of=patch_size))
-    raise ValueError(f"Unknown resolution `{name}`; expected one of {RESOLUTIONS}")
 
 
 @dataclass

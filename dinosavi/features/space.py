@@ -33,9 +33,10 @@ from dinosavi.encoders.base import FrozenEncoder, ResizeRule
 from dinosavi.features.digests import encoder_fingerprint, json_digest
 from dinosavi.features.store import FeatureStore
 
-__all__ = ["THUMBNAIL_SIDE", "FeatureSpace", "Resolution", "StoredFrames"]
+__all__ = ["RESOLUTIONS", "THUMBNAIL_SIDE", "FeatureSpace", "Resolution", "StoredFrames", "resolution"]
 
 THUMBNAIL_SIDE = 64  # long side of the stored frame thumbnails (TensorBoard images only)
+RESOLUTIONS = ("train", "eval")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,24 @@ class Resolution:
     def __post_init__(self) -> None:
         if self.presize and self.rule.size is None:
             raise ValueError(f"Resolution.presize needs a fixed rule.size, got {self.rule}")
+
+
+def resolution(name: str, input_size: tuple[int, int], short_side: int | None, multiple_of: int) -> Resolution:
+    """The resolution ``name`` of a run, the one place the resolutions are defined (for training, evaluation,
+    label propagation and ``mode=cache`` alike, so store entries written by one are found by the others).
+
+    ``train`` resizes frames to ``input_size`` ``(H, W)`` as training clips are (uint8 first, so the store
+    keeps thumbnails); ``eval`` resizes the short side to ``short_side`` (None: native size) and the long side
+    to a multiple of ``multiple_of`` (the encoder's patch size; label propagation's own ``multiple_of``).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if name == "train":
+        return Resolution(ResizeRule(size=input_size), presize=True)
+    if name == "eval":
+        return Resolution(ResizeRule(short_side=short_side, multiple_of=multiple_of))
+    raise ValueError(f"Unknown resolution `{name}`; expected one of {RESOLUTIONS}")
 
 
 @dataclass

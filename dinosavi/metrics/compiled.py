@@ -97,7 +97,7 @@ def pair_scores(
 def semisupervised(
     gt: np.ndarray, pred: np.ndarray, num_objects: int, bound_th: float = 0.008
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-object J and F under the DAVIS semi-supervised protocol (frames ``1..T-2``), as
+    """Per-object J and F under the DAVIS semi-supervised task (frames ``1..T-2``), as
     :func:`dinosavi.metrics.davis.evaluate_semisupervised`; the caller checks the ids.
 
     Args:
@@ -125,7 +125,7 @@ def semisupervised(
 def unsupervised(
     gt: np.ndarray, proposals: np.ndarray, num_objects: int, bound_th: float = 0.008
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The DAVIS unsupervised protocol on every frame, as :func:`dinosavi.metrics.matching.match_segments`;
+    """The DAVIS unsupervised task on every frame, as :func:`dinosavi.metrics.matching.match_segments`;
     the caller checks the proposal ids.
 
     Args:

@@ -217,7 +217,7 @@ def evaluate_semisupervised(
     num_objects: int | None = None,
     bound_th: float = 0.008,
 ) -> SequenceScores:
-    """Per-object J and F of one sequence under the DAVIS semi-supervised protocol.
+    """Per-object J and F of one sequence under the DAVIS semi-supervised task.
 
     Frames ``1..T-2`` are scored (the first, given, frame and the last are excluded). Void (255)
     and any ground-truth id above the object count count as background, as in the toolkit, which

@@ -1,4 +1,4 @@
-"""DAVIS unsupervised protocol: Hungarian matching of ground-truth objects to proposals on J&F.
+"""DAVIS unsupervised task: Hungarian matching of ground-truth objects to proposals on J&F.
 
 Shapes: ``T`` frames, ``H, W`` pixels, ``K`` ground-truth objects, ``P`` proposals.
 """

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from dinosavi.atomic import atomic_path
-from dinosavi.data.davis import Sequence, write_palette_png
+from dinosavi.data.davis import VideoSequence, write_palette_png
 from dinosavi.viz.overlay import mask_grid, overlay, stretch_maps
 from dinosavi.viz.report import SequenceEntry, overlay_thumbnails, spread, write_report
 from dinosavi.viz.video import write_overlay_video
@@ -39,7 +39,7 @@ def save_jpeg(path: Path, image: np.ndarray, quality: int = 85) -> None:
 
 
 def write_sequence(
-    out_dir: Path, seq: Sequence, labels: np.ndarray, overlays: bool, pool: ThreadPoolExecutor
+    out_dir: Path, seq: VideoSequence, labels: np.ndarray, overlays: bool, pool: ThreadPoolExecutor
 ) -> list[Future[None]]:
     """Queue a sequence's palette PNGs (and overlay JPEGs) on a thread pool.
 
@@ -69,7 +69,7 @@ def _write_overlay(path: Path, frame: np.ndarray, labels: np.ndarray, palette: n
     save_jpeg(path, overlay(frame, labels, palette), quality=90)
 
 
-def write_slot_maps(out_dir: Path, seq: Sequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:
+def write_slot_maps(out_dir: Path, seq: VideoSequence, masks: Tensor, pool: ThreadPoolExecutor) -> list[Future[None]]:
     """Queue ``slots/<seq>/<frame>.jpg``: the frame, then each slot's mask (stretched to its own range,
     :func:`dinosavi.viz.overlay.stretch_maps`) multiplied onto it.
 
@@ -109,7 +109,8 @@ class RunOutputs:
         self.entries: list[SequenceEntry] = []
         self.writer = SummaryWriter(str(self.out_dir / "tb")) if tensorboard_frames > 0 else None
 
-    def add(self, seq: Sequence, labels: np.ndarray, j: Tensor, f: Tensor, pool: ThreadPoolExecutor) -> list[Future]:
+    def add(self, seq: VideoSequence, labels: np.ndarray, j: Tensor, f: Tensor,
+            pool: ThreadPoolExecutor) -> list[Future]:
         """Queue the video of a sequence, log its overlays, and keep its report row.
 
         Args:

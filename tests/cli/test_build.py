@@ -7,7 +7,7 @@ import torch
 
 from dinosavi.cli import build
 from dinosavi.cli.config import DataConfig
-from dinosavi.features.source import resolution
+from dinosavi.features.space import resolution
 from dinosavi.models.factory import build_model
 from dinosavi.training.checkpoint import Checkpoint
 from tests.conftest import compose_config
@@ -70,3 +70,33 @@ def test_slot_groups_need_an_encoder_with_cls_attention():
     cfg = compose_config("mode=train", "hparam=slot-s256d-bgfg", "encoder=efficientnet_lite0")
     with pytest.raises(ValueError, match="background/foreground slot groups"):
         build.check_model_encoder(cfg.model, build.build_encoder(cfg.encoder), cfg.preset)
+
+
+def test_every_checkpoint_is_checked_for_the_encoders_feature_width():
+    """A checkpoint of our own training records no feature_dim (only converted originals do): its width is read
+    off its weights, and a narrower model than the encoder's features is a ValueError, not a size mismatch."""
+    cfg = compose_config("mode=eval", "hparam=demo", "encoder=efficientnet_lite0")
+    encoder = build.build_encoder(cfg.encoder)
+    assert encoder.feature_dim != 64
+    own = Checkpoint(config={"preset": "demo", "encoder": {"name": "vit_tiny_random"}}, step=3,
+                     model=build_model(cfg.model, 64).state_dict())
+    message = (rf"\(preset `demo`\) takes 64-d features; encoder `efficientnet_lite0` gives {encoder.feature_dim}-d "
+               r"features: set encoder\.name=vit_tiny_random")
+    with pytest.raises(ValueError, match=message):
+        build.load_model(own, cfg.model, encoder)
+    assert build.feature_width(own, cfg.model, encoder.feature_dim) == 64
+    with pytest.raises(ValueError, match=message):
+        build.check_feature_width(own, cfg.model, encoder)  # what training's resume= calls
+    fits = Checkpoint(config={}, step=3, model=build_model(cfg.model, encoder.feature_dim).state_dict())
+    assert build.feature_width(fits, cfg.model, encoder.feature_dim) == encoder.feature_dim
+    build.check_feature_width(fits, cfg.model, encoder)
+
+
+def test_resuming_training_with_another_encoder_names_the_widths(tiny_synthetic, tmp_path):
+    from dinosavi import modes
+
+    cfg = compose_config("mode=train", "hparam=demo", "data=davis", f"data.root={tiny_synthetic}",
+                         "encoder=efficientnet_lite0", "device=cpu")
+    resume = Checkpoint(config={"preset": "demo"}, step=1, model=build_model(cfg.model, 64).state_dict())
+    with pytest.raises(ValueError, match=r"\(preset `demo`\) takes 64-d features; encoder `efficientnet_lite0`"):
+        modes.train_from_config(cfg, tmp_path, resume=resume)

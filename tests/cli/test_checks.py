@@ -74,7 +74,8 @@ BAD_VALUES = {
                       r"\('dinosavi', 'original', 'videosaur', 'slotcontrast'\)"),
     "output": (("eval.output=bogus",), r"Unknown eval\.output `bogus`"),
     "short-side": (("eval.short_side=0",), r"eval\.short_side=0: expected an integer >= 1 or null"),
-    "protocol": (("score.protocol=both",), r"score: Unknown scoring protocol `both`"),
+    "protocol": (("score.protocol=both",), r"^Unknown score\.protocol `both` \(the DAVIS task\); expected one of "
+                 r"\['semi', 'unsupervised'\]"),
     "topk": (("propagate.topk=0",), r"propagate: topk and chunk_elements must be >= 1"),
     "chunk": (("segment.chunk_frames=0",), r"segment\.chunk_frames=0: expected an integer >= 1"),
     "fps": (("segment.max_fps=0",), r"segment\.max_fps=0\.0: expected a positive number"),
@@ -180,7 +181,7 @@ def test_resume_takes_a_model_folder_or_a_hub_name_and_export_its_inputs(checkpo
 def test_the_allowed_names_are_the_parts_own():
     from dinosavi.cli.build import DATASETS
     from dinosavi.encoders.registry import ENCODERS
-    from dinosavi.features.source import RESOLUTIONS
+    from dinosavi.features.space import RESOLUTIONS
     from dinosavi.features.store import DTYPES
     from dinosavi.models.background import BGFG_STRATEGIES
     from dinosavi.models.decoders import DECODERS

@@ -1,4 +1,6 @@
-from dinosavi.cli.demo import demo_summary, natural_config
+from dinosavi.cli.build import build_resolution
+from dinosavi.cli.demo import demo_sets, demo_summary, natural_config
+from dinosavi.encoders.registry import create_encoder
 from tests.conftest import compose_config
 
 
@@ -44,3 +46,13 @@ def test_natural_model_is_the_recipe_on_natural_frames_evaluated_at_the_davis_re
     assert natural.eval.short_side == cfg.demo.davis_short_side  # what mode=eval of its checkpoint uses
     assert natural.model == cfg.model and natural.eval.anchor == cfg.eval.anchor == 1.0  # the same recipe
     assert cfg.data.name == "synthetic"  # the synthetic model's config is left as it was
+
+
+def test_demo_sets_are_read_at_the_eval_resolutions_of_their_models(tiny_synthetic):
+    cfg = compose_config("mode=demo", f"data.root={tiny_synthetic}", f"demo.davis_root={tiny_synthetic}",
+                         "eval.short_side=64", "demo.davis_short_side=48")
+    encoder = create_encoder("vit_tiny_random").freeze()
+    synthetic, davis = demo_sets(cfg, encoder, None)
+    assert synthetic.source.resolution == build_resolution(cfg, encoder, "eval")
+    assert davis.source.resolution == build_resolution(natural_config(cfg), encoder, "eval")
+    assert (synthetic.source.rule.short_side, davis.source.rule.short_side) == (64, 48)

@@ -13,7 +13,7 @@ import torch
 from dinosavi.data.badfiles import BadFile, UnreadableFileError
 from dinosavi.data.davis import read_frames
 from dinosavi.data.synthetic import SyntheticSpec, generate_synthetic
-from dinosavi.data.videos import DavisClips, VideoClips, clip_starts
+from dinosavi.data.videos import DavisClips, VideoClips, clip_frames, clip_span, clip_starts
 from tests.data.conftest import square_positions, write_broken_videos, write_video
 
 
@@ -21,6 +21,23 @@ from tests.data.conftest import square_positions, write_broken_videos, write_vid
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec = SyntheticSpec(num_videos=3, num_frames=12, height=64, width=96, val_videos=1, seed=1)
     return generate_synthetic(tmp_path_factory.mktemp("synth") / "data", spec)
+
+
+def test_clip_span_and_frames() -> None:
+    assert clip_span(4, 2) == 7 and clip_span(4) == 4 and clip_span(1, 5) == 1
+    assert list(clip_frames(3, 4, 2)) == [3, 5, 7, 9] and list(clip_frames(0, 3)) == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    assert clip_starts(6, 4, 2, 3, rng) == [] and clip_starts(7, 4, 2, 3, rng) == [0, 0, 0]  # one valid start
+
+
+def test_a_strided_clip_reads_the_frames_of_its_span(synth_root: Path) -> None:
+    clips = DavisClips(synth_root, "train", frames_per_clip=3, stride=4, clips_per_video=2, size=(64, 96))
+    video, start = clips._locate(3)
+    assert start + clip_span(3, 4) <= clips.lengths[video]
+    expected = read_frames([clips.paths[video][t] for t in (start, start + 4, start + 8)])
+    assert torch.equal(clips[3], expected)
+    with pytest.raises(ValueError, match="long enough for a clip of 13 frames"):
+        DavisClips(synth_root, "train", frames_per_clip=4, stride=4)
 
 
 def test_clip_starts() -> None:

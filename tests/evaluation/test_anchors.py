@@ -13,12 +13,13 @@ import pytest
 import torch
 
 from dinosavi.cli import modes
-from dinosavi.data.davis import DavisDataset, Sequence, davis_palette, read_palette_png
+from dinosavi.data.davis import DavisDataset, VideoSequence, davis_palette, read_palette_png
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.anchors import ANCHOR_PROTOCOLS, AnchorProtocol, anchor_view, evaluate_anchor, samples
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.runner import evaluate_slots
-from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import resolution
 from tests.conftest import compose_config
 from tests.data.ytvis_sample import write_ytvis
 from tests.evaluation.test_vos import binding_model
@@ -44,7 +45,7 @@ def test_samples_are_consecutive_clips_with_the_remainder_dropped():
 def test_the_view_crops_the_centre_square_and_resizes_as_the_anchors_do():
     labels = torch.arange(4 * 7).reshape(1, 4, 7) % 250  # columns 0..6; the centred 4x4 starts at round(1.5) = 2
     frames = torch.stack([labels.to(torch.uint8)] * 3, 1)
-    seq = Sequence("v", frames, labels, davis_palette(), ["0"])
+    seq = VideoSequence("v", frames, labels, davis_palette(), ["0"])
     view = anchor_view(seq, AnchorProtocol("t", None, None, 4, 8, "test"))
     assert view.frames.shape == (1, 3, 4, 4) and view.labels is not None and view.labels.shape == (1, 8, 8)
     torch.testing.assert_close(view.frames[0, 0].long(), labels[0, :, 2:6])

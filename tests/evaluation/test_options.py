@@ -30,7 +30,7 @@ def test_eval_options():
 
 
 def test_score_and_propagation_options():
-    with pytest.raises(ValueError, match="Unknown scoring protocol `weakly`"):
+    with pytest.raises(ValueError, match=r"Unknown score\.protocol `weakly` \(the DAVIS task\)"):
         ScoreOptions(protocol="weakly")
     with pytest.raises(ValueError, match=r"score.workers must be >= 0"):
         ScoreOptions(workers=-2)

@@ -11,7 +11,8 @@ from dinosavi.data.davis import DavisDataset
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
 from dinosavi.evaluation.runner import check_encoder_options, evaluate_slots, run_sequences
-from dinosavi.features.source import FeatureSource, resolution
+from dinosavi.features.source import FeatureSource
+from dinosavi.features.space import resolution
 from dinosavi.features.store import FeatureStore
 from tests.evaluation.test_vos import binding_model
 
@@ -62,19 +63,19 @@ def test_unsupervised_scores_discovery_and_refuses_too_many_segments(parts, tmp_
 def test_a_failing_sequence_leaves_no_partial_results(parts, tmp_path):
     _, _, dataset = parts
 
-    def segment(seq):
+    def predict_ids(seq):
         raise ValueError(f"cannot segment {seq.name}")
 
     with pytest.raises(ValueError, match="cannot segment synth-0003"):
-        run_sequences(dataset, segment, tmp_path / "out", "val", "t", EvalOptions(), "d")
+        run_sequences(dataset, predict_ids, tmp_path / "out", "val", "t", EvalOptions(), "d")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_predictions_of_the_wrong_size_are_refused(parts, tmp_path):
     _, _, dataset = parts
 
-    def segment(seq):
+    def predict_ids(seq):
         return torch.zeros(len(seq.frames), 8, 8, dtype=torch.long), None
 
     with pytest.raises(ValueError):
-        run_sequences(dataset, segment, tmp_path / "out", "val", "t", EvalOptions(**QUIET), "d")
+        run_sequences(dataset, predict_ids, tmp_path / "out", "val", "t", EvalOptions(**QUIET), "d")

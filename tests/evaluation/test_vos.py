@@ -18,7 +18,7 @@ from dinosavi.data.davis import DavisDataset, read_palette_png
 from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.evaluation.options import EvalOptions
-from dinosavi.evaluation.vos import lock_on_mask, patch_labels, segment_frames, segment_sequence
+from dinosavi.evaluation.vos import SegmentResult, lock_on_mask, patch_labels, segment_frames, segment_sequence
 from dinosavi.metrics.davis import evaluate_semisupervised
 from dinosavi.models.decoders import AlphaDecoder
 from dinosavi.models.pos_embed import PositionalEncoding
@@ -142,6 +142,8 @@ def test_segment_frames_streams_what_segment_sequence_returns(synthetic_val, loc
         assert pulled == list(range(t + 1))
         steps.append(step)
     whole = segment_sequence(model, features, first, options, size=size, generator=torch.Generator().manual_seed(1))
+    assert isinstance(whole, SegmentResult) and all(isinstance(s, SegmentResult) for s in steps)  # one type
+    assert (steps[0].labels.ndim, whole.labels.ndim, steps[0].masks.ndim, whole.masks.ndim) == (2, 3, 3, 4)
     assert torch.equal(torch.stack([s.labels for s in steps]), whole.labels)
     assert torch.equal(torch.stack([s.masks for s in steps]), whole.masks)
     assert torch.equal(steps[-1].slot_classes, whole.slot_classes)

@@ -1,5 +1,5 @@
 """Filling the feature store: one encoding per frame and resolution, reruns that encode nothing, an interrupted
-run resumed, training clips read from the store, the source groups, unreadable videos, and ``mode=cache``."""
+run resumed, the source groups, unreadable videos, and ``mode=cache``."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from dinosavi.data.badfiles import UnreadableFileError
-from dinosavi.data.videos import DavisClips
-from dinosavi.encoders.base import FrozenEncoder, ResizeRule
-from dinosavi.features.cache import SourceGroup, StoreClips, cache_features, davis_groups, video_groups
+from dinosavi.encoders.base import FrozenEncoder
+from dinosavi.features.cache import SourceGroup, cache_features, davis_groups, video_groups
 from dinosavi.features.digests import file_digest, video_frame_digest
-from dinosavi.features.space import FeatureSpace, Resolution
+from dinosavi.features.space import FeatureSpace
 from dinosavi.features.store import FeatureStore
 from tests.conftest import REPO_ROOT, count_encoder_calls
 from tests.data.conftest import write_broken_videos, write_video
@@ -26,24 +24,6 @@ from tests.features.conftest import EVAL, TRAIN
 
 def _spaces(store: FeatureStore, encoder: FrozenEncoder) -> list[FeatureSpace]:
     return [FeatureSpace(store, encoder, r, batch_size=4) for r in (TRAIN, EVAL)]
-
-
-def test_store_clips_match_online(tiny_synthetic, tmp_path, vit):
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
-    space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, Resolution(ResizeRule(size=(64, 64)), presize=True))
-    stored = StoreClips(clips, space)
-    assert len(stored) == len(clips)
-    for epoch in (0, 1):
-        clips.set_epoch(epoch)
-        stored.set_epoch(epoch)
-        for i in range(len(clips)):
-            item = stored[i]
-            online = vit.encode(clips[i], ResizeRule(size=(64, 64)))
-            assert item["features"].dtype == torch.float32
-            torch.testing.assert_close(item["features"], online.features, atol=2e-3, rtol=1e-3)  # fp16 rounding
-            assert online.cls_attention is not None
-            torch.testing.assert_close(item["cls_attention"], online.cls_attention, atol=1e-3, rtol=1e-3)
-            assert item["frames"].dtype == torch.uint8 and item["frames"].shape[:2] == (3, 3)
 
 
 def test_second_run_encodes_nothing(tiny_synthetic, tmp_path, vit, monkeypatch):
@@ -151,26 +131,3 @@ def test_an_unreadable_video_is_an_error_or_reported(tmp_path, vit):
                            on_unreadable=lambda index, error: reported.append((index, error.path)))
     assert reported == [(0, bad)]
     assert [len(d) for d in stats.digests] == [0, 2] and stats.frames == 2
-
-
-def test_training_clips_from_the_store_show_their_encoding_and_resume_it_after_an_interruption(
-        tiny_synthetic, tmp_path, vit, monkeypatch, capsys):
-    clips = DavisClips(tiny_synthetic, "train", frames_per_clip=3, stride=1, clips_per_video=2, size=(64, 64))
-    space = FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN)
-    encode = FeatureSpace.encode
-    encoded: list[int] = []
-
-    def interrupted(self, frames):
-        if len(encoded) == 1:
-            raise KeyboardInterrupt  # Ctrl-C while the second video is encoded
-        encoded.append(len(frames))
-        return encode(self, frames)
-
-    monkeypatch.setattr(FeatureSpace, "encode", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        StoreClips(clips, space)
-    assert "cache" in capsys.readouterr().out  # the progress bar of the up-front encoding
-    monkeypatch.setattr(FeatureSpace, "encode", encode)
-    calls = count_encoder_calls(vit, monkeypatch)
-    StoreClips(clips, FeatureSpace(FeatureStore(tmp_path / "store"), vit, TRAIN))
-    assert sum(calls) == sum(clips.lengths) - encoded[0]  # the first video's features were kept

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.cache import davis_groups
-from dinosavi.features.source import FeatureSource, resolution, training_clips
+from dinosavi.features.source import FeatureSource, training_clips
+from dinosavi.features.space import resolution
 from dinosavi.features.store import FeatureStore
 from tests.conftest import count_encoder_calls
-
-
-def test_resolutions_are_defined_once():
-    train = resolution("train", (48, 64), 96, 16)
-    assert train.presize and train.rule == ResizeRule(size=(48, 64))
-    evaluation = resolution("eval", (48, 64), 96, 16)
-    assert not evaluation.presize and evaluation.rule == ResizeRule(short_side=96, multiple_of=16)
-    with pytest.raises(ValueError, match="Unknown resolution `test`"):
-        resolution("test", (48, 64), 96, 16)
 
 
 def test_a_batch_of_raw_clips_is_encoded_and_a_stored_batch_passed_on():

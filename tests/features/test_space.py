@@ -13,10 +13,19 @@ from dinosavi.encoders.base import ResizeRule
 from dinosavi.encoders.registry import create_encoder
 from dinosavi.features.cache import davis_groups
 from dinosavi.features.digests import file_digest
-from dinosavi.features.space import THUMBNAIL_SIDE, FeatureSpace, Resolution, StoredFrames
+from dinosavi.features.space import THUMBNAIL_SIDE, FeatureSpace, Resolution, StoredFrames, resolution
 from dinosavi.features.store import FeatureStore
 from tests.conftest import count_encoder_calls
 from tests.features.conftest import EVAL, TRAIN
+
+
+def test_resolutions_are_defined_once():
+    train = resolution("train", (48, 64), 96, 16)
+    assert train.presize and train.rule == ResizeRule(size=(48, 64))
+    evaluation = resolution("eval", (48, 64), 96, 16)
+    assert not evaluation.presize and evaluation.rule == ResizeRule(short_side=96, multiple_of=16)
+    with pytest.raises(ValueError, match="Unknown resolution `test`"):
+        resolution("test", (48, 64), 96, 16)
 
 
 def test_keys_follow_weights_resolution_and_file_bytes(tiny_synthetic, tmp_path, vit):

@@ -13,7 +13,8 @@ from torch.utils.data import default_collate
 
 from dinosavi.data.videos import DavisClips
 from dinosavi.encoders.base import ResizeRule
-from dinosavi.features.cache import StoreClips, cache_features, davis_groups
+from dinosavi.features.cache import cache_features, davis_groups
+from dinosavi.features.clips import StoreClips
 from dinosavi.features.digests import file_digest
 from dinosavi.features.space import FeatureSpace
 from dinosavi.features.store import FeatureStore

@@ -9,14 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from dinosavi.data.davis import Sequence, davis_palette, read_palette_png
+from dinosavi.data.davis import VideoSequence, davis_palette, read_palette_png
 from dinosavi.viz.outputs import write_sequence, write_slot_maps
 
 
-def _sequence() -> Sequence:
+def _sequence() -> VideoSequence:
     frames = torch.zeros(3, 3, 16, 20, dtype=torch.uint8)
     frames[:, 0] = 200  # red frames
-    return Sequence("toy", frames, None, davis_palette(), ["00000", "00001", "00002"])
+    return VideoSequence("toy", frames, None, davis_palette(), ["00000", "00001", "00002"])
 
 
 def test_write_sequence_writes_palette_pngs_and_overlays(tmp_path):

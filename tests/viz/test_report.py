@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dinosavi.data.davis import Sequence, davis_palette
+from dinosavi.data.davis import VideoSequence, davis_palette
 from dinosavi.viz.outputs import RunOutputs
 from dinosavi.viz.report import (
     SequenceEntry,
@@ -102,7 +102,7 @@ def test_run_outputs_write_video_tensorboard_and_report(tmp_path):
     frames = torch.randint(0, 255, (4, 3, 24, 32), dtype=torch.uint8)
     labels = np.zeros((4, 24, 32), np.uint8)
     labels[:, 4:12, 4:20] = 1
-    seq = Sequence("toy", frames, torch.from_numpy(labels).long(), davis_palette(), [f"{t:05d}" for t in range(4)])
+    seq = VideoSequence("toy", frames, torch.from_numpy(labels).long(), davis_palette(), [f"{t:05d}" for t in range(4)])
     outputs = RunOutputs(tmp_path, "toy run")
     j = torch.tensor([[0.5, 0.7]], dtype=torch.float64)
     with ThreadPoolExecutor(2) as pool:
