@@ -1,7 +1,7 @@
 # Two set-up commands, each of which installs everything into .venv first:
 #   make demo   - train a small DINOSAVi on synthetic video, print its numbers beside k-means and propagation
 #                 (make demo ARGS="key=value ..." passes overrides on)
-#   make test   - lint, type-check and run the test suite
+#   make test   - lint, type-check, check the import contracts and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

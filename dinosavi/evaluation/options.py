@@ -22,7 +22,7 @@ TRACKERS = ("overlap", "slotsim")  # the trackers of dinosavi/evaluation/trackin
 TRACK_MODES = ("auto", None, *TRACKERS)  # eval.track_mode: auto (by model), null (none) or a tracker
 LOCK_INITS = ("auto", "random", "mask", "assign")
 BACKGROUND_REGIONS = ("shared", "kmeans")
-SCORE_TASKS = ("semi", "unsupervised")  # the DAVIS tasks mode=score scores (the score.protocol key)
+SCORE_TASKS = ("semi", "unsupervised")  # the DAVIS tasks mode=score scores (the score.task key)
 METHODS = ("slots", "propagate")  # mode=segment's method=: a slot model, or label propagation
 
 
@@ -137,21 +137,21 @@ class EvalOptions:
 
 @dataclass
 class ScoreOptions:
-    """``mode=score``: ``protocol``, the DAVIS task scored: ``semi`` (first-frame objects) or ``unsupervised``
-    (ids are proposals, at most ``max_proposals``, Hungarian-matched to the objects on J&F). ``workers``:
-    sequences scored at once, in threads (0: one per core).
+    """``mode=score``: ``task``, the DAVIS task scored (the official toolkit's ``--task``): ``semi`` (first-frame
+    objects) or ``unsupervised`` (ids are proposals, at most ``max_proposals``, Hungarian-matched to the objects on
+    J&F). ``workers``: sequences scored at once, in threads (0: one per core).
 
     Raises:
         ValueError: an unknown task or a negative ``workers``.
     """
 
-    protocol: str = "semi"
+    task: str = "semi"
     max_proposals: int = 20
     workers: int = 0
 
     def __post_init__(self) -> None:
-        if self.protocol not in SCORE_TASKS:
-            raise ValueError(f"Unknown score.protocol `{self.protocol}` (the DAVIS task); expected one of "
+        if self.task not in SCORE_TASKS:
+            raise ValueError(f"Unknown score.task `{self.task}` (the DAVIS task); expected one of "
                              f"{list(SCORE_TASKS)}")
         if self.workers < 0:
             raise ValueError(f"score.workers must be >= 0 (0: one per core), got {self.workers}")

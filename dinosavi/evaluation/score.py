@@ -156,7 +156,7 @@ def score_folder(
         split: split file name.
         year: ``ImageSets`` sub-folder.
         quality: resolution folder.
-        options: the DAVIS task (``score.protocol``: ``semi`` or ``unsupervised``), the largest proposal id
+        options: the DAVIS task (``score.task``: ``semi`` or ``unsupervised``), the largest proposal id
             allowed in unsupervised results, and the threads (0: one per core this process may use);
             ``ScoreOptions()`` when None.
         sequences: the sequences scored (``data.sequences``; every one of the split when None).
@@ -173,7 +173,7 @@ def score_folder(
             of several, the one of the first such sequence in the split file.
     """
     options = options or ScoreOptions()
-    task, max_proposals = options.protocol, options.max_proposals
+    task, max_proposals = options.task, options.max_proposals
     results = Path(results_dir)
     if not results.is_dir():
         raise FileNotFoundError(f"Results folder not found: {results}")

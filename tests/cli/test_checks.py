@@ -74,7 +74,7 @@ BAD_VALUES = {
                       r"\('dinosavi', 'original', 'videosaur', 'slotcontrast'\)"),
     "output": (("eval.output=bogus",), r"Unknown eval\.output `bogus`"),
     "short-side": (("eval.short_side=0",), r"eval\.short_side=0: expected an integer >= 1 or null"),
-    "protocol": (("score.protocol=both",), r"^Unknown score\.protocol `both` \(the DAVIS task\); expected one of "
+    "task": (("score.task=both",), r"^Unknown score\.task `both` \(the DAVIS task\); expected one of "
                  r"\['semi', 'unsupervised'\]"),
     "topk": (("propagate.topk=0",), r"propagate: topk and chunk_elements must be >= 1"),
     "chunk": (("segment.chunk_frames=0",), r"segment\.chunk_frames=0: expected an integer >= 1"),

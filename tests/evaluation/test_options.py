@@ -31,7 +31,7 @@ def test_eval_options():
 
 def test_score_and_propagation_options():
     with pytest.raises(ValueError, match=r"Unknown score\.protocol `weakly` \(the DAVIS task\)"):
-        ScoreOptions(protocol="weakly")
+        ScoreOptions(task="weakly")
     with pytest.raises(ValueError, match=r"score.workers must be >= 0"):
         ScoreOptions(workers=-2)
     assert PropagationParams().topk == 5 and PropagationParams().n_last_frames == 7  # DINO's

@@ -182,7 +182,7 @@ def test_unsupervised_matches_permuted_proposals(tmp_path: Path) -> None:
     for t in range(4):
         write_palette_png(root / "Annotations" / "480p" / "toy" / f"{t:05d}.png", gt[t])
         write_palette_png(results / "toy" / f"{t:05d}.png", prop[t])
-    table = score_folder(results, root, "val", options=ScoreOptions(protocol="unsupervised"))
+    table = score_folder(results, root, "val", options=ScoreOptions(task="unsupervised"))
     j_ref, f_ref, ids = davis_numpy.evaluate_unsupervised(gt, prop)
     assert ids.tolist() == [7, 3]
     obj1, obj2 = table.objects
@@ -190,11 +190,11 @@ def test_unsupervised_matches_permuted_proposals(tmp_path: Path) -> None:
     assert obj2.j_mean == pytest.approx(j_ref[1].mean(), abs=1e-12) and obj2.j_mean < 1
     assert obj2.f_mean == pytest.approx(f_ref[1].mean(), abs=1e-12)
     with pytest.raises(ValueError, match=r"00001\.png holds id 9"):  # proposals are not first-frame objects
-        score_folder(results, root, "val", options=ScoreOptions(protocol="semi"))
+        score_folder(results, root, "val", options=ScoreOptions(task="semi"))
     with pytest.raises(ValueError, match="max_proposals"):
-        score_folder(results, root, "val", options=ScoreOptions(protocol="unsupervised", max_proposals=8))
-    with pytest.raises(ValueError, match="protocol"):
-        score_folder(results, root, "val", options=ScoreOptions(protocol="weakly"))
+        score_folder(results, root, "val", options=ScoreOptions(task="unsupervised", max_proposals=8))
+    with pytest.raises(ValueError, match=r"score\.task"):
+        score_folder(results, root, "val", options=ScoreOptions(task="weakly"))
 
 
 def _write_perturbed(sample: Path, results: Path) -> None:
