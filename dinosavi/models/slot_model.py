@@ -316,8 +316,8 @@ class SlotModel(nn.Module):
             return SlotOutput(bound, attention, None, None)
         prediction, alpha = self._decode(rearrange(bound, "b t s c -> (b t) s c"),
                                          rearrange(attention, "b t s h w -> (b t) s h w"), range(len(self.time_steps)))
-        return SlotOutput(bound, attention, rearrange(alpha[self.present], "(b t) s h w -> b t s h w", b=B),
-                          rearrange(prediction, "p (b t) d h w -> p b t d h w", b=B))
+        prediction = self._normalise(rearrange(prediction, "p (b t) d h w -> p b t d h w", b=B))
+        return SlotOutput(bound, attention, rearrange(alpha[self.present], "(b t) s h w -> b t s h w", b=B), prediction)
 
     def _stream(self, features: Iterable[Tensor], slots: Tensor | None, masks: Masks, conditioned: Tensor | None,
                 noise: Tensor | None, num_slots: int | Sequence[int] | None, generator: torch.Generator | None,
@@ -342,7 +342,7 @@ class SlotModel(nn.Module):
                 yield SlotOutput(out.slots, attention, None, None)
                 continue
             prediction, alpha = self._decode(out.slots, attention, [self.present])
-            yield SlotOutput(out.slots, attention, alpha[0], prediction[0])
+            yield SlotOutput(out.slots, attention, alpha[0], self._normalise(prediction[0]))
 
     def _initial_slots(self, tokens: Tensor, mask: Tensor | None, slots: Tensor | None, conditioned: Tensor | None,
                        noise: Tensor | None, num_slots: int | Sequence[int] | None,
@@ -377,9 +377,8 @@ class SlotModel(nn.Module):
 
     def _decode(self, slots: Tensor, attention: Tensor, steps: Iterable[int]) -> tuple[Tensor, Tensor]:
         """Decode ``slots: (B', S, C)`` of frames with their attention ``(B', S, h, w)`` at the time ``steps``
-        (indices into ``time_steps``): ``(P', B', D, h, w)`` predicted features (normalised with
-        ``loss_norm=prediction``) and ``(P', B', S, h, w)`` alpha masks; all steps go through the decoder in one
-        batched call."""
+        (indices into ``time_steps``): ``(P', B', D, h, w)`` predicted features (before :meth:`_normalise`) and
+        ``(P', B', S, h, w)`` alpha masks; all steps go through the decoder in one batched call."""
         steps = list(steps)
         size = (attention.shape[-2], attention.shape[-1])
         decoder = self.frame.decoder
@@ -394,9 +393,14 @@ class SlotModel(nn.Module):
             out = decoder(rearrange(future, "p b s c -> (p b) s c"), size)
             reconstruction, alphas = out.reconstruction, out.alpha
         prediction = rearrange(reconstruction, "(p b) d h w -> p b d h w", p=len(steps))
-        if self.prediction_norm is not None:  # the original: normalise the prediction, raw features as target
-            prediction = self.prediction_norm(prediction.movedim(2, -1)).movedim(-1, 2)
         return prediction, rearrange(alphas, "(p b) s h w -> p b s h w", p=len(steps))
+
+    def _normalise(self, prediction: Tensor) -> Tensor:
+        """``prediction: (..., D, h, w)`` through the learnable norm of ``loss_norm=prediction`` (the original:
+        normalise the prediction, the raw features are the target); unchanged otherwise."""
+        if self.prediction_norm is None:
+            return prediction
+        return self.prediction_norm(prediction.movedim(-3, -1)).movedim(-1, -3)
 
     def scan(
         self,

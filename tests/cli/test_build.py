@@ -93,7 +93,7 @@ def test_every_checkpoint_is_checked_for_the_encoders_feature_width():
 
 
 def test_resuming_training_with_another_encoder_names_the_widths(tiny_synthetic, tmp_path):
-    from dinosavi import modes
+    from dinosavi.cli import modes
 
     cfg = compose_config("mode=train", "hparam=demo", "data=davis", f"data.root={tiny_synthetic}",
                          "encoder=efficientnet_lite0", "device=cpu")

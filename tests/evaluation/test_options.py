@@ -30,7 +30,7 @@ def test_eval_options():
 
 
 def test_score_and_propagation_options():
-    with pytest.raises(ValueError, match=r"Unknown score\.protocol `weakly` \(the DAVIS task\)"):
+    with pytest.raises(ValueError, match=r"Unknown score\.task `weakly` \(the DAVIS task\)"):
         ScoreOptions(task="weakly")
     with pytest.raises(ValueError, match=r"score.workers must be >= 0"):
         ScoreOptions(workers=-2)

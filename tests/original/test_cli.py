@@ -78,5 +78,5 @@ def test_fine_tune_an_original_checkpoint(seed_reference, tiny_synthetic, tmp_pa
     assert ckpt.step == 1 and ckpt.config["preset"] == "slot-s256d-line-t01-tline-ini5"
     assert ckpt.config["data"]["name"] == "synthetic" and ckpt.config["train"]["lr"] == 1e-4
     assert ckpt.model.keys() == original.model.keys()
-    key = "slot_attention.project_k.weight"
+    key = "frame.slot_attention.project_k.weight"
     assert not torch.equal(ckpt.model[key], original.model[key])

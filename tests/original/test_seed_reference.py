@@ -275,8 +275,8 @@ def test_checkpoint_reports_its_preset(tag, seed_reference):
 # Pairs of same-shaped tensors, each holding one of the tensors the reference perturbed (constant at random
 # init, so only the bg/fg checkpoint tells them apart); every swap must show in the outputs.
 SWAPS = (
-    ("slot_attention.norm_inputs.weight", "prediction_norm.weight"),
-    ("slot_attention.norm_slots.bias", "slot_attention.norm_mlp.bias"),
+    ("frame.slot_attention.norm_inputs.weight", "prediction_norm.weight"),
+    ("frame.slot_attention.norm_slots.bias", "frame.slot_attention.norm_mlp.bias"),
     ("predictor.norm_attn.weight", "predictor.norm_mlp.weight"),
     ("predictor.attn.out_proj.bias", "predictor.mlp.bias"),
     ("time_decoders.0.layer.bias", "time_decoders.1.layer.bias"),

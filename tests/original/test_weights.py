@@ -26,12 +26,12 @@ def test_every_key_maps_and_loads_strictly(tag, seed_reference):
     model.load_state_dict(mapped, strict=True)
     torch.testing.assert_close(mapped["prediction_norm.bias"], state["layernorm.bias"], atol=0, rtol=0)
     if tag == "bgfg":  # groups stacked, learnt PE kept as the original's (C, h, w) parameter
-        assert torch.equal(mapped["slot_init.group_mu"][1], state["model.attn.groups_mu.1"][0])
-        assert torch.equal(mapped["decoder.pos_embed.pe"], state["decoder.broadcast.pe"])
+        assert torch.equal(mapped["frame.slot_init.group_mu"][1], state["model.attn.groups_mu.1"][0])
+        assert torch.equal(mapped["frame.decoder.pos_embed.pe"], state["decoder.broadcast.pe"])
         first = state["decoder.conv.cnn.0.weight"]  # [pe (4), slot (256)] -> [slot, pe]
-        assert torch.equal(mapped["decoder.convs.0.weight"][:, :256], first[:, 4:])
+        assert torch.equal(mapped["frame.decoder.convs.0.weight"][:, :256], first[:, 4:])
     else:  # the linear PE buffer is dropped: the original never reads it
-        assert "decoder.pos_embed.pe" not in mapped
+        assert "frame.decoder.pos_embed.pe" not in mapped
 
 
 def test_unknown_missing_and_misshaped_keys_are_named(seed_reference):
@@ -41,7 +41,7 @@ def test_unknown_missing_and_misshaped_keys_are_named(seed_reference):
     with pytest.raises(ValueError, match=r"no tensor for `time_decoders.1.layer.bias`"):
         original_to_dinosavi({k: v for k, v in state.items() if k != "time_decoder.1.bias"}, model)
     with pytest.raises(ValueError, match=r"`model.attn.project_k.weight` has shape \(256, 383\); "
-                                         r"`slot_attention.project_k.weight` expects \(256, 384\)"):
+                                         r"`frame.slot_attention.project_k.weight` expects \(256, 384\)"):
         original_to_dinosavi({**state, "model.attn.project_k.weight": torch.zeros(256, 383)}, model)
     with pytest.raises(ValueError, match="is not the linear grid"):
         original_to_dinosavi({**state, "decoder.broadcast.pe": torch.zeros(2, 28, 28)}, model)
