@@ -26,6 +26,7 @@ from dinosavi.features.source import FeatureSource
 from dinosavi.features.space import Resolution, resolution
 from dinosavi.features.store import FeatureStore
 from dinosavi.models.factory import build_model
+from dinosavi.models.keys import feature_width
 from dinosavi.models.options import ModelConfig
 from dinosavi.models.slot_model import SlotModel
 from dinosavi.training.checkpoint import Checkpoint
@@ -43,7 +44,6 @@ __all__ = [
     "check_feature_width",
     "check_model_encoder",
     "ensure_dataset",
-    "feature_width",
     "input_size",
     "load_model",
     "resolve_device",
@@ -118,43 +118,20 @@ def load_model(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> Sl
         ValueError: the checkpoint takes features of another width than the encoder's
             (:func:`check_feature_width`).
     """
-    check_feature_width(ckpt, cfg, encoder)
+    check_feature_width(ckpt, encoder)
     return restore_model(ckpt, cfg, encoder.feature_dim).to(next(encoder.parameters()).device).eval()
 
 
-def feature_width(ckpt: Checkpoint, cfg: ModelConfig, guess: int) -> int | None:
-    """The width of the features a checkpoint's model takes: ``extra["feature_dim"]`` where the checkpoint
-    records it (a converted original checkpoint), else read off its weights: the width whose model of ``cfg``
-    has their shapes, tried at ``guess`` and at the sizes its weights hold where a ``guess``-d model's differ.
-    None when no width gives their shapes (weights of another model: the strict load names the keys)."""
-    recorded = ckpt.extra.get("feature_dim")
-    if recorded is not None:
-        return int(recorded)
-    shapes = {key: tuple(value.shape) for key, value in ckpt.model.items()}
-    expected = _weight_shapes(cfg, guess)
-    if expected == shapes:
-        return guess
-    candidates = {size for key, shape in expected.items() if len(shapes.get(key, ())) == len(shape)
-                  for wanted, size in zip(shape, shapes[key]) if wanted == guess and size != guess}
-    return next((width for width in sorted(candidates) if _weight_shapes(cfg, width) == shapes), None)
-
-
-def _weight_shapes(cfg: ModelConfig, feature_dim: int) -> dict[str, tuple[int, ...]]:
-    """The shape of each weight of the model of ``cfg`` on ``feature_dim``-d features (built on the meta
-    device: nothing is allocated)."""
-    with torch.device("meta"):
-        model = build_model(cfg, feature_dim)
-    return {key: tuple(value.shape) for key, value in model.state_dict().items()}
-
-
-def check_feature_width(ckpt: Checkpoint, cfg: ModelConfig, encoder: FrozenEncoder) -> None:
+def check_feature_width(ckpt: Checkpoint, encoder: FrozenEncoder) -> None:
     """Check that a checkpoint loaded for ``encoder`` (to evaluate, segment or resume training) takes features
-    of the encoder's width (:func:`feature_width`), whatever wrote it.
+    of the encoder's width, whatever wrote it: ``extra["feature_dim"]`` where the checkpoint records it (a
+    converted original), else read off its weights (:func:`dinosavi.models.keys.feature_width`).
 
     Raises:
         ValueError: the widths differ; names the checkpoint, its preset, the encoder and both widths.
     """
-    width = feature_width(ckpt, cfg, encoder.feature_dim)
+    recorded = ckpt.extra.get("feature_dim")
+    width = int(recorded) if recorded is not None else feature_width(ckpt.model)
     if width is None or width == encoder.feature_dim:
         return
     path = ckpt.path or ckpt.extra.get("path", "the checkpoint")

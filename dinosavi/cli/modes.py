@@ -115,7 +115,7 @@ def train_from_config(
         encoder = (build_encoder(cfg.encoder) if encoder is None else encoder).to(device)
         check_model_encoder(cfg.model, encoder, cfg.preset)
         if resume is not None:
-            check_feature_width(resume, cfg.model, encoder)
+            check_feature_width(resume, encoder)
         model = build_model(cfg.model, encoder.feature_dim).to(device)
         source = build_feature_source(cfg, encoder, "train")
         bad_files = BadFileIndex(cfg.data.root)

@@ -120,7 +120,7 @@ def evaluate_slots(
 
 
 def _slot_ids(model: SlotModel, source: FeatureSource, dataset: SequenceDataset, options: EvalOptions,
-                  seed: int, propagation: PropagationParams) -> PredictIds:
+              seed: int, propagation: PropagationParams) -> PredictIds:
     """A sequence -> the model's predicted ids and (``output=slot``) its slot maps, through the one time loop
     (with ``options.fuse``, fused with label propagation on the same features)."""
     def predict_ids(seq: VideoSequence) -> tuple[Tensor, Tensor | None]:

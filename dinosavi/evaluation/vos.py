@@ -357,11 +357,11 @@ def _segment_steps(
     won: list[Tensor] = []  # the previous frame's winning slot per patch, for exclusion
     if options.exclusion and options.lock_on and not assign:
         later = _excluded(later, won, classes, num_bg)
-    lock_init = options.lock_on and mask is not None and _lock_init(model, options) == "mask"
+    from_masks = options.lock_on and mask is not None and _lock_init(model, options) == "mask"
     aids = options.lock_on  # anchoring and locality are lock-on's aids; free slots follow the model's loop
     steps = model(chain([first[None]], (f.to(device)[None] for f in frames)),
                   masks=chain([None if mask is None else mask[None]], later),
-                  conditioned=torch.ones(1, dtype=torch.bool, device=device) if lock_init else None,
+                  conditioned=torch.ones(1, dtype=torch.bool, device=device) if from_masks else None,
                   num_slots=counts, generator=generator, ini_iters=options.ini_iters, num_iters=options.num_iters,
                   anchor=options.anchor if aids else None, locality=options.locality if aids else 0,
                   decode=options.output == "alpha")

@@ -15,9 +15,12 @@ from collections.abc import Callable, Mapping
 
 from torch import Tensor
 
-__all__ = ["MODEL_KEYS", "frame_keys_v1_to_v2", "upgrade_model_keys"]
+__all__ = ["MODEL_KEYS", "feature_width", "frame_keys_v1_to_v2", "upgrade_model_keys"]
 
 MODEL_KEYS = 2  # the version of SlotModel's state-dict keys that this code writes
+
+# the first module to see the features, LayerNorm(D): the input MLP's, or slot attention's without an input MLP
+_FEATURE_NORMS = ("frame.input_mlp.0.weight", "frame.slot_attention.norm_inputs.weight")
 
 # the per-frame modules that version 1 kept at the top of SlotModel
 _FRAME_MODULES = ("input_mlp.", "input_pe.", "slot_init.", "slot_attention.", "decoder.")
@@ -44,3 +47,10 @@ def upgrade_model_keys(state: Mapping[str, Tensor], version: int, source: str = 
     for old in range(version, MODEL_KEYS):
         upgraded = _UPGRADES[old](upgraded)
     return upgraded
+
+
+def feature_width(state: Mapping[str, Tensor]) -> int | None:
+    """The channels ``D`` of the features the model of a state dict (today's keys) takes: the size of the first
+    LayerNorm they go through. None when the state dict has neither (not a slot model's)."""
+    key = next((key for key in _FEATURE_NORMS if key in state), None)
+    return None if key is None else int(state[key].shape[0])

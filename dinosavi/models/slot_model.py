@@ -265,7 +265,7 @@ class SlotModel(nn.Module):
             slots: ``(B, S, C)`` initial slots; drawn from the model's initialisation when None (a clip: for the
                 whole global batch of ``shard``, then sliced, so the draw does not depend on the split).
             masks: per frame, a ``(B, S, N)`` boolean attention mask or None, from the first frame on (missing
-                frames are unmasked); a clip may give them as one ``(B, T, S, N)`` tensor.
+                frames are unmasked), or one ``(B, T, S, N)`` tensor.
             conditioned: ``(B,)`` bool: these rows start from the conditioner's slots for their first-frame mask
                 (``masks``' first; lock-on); the others from ``slots``.
             noise: ``(B, S, C)`` the conditioner's noise (drawn from ``generator`` when None).
@@ -304,12 +304,12 @@ class SlotModel(nn.Module):
             bound = rearrange(out.slots, "(b t) s c -> b t s c", b=B)
             attention = rearrange(out.attention, "(b t) s (h w) -> b t s h w", b=B, h=h)
         else:
-            frame_masks = list(masks.unbind(1)) if isinstance(masks, Tensor) else None if masks is None else list(masks)
-            first_mask = frame_masks[0] if frame_masks else None
+            frame_masks = _per_frame(masks)
+            first_mask = next(frame_masks, None)
             init = self._initial_slots(tokens[:, 0], first_mask, slots, conditioned, noise, num_slots, generator,
                                        shard)
-            outs = list(self.scan(tokens.unbind(1), init, frame_masks, num_slots, generator, ini_iters, num_iters,
-                                  anchor=anchor, locality=locality, grid=(h, w)))
+            outs = list(self.scan(tokens.unbind(1), init, chain([first_mask], frame_masks), num_slots, generator,
+                                  ini_iters, num_iters, anchor=anchor, locality=locality, grid=(h, w)))
             bound = torch.stack([o.slots for o in outs], dim=1)
             attention = rearrange(torch.stack([o.attention for o in outs], dim=1), "b t s (h w) -> b t s h w", h=h)
         if not decode:
@@ -330,7 +330,7 @@ class SlotModel(nn.Module):
             raise ValueError("the slot model got a stream of no frames")
         h, w = first.shape[-2:]
         first_tokens = self.frame.embed(first)
-        mask_iter = iter(masks) if masks is not None and not isinstance(masks, Tensor) else iter(())
+        mask_iter = _per_frame(masks)
         first_mask = next(mask_iter, None)
         init = self._initial_slots(first_tokens, first_mask, slots, conditioned, noise, num_slots, generator)
         tokens = chain([first_tokens], (self.frame.embed(f) for f in frames))
@@ -565,6 +565,13 @@ class SlotModel(nn.Module):
         num_bg, num_fg = self.num_slots
         return bgfg_slot_masks(rearrange(background, "(b t) h w -> b t h w", b=B), num_bg, num_fg,
                                self.bgfg_strategy)
+
+
+def _per_frame(masks: Masks) -> Iterator[Tensor | None]:
+    """``masks`` frame by frame: the ``(B, S, N)`` of each frame of a ``(B, T, S, N)`` tensor, or of an iterable."""
+    if masks is None:
+        return iter(())
+    return iter(masks.unbind(1)) if isinstance(masks, Tensor) else iter(masks)
 
 
 def neighbourhood(attention: Tensor, grid: tuple[int, int], radius: int) -> Tensor:

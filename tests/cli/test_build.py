@@ -9,6 +9,7 @@ from dinosavi.cli import build
 from dinosavi.cli.config import DataConfig
 from dinosavi.features.space import resolution
 from dinosavi.models.factory import build_model
+from dinosavi.models.keys import feature_width
 from dinosavi.training.checkpoint import Checkpoint
 from tests.conftest import compose_config
 
@@ -84,12 +85,12 @@ def test_every_checkpoint_is_checked_for_the_encoders_feature_width():
                r"features: set encoder\.name=vit_tiny_random")
     with pytest.raises(ValueError, match=message):
         build.load_model(own, cfg.model, encoder)
-    assert build.feature_width(own, cfg.model, encoder.feature_dim) == 64
+    assert feature_width(own.model) == 64
     with pytest.raises(ValueError, match=message):
-        build.check_feature_width(own, cfg.model, encoder)  # what training's resume= calls
+        build.check_feature_width(own, encoder)  # what training's resume= calls
     fits = Checkpoint(config={}, step=3, model=build_model(cfg.model, encoder.feature_dim).state_dict())
-    assert build.feature_width(fits, cfg.model, encoder.feature_dim) == encoder.feature_dim
-    build.check_feature_width(fits, cfg.model, encoder)
+    assert feature_width(fits.model) == encoder.feature_dim
+    build.check_feature_width(fits, encoder)
 
 
 def test_resuming_training_with_another_encoder_names_the_widths(tiny_synthetic, tmp_path):
