@@ -142,7 +142,8 @@ def _check_values(cfg: DictConfig) -> None:
             f"{sorted(PRECISIONS)}")
     _expect(cfg.features.dtype in FEATURE_DTYPES, f"features.dtype={cfg.features.dtype}: expected one of "
             f"{FEATURE_DTYPES}")
-    _expect(set(cfg.features.resolutions) <= set(RESOLUTION_NAMES), f"Unknown features.resolutions "
+    _expect(len(cfg.features.resolutions) > 0 and set(cfg.features.resolutions) <= set(RESOLUTION_NAMES),
+            f"Unknown features.resolutions "
             f"{list(cfg.features.resolutions)}; expected a non-empty subset of {RESOLUTION_NAMES}")
     _check_model(cfg.model)
     _options(lambda: OmegaConf.to_object(cfg.train), "train")

@@ -193,14 +193,12 @@ def run_cache(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str,
     what it did to ``<run dir>/cache.json`` and returns it."""
     from dinosavi.cli.build import DATASETS, build_resolution, build_source_groups, check_data_root
     from dinosavi.features.cache import cache_features
-    from dinosavi.features.space import RESOLUTIONS, FeatureSpace
+    from dinosavi.features.space import FeatureSpace
     from dinosavi.features.store import FeatureStore
 
     if not cfg.features.store:
         raise ValueError("mode=cache needs features.store=<folder>")
-    names = list(cfg.features.resolutions)
-    if not names or any(n not in RESOLUTIONS for n in names):
-        raise ValueError(f"Unknown features.resolutions {names}; expected a non-empty subset of {RESOLUTIONS}")
+    names = list(cfg.features.resolutions)  # checked by cli.checks
     check_data_root(cfg.data)
     if DATASETS[cfg.data.name].sequences is None and "eval" in names:  # no annotations: never evaluated
         log.info("data=%s: the eval resolution applies to annotated data only; caching train", cfg.data.name)

@@ -58,6 +58,7 @@ BAD_VALUES = {
     "precision": (("encoder.precision=fp8",), r"Unknown encoder\.precision `fp8`"),
     "dtype": (("features.dtype=bf16",), r"features\.dtype=bf16: expected one of \('fp16', 'fp32'\)"),
     "resolutions": (("features.resolutions=[test]",), r"Unknown features\.resolutions \['test'\]"),
+    "no-resolutions": (("features.resolutions=[]",), r"Unknown features\.resolutions \[\]; expected a non-empty"),
     "decoder": (("model.decoder=conv",), r"Unknown model\.decoder `conv`"),
     "slots": (("model.num_slots=0",), r"model\.num_slots=0: expected a positive integer"),
     "slot-groups": (("model.num_slots=[2,3]",), r"model\.num_slots=\[2, 3\] with model\.bgfg=False"),

@@ -80,9 +80,6 @@ def test_cache_writes_what_it_did_into_the_run_dir(tiny_synthetic, tmp_path):
     assert summary["encoded"] == 2 * 4 * 6
     again = modes.run_cache(cfg, tmp_path / "again", [])
     assert again["encoded"] == 0 and again["entries"] == summary["entries"]
-    with pytest.raises(ValueError, match=r"Unknown features.resolutions"):
-        modes.run_cache(compose_config("mode=cache", "data=synthetic", f"data.root={tiny_synthetic}",
-                                       f"features.store={tmp_path}", "features.resolutions=[test]"), tmp_path, [])
 
 
 def test_propagate_reads_frames_at_its_own_resolution(tiny_synthetic, tmp_path, monkeypatch):
